@@ -1,0 +1,201 @@
+"""The client constraint: what the engineer receives, as a validated pydantic model.
+
+A constraint JSON names the horizon, the initial state, the envelope, actuator limits, the
+tariff, the emission factor, the disturbances, the uncertainty and the budgets.  Whatever it
+leaves out comes from the domain's defaults (``industriverse/domains/<domain>.yaml``); a
+``network`` key replaces the domain's network with the client's own.  See
+``examples/*.json`` and the README for complete files.
+
+Units: temperatures °C, stored energy kWh, power kW, prices currency/kWh, demand charge
+currency/kW, emission factor kg CO₂/kWh, process noise in state units per √hour.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import BadInput
+from .network import Network
+from .series import SeriesSpec
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Horizon(_Model):
+    start: datetime = Field(description="local time of the first step, ISO 8601")
+    hours: float = Field(gt=0, le=24 * 14)
+    step_minutes: float = Field(gt=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _whole_steps(self):
+        steps = self.hours * 60 / self.step_minutes
+        if abs(steps - round(steps)) > 1e-9:
+            raise ValueError(f"hours ({self.hours}) is not a whole number of {self.step_minutes}-minute steps")
+        if round(steps) > 2000:
+            raise ValueError(f"{round(steps)} steps is more than the 2000 a plan may have")
+        return self
+
+    @property
+    def steps(self) -> int:
+        return int(round(self.hours * 60 / self.step_minutes))
+
+    @property
+    def step_seconds(self) -> float:
+        return self.step_minutes * 60.0
+
+
+class Band(_Model):
+    min: SeriesSpec | None = None
+    max: SeriesSpec | None = None
+
+
+class ActuatorLimits(_Model):
+    min_kw: float | None = None
+    max_kw: float | None = Field(None, gt=0)
+    ramp_kw_per_step: float | None = Field(None, gt=0)
+
+
+class Tariff(_Model):
+    energy: SeriesSpec = Field(description="import price, currency/kWh")
+    export: SeriesSpec = Field(0.0, description="export price, currency/kWh (not above the import price)")
+    demand_charge_per_kw: float = Field(0.0, ge=0, description="currency per kW of the horizon's 15-minute peak")
+    currency: str = "USD"
+
+
+class ForecastError(_Model):
+    std: float = Field(ge=0, description="stationary standard deviation, in the disturbance's unit")
+    correlation_hours: float = Field(gt=0)
+
+
+class Uncertainty(_Model):
+    process_noise: float | dict[str, float] = Field(
+        0.0, description="diffusion of node states, state units/√h; a number applies to every thermal node")
+    forecast_error: dict[str, ForecastError] = {}
+    ensemble_size: int = Field(200, ge=10, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    max_violation_probability: float = Field(0.05, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("process_noise")
+    @classmethod
+    def _non_negative(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(x < 0 for x in values):
+            raise ValueError("process noise must not be negative")
+        return v
+
+
+class Budgets(_Model):
+    energy_kwh: float | None = Field(None, gt=0)
+    peak_kw: float | None = Field(None, gt=0)
+
+
+class ClientConstraint(_Model):
+    """A client's constraint after the domain defaults were merged in."""
+
+    client: str = "client"
+    description: str = ""
+    source: str = ""
+    domain: str | None = None
+    horizon: Horizon
+    network: Network
+    initial_state: dict[str, float]
+    envelope: dict[str, Band] = {}
+    terminal: dict[str, Band] = Field(default_factory=dict, description="bounds on the final state only (e.g. battery back to its start)")
+    actuators: dict[str, ActuatorLimits] = {}
+    disturbances: dict[str, SeriesSpec] = {}
+    tariff: Tariff
+    emission_factor: SeriesSpec = Field(0.0, description="kg CO₂ per kWh imported")
+    uncertainty: Uncertainty = Uncertainty()
+    budgets: Budgets = Budgets()
+    baseline: dict[str, Any] = Field(default_factory=dict, description="the baseline controller and its settings")
+
+    @model_validator(mode="after")
+    def _references(self):
+        nodes = set(self.network.node_names)
+        for name in self.initial_state:
+            if name not in nodes:
+                raise ValueError(f"initial_state names unknown node '{name}' (nodes: {sorted(nodes)})")
+        missing = nodes - set(self.initial_state)
+        if missing:
+            raise ValueError(f"initial_state is missing node(s) {sorted(missing)}")
+        for label, bands in (("envelope", self.envelope), ("terminal", self.terminal)):
+            for name in bands:
+                if name not in nodes:
+                    raise ValueError(f"{label} names unknown node '{name}' (nodes: {sorted(nodes)})")
+        acts = set(self.network.actuator_names)
+        for name in self.actuators:
+            if name not in acts:
+                raise ValueError(f"actuators names unknown actuator '{name}' (actuators: {sorted(acts)})")
+        for name in self.network.disturbance_names:
+            if name not in self.disturbances:
+                raise ValueError(f"disturbances is missing '{name}', which the network reads")
+        for name in self.uncertainty.forecast_error:
+            if name not in self.network.disturbance_names:
+                raise ValueError(f"uncertainty.forecast_error names unknown disturbance '{name}'")
+        if isinstance(self.uncertainty.process_noise, dict):
+            for name in self.uncertainty.process_noise:
+                if name not in nodes:
+                    raise ValueError(f"uncertainty.process_noise names unknown node '{name}'")
+        return self
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Deep-merge ``over`` onto ``base`` (dicts merge key by key; anything else replaces)."""
+    if isinstance(base, dict) and isinstance(over, dict) and not ("type" in over and "type" in base):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p.startswith("function-") or p in (
+        "float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "tagged-union[Constant,Sinusoid,Series,CsvSeries,TimeOfUse,DailyProfile]"))))
+
+
+def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None) -> ClientConstraint:
+    """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field."""
+    if not isinstance(raw, dict):
+        raise BadInput(file, None, "the constraint must be a JSON object")
+    merged = dict(domain_defaults or {})
+    if "network" in raw:  # the client's own network replaces the domain's, not merges into it
+        merged.pop("network", None)
+    merged = _merge(merged, raw)
+    try:
+        return ClientConstraint.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _field_path(err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise BadInput(file, field, msg + more) from None
+
+
+def read_constraint_file(path: str | Path) -> dict:
+    """Read a constraint JSON file; a missing file or bad JSON is :class:`BadInput`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BadInput(str(path), None, "no such file") from None
+    except OSError as exc:
+        raise BadInput(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(str(path), None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(raw, dict):
+        raise BadInput(str(path), None, "the constraint must be a JSON object")
+    return raw
