@@ -116,34 +116,46 @@ class ClientConstraint(_Model):
     budgets: Budgets = Budgets()
     baseline: dict[str, Any] = Field(default_factory=dict, description="the baseline controller and its settings")
 
-    @model_validator(mode="after")
-    def _references(self):
-        nodes = set(self.network.node_names)
-        for name in self.initial_state:
+
+
+def _check_references(c: ClientConstraint, file: str | None) -> None:
+    """Names in the constraint must exist in the network; each error names its field."""
+    nodes = c.network.node_names
+    for label, bands in (("initial_state", c.initial_state), ("envelope", c.envelope), ("terminal", c.terminal),
+                         ("uncertainty.process_noise", c.uncertainty.process_noise if isinstance(c.uncertainty.process_noise, dict) else {})):
+        for name in bands:
             if name not in nodes:
-                raise ValueError(f"initial_state names unknown node '{name}' (nodes: {sorted(nodes)})")
-        missing = nodes - set(self.initial_state)
-        if missing:
-            raise ValueError(f"initial_state is missing node(s) {sorted(missing)}")
-        for label, bands in (("envelope", self.envelope), ("terminal", self.terminal)):
-            for name in bands:
-                if name not in nodes:
-                    raise ValueError(f"{label} names unknown node '{name}' (nodes: {sorted(nodes)})")
-        acts = set(self.network.actuator_names)
-        for name in self.actuators:
-            if name not in acts:
-                raise ValueError(f"actuators names unknown actuator '{name}' (actuators: {sorted(acts)})")
-        for name in self.network.disturbance_names:
-            if name not in self.disturbances:
-                raise ValueError(f"disturbances is missing '{name}', which the network reads")
-        for name in self.uncertainty.forecast_error:
-            if name not in self.network.disturbance_names:
-                raise ValueError(f"uncertainty.forecast_error names unknown disturbance '{name}'")
-        if isinstance(self.uncertainty.process_noise, dict):
-            for name in self.uncertainty.process_noise:
-                if name not in nodes:
-                    raise ValueError(f"uncertainty.process_noise names unknown node '{name}'")
-        return self
+                raise BadInput(file, f"{label}.{name}", f"unknown node (nodes: {', '.join(nodes)})")
+    for name in nodes:
+        if name not in c.initial_state:
+            raise BadInput(file, f"initial_state.{name}", "is required (the node's state at the start)")
+    for name in c.actuators:
+        if name not in c.network.actuator_names:
+            raise BadInput(file, f"actuators.{name}", f"unknown actuator (actuators: {', '.join(c.network.actuator_names)})")
+    for name in c.network.disturbance_names:
+        if name not in c.disturbances:
+            raise BadInput(file, f"disturbances.{name}", "is required: the network reads this series")
+    for name in c.uncertainty.forecast_error:
+        if name not in c.network.disturbance_names:
+            raise BadInput(file, f"uncertainty.forecast_error.{name}",
+                           f"unknown disturbance (disturbances: {', '.join(c.network.disturbance_names)})")
+
+
+_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile"}
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith(("tagged-union", "function-")))))
+
+
+def _best_error(errors: list[dict]) -> dict:
+    """The most telling error: a failed union tries every member, so prefer the member the input meant
+    (a JSON object meant a series spec, anything else meant a number)."""
+    def score(e):
+        via_number = any(p in ("float", "int") for p in e["loc"])
+        meant_spec = isinstance(e.get("input"), dict) or any(isinstance(p, str) and p.startswith("tagged-union") for p in e["loc"][:-1]) and not via_number
+        return (via_number == meant_spec, -len(e["loc"]))
+    return min(errors, key=score)
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -156,11 +168,6 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
-def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p.startswith("function-") or p in (
-        "float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "tagged-union[Constant,Sinusoid,Series,CsvSeries,TimeOfUse,DailyProfile]"))))
-
-
 def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None) -> ClientConstraint:
     """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field."""
     if not isinstance(raw, dict):
@@ -170,17 +177,21 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
         merged.pop("network", None)
     merged = _merge(merged, raw)
     try:
-        return ClientConstraint.model_validate(merged)
+        c = ClientConstraint.model_validate(merged)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = _best_error(exc.errors())
         field = _field_path(err["loc"]) or None
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "is required"
         elif err["type"] == "extra_forbidden":
             msg = "is not a known field"
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        # other members of the same union are alternatives, not further problems
+        fields = {_field_path(e["loc"]) for e in exc.errors() if not (field or "").startswith(_field_path(e["loc"]))} | {field}
+        more = f" (and problems in {len(fields) - 1} more field(s))" if len(fields) > 1 else ""
         raise BadInput(file, field, msg + more) from None
+    _check_references(c, file)
+    return c
 
 
 def read_constraint_file(path: str | Path) -> dict:

@@ -172,6 +172,7 @@ def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> 
     pos = np.searchsorted(stamps, t + 1e-9, side="right") - 1
     if pos.min(initial=0) < 0:
         raise BadInput(str(path), spec.time_column, "the first row is after the horizon start")
-    if stamps[-1] + step_h < t.max(initial=0) - 1e-9:
+    held_h = float(np.median(np.diff(stamps))) if len(stamps) > 1 else step_h  # the last row holds one spacing
+    if stamps[-1] + held_h < t.max(initial=0) + step_h - 1e-9:
         raise BadInput(str(path), spec.time_column, "the rows end before the horizon does")
     return values[pos]
