@@ -46,3 +46,24 @@ def sha256_of(obj: Any) -> str:
 def sha256_bytes(data: bytes) -> str:
     """SHA-256 (lower-case hex) of raw bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+def read_json(path) -> Any:
+    """Read a JSON file; a missing, unreadable or malformed file is :class:`~industriverse.errors.BadInput`."""
+    from pathlib import Path
+
+    from industriverse.errors import BadInput
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(str(path), None, "no such file") from None
+    except IsADirectoryError:
+        raise BadInput(str(path), None, "is a directory, expected a JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(str(path), None, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(str(path), None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None

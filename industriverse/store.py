@@ -107,7 +107,7 @@ capsules = sa.Table(
     sa.Column("capsule_id", sa.String(200), primary_key=True),
     sa.Column("domain", sa.String(64), nullable=True),
     sa.Column("title", sa.Text, nullable=True),
-    sa.Column("active_version", sa.Integer, nullable=True),
+    sa.Column("active_version", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
 )
@@ -116,7 +116,7 @@ capsule_versions = sa.Table(
     "capsule_versions",
     metadata,
     sa.Column("capsule_id", sa.String(200), sa.ForeignKey("capsules.capsule_id"), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
     # sha256 of the canonical manifest without its signature: "the same capsule content"
     sa.Column("content_sha256", sa.String(64), nullable=False),
     sa.Column("manifest", sa.JSON, nullable=False),
@@ -132,7 +132,7 @@ activities = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("capsule_id", sa.String(200), nullable=False, index=True),
-    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("version", sa.BigInteger, nullable=True),
     sa.Column("activity_type", sa.String(16), nullable=False),  # deployment | supersede | rollback | alert
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),

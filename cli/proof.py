@@ -1,0 +1,109 @@
+"""``industriverse proof verify PROOF [--optimization OPT] [--simulation SIM] [--replay]``.
+
+Checks a proof's signature (Ed25519, key among the trusted keys of the data directory),
+that ``inputs_sha256`` and ``plan_sha256`` match the optimization JSON, and that the
+recorded optimizer figures are the file's.  The optimization JSON defaults to
+``optimization.json`` beside the proof, else in its parent directory (a proof inside
+``RUN/capsule/`` belongs to ``RUN/``).  ``simulation.json`` found the same way is
+checked too.
+
+``--replay`` re-runs optimization and simulation from the recorded inputs and seed
+(:func:`industriverse.replay.replay_proof`) and names every figure that differs.
+
+Exit 0 valid, 1 invalid (one line per problem), 2 bad input, 3 replay not available.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: python cli/proof.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cli._common import one_line_errors
+from industriverse.canonical import read_json
+from industriverse.errors import BadInput
+from industriverse.proof import verify_proof
+
+EXIT_REPLAY_UNAVAILABLE = 3
+
+
+def _beside(proof_path: Path, name: str) -> Path | None:
+    for directory in (proof_path.parent, proof_path.parent.parent):
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _replay(proof_path: Path) -> list[str] | None:
+    """Problems found by re-running the strike, or None when no replay module exists."""
+    try:
+        replay = importlib.import_module("industriverse.replay")
+    except ModuleNotFoundError as exc:
+        if exc.name != "industriverse.replay":
+            raise  # the module exists but one of its imports is broken: say so loudly
+        return None
+    return list(replay.replay_proof(proof_path))
+
+
+def verify(args) -> int:
+    proof_path = Path(args.proof)
+    proof = read_json(proof_path)
+    if not isinstance(proof, dict):
+        raise BadInput(str(proof_path), None, "a proof must be a JSON object")
+
+    opt_path = Path(args.optimization) if args.optimization else _beside(proof_path, "optimization.json")
+    sim_path = Path(args.simulation) if args.simulation else _beside(proof_path, "simulation.json")
+    optimization = read_json(opt_path) if opt_path else None
+    simulation = read_json(sim_path) if sim_path else None
+    for path, doc in ((opt_path, optimization), (sim_path, simulation)):
+        if path is not None and not isinstance(doc, dict):
+            raise BadInput(str(path), None, "must be a JSON object")
+
+    problems = verify_proof(proof, optimization=optimization, simulation=simulation)
+
+    if args.replay:
+        replayed = _replay(proof_path)
+        if replayed is None:
+            for line in problems:
+                print(line)
+            print("replay not available (no industriverse.replay module in this installation)", file=sys.stderr)
+            return EXIT_REPLAY_UNAVAILABLE
+        problems += [f"replay: {p}" for p in replayed]
+
+    if problems:
+        for line in problems:
+            print(line)
+        return 1
+    key_id = proof["signature"]["key_id"]
+    checked = ["signature"]
+    if optimization is not None:
+        checked.append(f"inputs and plan hashes against {opt_path}")
+    if simulation is not None:
+        checked.append(f"simulation figures against {sim_path}")
+    if args.replay:
+        checked.append("replay")
+    print(f"valid: proof of strike {proof.get('strike_id')} signed by {key_id}; checked {', '.join(checked)}")
+    if optimization is None:
+        print(f"note: hashes not checked, no optimization.json beside {proof_path} (pass --optimization)", file=sys.stderr)
+    return 0
+
+
+@one_line_errors
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Verify signed strike proofs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("verify", help="check a proof's signature and hashes (exit 0 valid, 1 invalid)")
+    p.add_argument("proof", metavar="PROOF", help="proof.json")
+    p.add_argument("--optimization", metavar="OPT", help="optimization JSON (default: optimization.json beside the proof or in its parent)")
+    p.add_argument("--simulation", metavar="SIM", help="simulation JSON (default: simulation.json found like the optimization)")
+    p.add_argument("--replay", action="store_true", help="re-run optimization and simulation and compare every figure")
+    args = parser.parse_args(argv)
+    return verify(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
