@@ -118,7 +118,7 @@ def load_actors(kinds: Iterable[str], reg: Registry | None = None) -> list[Actor
         kinds = [k for k in kinds if k != "all"] + [k for k in WORKER_KINDS if k not in kinds]
     for kind in kinds:
         if kind not in WORKER_KINDS and kind not in reg.kinds():
-            raise BadInput(None, "kind", f"unknown worker kind {kind!r} (one of {', '.join(WORKER_KINDS)}, all)")
+            raise BadInput(None, "KIND", f"unknown worker kind {kind!r} (one of {', '.join(WORKER_KINDS)}, all)")
         if kind not in reg.kinds() and reg is registry:
             try:
                 importlib.import_module(f"workers.{kind}")
@@ -126,5 +126,5 @@ def load_actors(kinds: Iterable[str], reg: Registry | None = None) -> list[Actor
                 if exc.name != f"workers.{kind}":
                     raise
         if kind not in reg.kinds():
-            raise BadInput(None, "kind", f"no actor is registered for worker kind {kind!r} (module workers.{kind})")
+            raise BadInput(None, "KIND", f"no actor is registered for worker kind {kind!r} (module workers.{kind})")
     return reg.for_kinds(kinds)

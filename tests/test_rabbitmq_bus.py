@@ -1,0 +1,410 @@
+"""The RabbitMQ bus on the real broker: cascade, dead letters, idempotency, SIGKILL, SIGTERM,
+and the broker closing every connection.
+
+Each test uses its own exchange/queue prefix (and the close-all test its own vhost) and
+deletes them afterwards.  Worker processes are this file run as a script with the test
+actors below (``python tests/test_rabbitmq_bus.py --broker URL --prefix P ...``).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pika
+import pika.exceptions
+import pytest
+
+from industriverse import store
+from industriverse.errors import InfrastructureError
+from messages import Message, PlanOptimized, StrikeCompleted, StrikeRequested, decode
+from workers.actor import Registry
+from workers.embedded import EmbeddedBus
+from workers.middleware import RetryPolicy
+from workers.rabbitmq import RabbitBus, RabbitPublisher, Topology, request
+
+pytestmark = pytest.mark.broker
+
+FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)
+RABBITMQCTL = "/usr/sbin/rabbitmqctl"
+
+
+# --- test actors ------------------------------------------------------------------------------
+def make_actors(log_dir: Path | None = None) -> Registry:
+    """'double' (optimizer kind): x -> 2x; 'finish' (simulator kind): 2x -> 2x+1, completed.
+
+    Constraint switches: ``sleep`` (seconds, in the handler), ``fail`` (ValueError),
+    ``flaky`` (InfrastructureError while attempt < flaky).  With ``log_dir``, the handler
+    appends 'start'/'done' lines to ``double.log`` (visible across processes).
+    """
+    reg = Registry()
+
+    def note(event: str, message: Message) -> None:
+        if log_dir is not None:
+            with open(log_dir / "double.log", "a") as f:
+                f.write(f"{event} {message.strike_id} {os.getpid()}\n")
+
+    @reg.actor("optimizer", consumes="strike.requested", stage="double")
+    def double(message: Message) -> list[Message]:
+        c = message.body.constraint
+        note("start", message)
+        time.sleep(c.get("sleep", 0))
+        if "fail" in c:
+            raise ValueError(c["fail"])
+        if message.attempt < c.get("flaky", 0):
+            raise InfrastructureError("database went away")
+        ref = store.put_json_artifact({"x": 2 * c["x"]})
+        note("done", message)
+        return [message.follow(PlanOptimized(optimization_ref=ref))]
+
+    @reg.actor("simulator", consumes="plan.optimized", stage="finish")
+    def finish(message: Message) -> list[Message]:
+        x = store.get_json_artifact(message.body.optimization_ref)["x"]
+        ref = store.put_json_artifact({"y": x + 1})
+        return [message.follow(StrikeCompleted(outcome="deployed", activity_id=f"act-{x + 1}", value_ref=ref))]
+
+    return reg
+
+
+def strike(**constraint) -> Message:
+    return Message.start(StrikeRequested(domain="test", constraint=constraint, seed=7))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def channel_for(url: str):
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    return conn, conn.channel()
+
+
+@pytest.fixture()
+def prefix(amqp_url):
+    name = f"ivtest-{uuid.uuid4().hex[:10]}"
+    yield name
+    conn, ch = channel_for(amqp_url)
+    Topology.for_actors(make_actors(), name).delete(ch)
+    conn.close()
+
+
+@contextlib.contextmanager
+def running(bus: RabbitBus):
+    """Run ``bus`` on a background thread while the block runs."""
+    thread = threading.Thread(target=bus.run, daemon=True)
+    thread.start()
+    assert bus.connected.wait(15), "worker did not connect"
+    try:
+        yield bus
+    finally:
+        bus.stop()
+        thread.join(20)
+        assert not thread.is_alive()
+
+
+class Observer:
+    """A durable test queue bound to ``keys``; reads through connection losses."""
+
+    def __init__(self, url: str, prefix: str, keys: list[str]):
+        self.url, self.queue = url, f"{prefix}.test.{uuid.uuid4().hex[:8]}"
+        conn, ch = channel_for(url)
+        Topology(prefix).declare(ch)
+        ch.queue_declare(self.queue, durable=True)
+        for key in keys:
+            ch.queue_bind(self.queue, prefix, routing_key=key)
+        conn.close()
+        self.seen: list[Message] = []
+
+    def collect(self, done, timeout: float = 30.0) -> list[Message]:
+        """Read until ``done(seen)`` is true; reconnects if the broker closed the connection."""
+        deadline = time.monotonic() + timeout
+        while not done(self.seen):
+            assert time.monotonic() < deadline, f"timed out; seen {[(m.type, m.strike_id) for m in self.seen]}"
+            try:
+                conn, ch = channel_for(self.url)
+                try:
+                    while not done(self.seen) and time.monotonic() < deadline:
+                        method, _props, body = ch.basic_get(self.queue, auto_ack=True)
+                        if method is None:
+                            time.sleep(0.05)
+                        else:
+                            self.seen.append(decode(body))
+                finally:
+                    with contextlib.suppress(pika.exceptions.AMQPError):
+                        conn.close()
+            except pika.exceptions.AMQPError:
+                time.sleep(0.2)
+        return self.seen
+
+    def close(self) -> None:
+        conn, ch = channel_for(self.url)
+        ch.queue_delete(self.queue)
+        conn.close()
+
+
+def queue_state(url: str, queue: str) -> tuple[int, int]:
+    """(ready messages, consumers) of ``queue``."""
+    conn, ch = channel_for(url)
+    ok = ch.queue_declare(queue, passive=True).method
+    conn.close()
+    return ok.message_count, ok.consumer_count
+
+
+def start_worker(url: str, prefix: str, log_dir: Path, *extra: str) -> subprocess.Popen:
+    """This file as a worker process (optimizer and simulator kinds unless --kinds is given)."""
+    log_dir.mkdir(exist_ok=True)
+    stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:6]}.err", "w")
+    proc = subprocess.Popen([sys.executable, __file__, "--broker", url, "--prefix", prefix,
+                             "--log-dir", str(log_dir), *extra], stderr=stderr, stdout=subprocess.DEVNULL)
+    proc.stderr_path = stderr.name  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 20
+    while True:  # ready when it consumes
+        assert proc.poll() is None, Path(stderr.name).read_text()
+        try:
+            if queue_state(url, f"{prefix}.optimizer")[1] >= 1:
+                return proc
+        except pika.exceptions.ChannelClosedByBroker:
+            pass  # queue not declared yet
+        assert time.monotonic() < deadline, "worker did not start consuming"
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def handler_log(log_dir: Path) -> list[list[str]]:
+    path = log_dir / "double.log"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# --- tests -------------------------------------------------------------------------------------
+def test_cascade_matches_the_embedded_bus(amqp_url, prefix, home):
+    from prometheus_client import REGISTRY
+
+    def processed(worker: str, stage: str) -> float:
+        return REGISTRY.get_sample_value("industriverse_messages_processed_total", {"worker": worker, "stage": stage}) or 0.0
+
+    embedded = EmbeddedBus(make_actors())
+    expected = [embedded.request(strike(x=x)) for x in (1, 2, 3)]
+    before = processed("optimizer", "double"), processed("simulator", "finish")
+
+    with running(RabbitBus(amqp_url, make_actors(), prefix=prefix, concurrency=2, policy=FAST)):
+        progress: list[str] = []
+        got = [request(strike(x=1), url=amqp_url, prefix=prefix, timeout=30, on_progress=lambda m: progress.append(m.type))]
+        got += [request(strike(x=x), url=amqp_url, prefix=prefix, timeout=30) for x in (2, 3)]
+
+    assert progress == ["strike.requested", "plan.optimized", "strike.completed"]
+    for want, have in zip(expected, got):
+        assert have.type == "strike.completed"
+        assert (have.body.activity_id, have.body.value_ref) == (want.body.activity_id, want.body.value_ref)
+        assert store.get_strike(have.strike_id)["status"] == "completed"
+    assert [store.get_json_artifact(m.body.value_ref)["y"] for m in got] == [3, 5, 7]
+    assert processed("optimizer", "double") - before[0] == 3
+    assert processed("simulator", "finish") - before[1] == 3
+
+
+def test_bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on(amqp_url, prefix, home):
+    observer = Observer(amqp_url, prefix, ["strike.failed.*", "strike.completed.*"])
+    malformed_id = uuid.uuid4().hex
+    malformed = json.dumps({"type": "strike.requested", "strike_id": malformed_id, "body": {"constraint": {}}}).encode()
+    failing, flaky, good = strike(fail="no such plant"), strike(x=1, flaky=99), strike(x=2)
+    try:
+        with running(RabbitBus(amqp_url, make_actors(), prefix=prefix, policy=FAST)):
+            with RabbitPublisher(amqp_url, prefix=prefix) as pub:
+                pub.channel.basic_publish(prefix, f"strike.requested.{malformed_id}", malformed,
+                                          pika.BasicProperties(correlation_id=malformed_id, delivery_mode=2), mandatory=True)
+                for m in (failing, flaky, good):
+                    pub.publish(m)
+            seen = observer.collect(lambda s: len(s) >= 4)
+    finally:
+        observer.close()
+
+    outcome = {m.strike_id: m for m in seen}
+    assert outcome[good.strike_id].type == "strike.completed"
+    expected = {
+        malformed_id: "invalid strike.requested message: body.domain: Field required",
+        failing.strike_id: "ValueError: no such plant",
+        flaky.strike_id: "gave up after 3 attempts: database went away",
+    }
+    for sid, reason in expected.items():
+        assert outcome[sid].type == "strike.failed" and outcome[sid].body.reason == reason
+        row = store.get_strike(sid)
+        assert row["status"] == "failed" and reason in row["reason"]
+
+    conn, ch = channel_for(amqp_url)
+    dead = []
+    while (got := ch.basic_get(f"{prefix}.optimizer.dead", auto_ack=True))[0] is not None:
+        dead.append(got)
+    conn.close()
+    by_strike = {props.correlation_id: (props.headers, body) for _m, props, body in dead}
+    assert set(by_strike) == set(expected)
+    for sid, reason in expected.items():
+        headers, _ = by_strike[sid]
+        assert headers["x-error"] == reason
+        assert headers["x-death-reason"] == "rejected"
+        assert headers["x-original-queue"] == f"{prefix}.optimizer"
+        assert headers["x-original-routing-key"].endswith(sid)
+    assert by_strike[malformed_id][1] == malformed  # the original bytes, untouched
+    assert decode(by_strike[failing.strike_id][1]) == failing
+    assert queue_state(amqp_url, f"{prefix}.optimizer")[0] == 0
+
+
+def test_a_duplicate_delivery_is_answered_from_the_store(amqp_url, prefix, home, tmp_path):
+    observer = Observer(amqp_url, prefix, ["strike.completed.*"])
+    m = strike(x=10)
+    try:
+        with running(RabbitBus(amqp_url, make_actors(tmp_path), prefix=prefix, concurrency=1, policy=FAST)):
+            with RabbitPublisher(amqp_url, prefix=prefix) as pub:
+                pub.publish(m)
+                pub.publish(m)  # the same message again, as a redelivery would bring it
+            first, second = observer.collect(lambda s: len(s) >= 2)
+    finally:
+        observer.close()
+    assert first == second and first.body.activity_id == "act-21"  # same message, same ID
+    assert [e[0] for e in handler_log(tmp_path)] == ["start", "done"]  # the handler ran once
+
+
+def test_sigkill_after_the_result_was_stored_loses_nothing_and_redoes_nothing(amqp_url, prefix, home, tmp_path):
+    observer = Observer(amqp_url, prefix, ["strike.completed.*"])
+    m = strike(x=7)
+    killed = start_worker(amqp_url, prefix, tmp_path, "--kill-after-store", str(tmp_path / "killed"))
+    try:
+        with RabbitPublisher(amqp_url, prefix=prefix) as pub:
+            pub.publish(m)
+        assert killed.wait(20) == -signal.SIGKILL  # died between storing the result and the ack
+        assert (tmp_path / "killed").exists()
+        assert store.get_stage_result(m.strike_id, "double") is not None
+        survivor = start_worker(amqp_url, prefix, tmp_path)
+        try:
+            (done,) = observer.collect(lambda s: len(s) >= 1)
+        finally:
+            survivor.send_signal(signal.SIGTERM)
+            assert survivor.wait(20) == 0
+    finally:
+        stop(killed)
+        observer.close()
+    assert done.strike_id == m.strike_id and done.body.activity_id == "act-15"
+    # the redelivered message was answered from the store: the handler completed once
+    assert [e[0] for e in handler_log(tmp_path)] == ["start", "done"]
+    lines = [json.loads(x) for x in Path(survivor.stderr_path).read_text().splitlines() if x.startswith("{")]
+    replay = [x for x in lines if x.get("event") == "handled" and x.get("stage") == "double"]
+    assert replay and replay[0]["replayed"] is True
+    # every handler log line carries the correlation fields
+    for line in [x for x in lines if x.get("event") in ("handling", "handled")]:
+        assert {"strike_id", "contract_id", "stage", "message_id", "worker"} <= set(line)
+        assert line["strike_id"] == m.strike_id
+
+
+def test_sigterm_finishes_the_message_in_flight_and_leaves_the_rest(amqp_url, prefix, home, tmp_path):
+    observer = Observer(amqp_url, prefix, ["plan.optimized.*"])
+    slow, waiting = strike(x=4, sleep=1.0), strike(x=5)
+    worker = start_worker(amqp_url, prefix, tmp_path, "--kinds", "optimizer")
+    try:
+        with RabbitPublisher(amqp_url, prefix=prefix) as pub:
+            pub.publish(slow)
+            wait_for(lambda: handler_log(tmp_path), what="the handler to start")
+            worker.send_signal(signal.SIGTERM)
+            pub.publish(waiting)
+        assert worker.wait(20) == 0
+        (optimized,) = observer.collect(lambda s: len(s) >= 1)
+    finally:
+        stop(worker)
+        observer.close()
+    assert optimized.strike_id == slow.strike_id
+    assert [(e[0], e[1]) for e in handler_log(tmp_path)] == [("start", slow.strike_id), ("done", slow.strike_id)]
+    # the finished message was acked; the one published after SIGTERM waits in the queue
+    assert queue_state(amqp_url, f"{prefix}.optimizer") == (1, 0)
+
+
+@pytest.fixture()
+def vhost(amqp_url):
+    """A throw-away vhost, so that closing all its connections touches nobody else."""
+    if not os.path.exists(RABBITMQCTL):
+        pytest.skip("rabbitmqctl is not installed here")
+    name = f"ivtest-{uuid.uuid4().hex[:10]}"
+    subprocess.run([RABBITMQCTL, "add_vhost", name], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
+    yield amqp_url.rsplit("/", 1)[0] + "/" + name
+    subprocess.run([RABBITMQCTL, "delete_vhost", name], check=True, capture_output=True)
+
+
+def test_workers_reconnect_when_the_broker_closes_all_connections(vhost, home, tmp_path):
+    prefix = "ivtest"
+    observer = Observer(vhost, prefix, ["strike.completed.*"])
+    strikes = [strike(x=x, sleep=0.2) for x in range(8)]
+    worker = start_worker(vhost, prefix, tmp_path, "--concurrency", "2")
+    try:
+        with RabbitPublisher(vhost, prefix=prefix) as pub:
+            for m in strikes:
+                pub.publish(m)
+        observer.collect(lambda s: len(s) >= 1)
+        closed = subprocess.run([RABBITMQCTL, "close_all_connections", "--vhost", vhost.rsplit("/", 1)[1], "test: broker goes away"],
+                                capture_output=True, text=True)
+        assert closed.returncode == 0, closed.stderr
+        seen = observer.collect(lambda s: {m.strike_id for m in s} >= {m.strike_id for m in strikes})
+        assert worker.poll() is None  # survived
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    finally:
+        stop(worker)
+    assert "reconnecting" in Path(worker.stderr_path).read_text()
+    by_strike = {m.strike_id: m for m in seen}
+    assert [by_strike[m.strike_id].body.activity_id for m in strikes] == [f"act-{2 * x + 1}" for x in range(8)]
+    # a duplicate outcome after a lost ack is the stored one, never a second result
+    for m in seen:
+        assert m == by_strike[m.strike_id]
+
+
+def test_request_times_out_with_an_infrastructure_error(amqp_url, prefix, home):
+    with pytest.raises(InfrastructureError, match="no outcome of strike .* within 0.5 s"):
+        request(strike(x=1), url=amqp_url, prefix=prefix, timeout=0.5)
+
+
+def test_unreachable_broker_is_an_infrastructure_error(home):
+    with pytest.raises(InfrastructureError, match="cannot reach the broker at amqp://guest:\\*\\*\\*@127.0.0.1:1/"):
+        request(strike(x=1), url="amqp://guest:guest@127.0.0.1:1/%2F", timeout=1)
+
+
+# --- this file as a worker process --------------------------------------------------------------
+def _worker_main() -> int:
+    from workers.worker import run_workers
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--broker", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--log-dir", type=Path, required=True)
+    parser.add_argument("--kinds", default="optimizer,simulator")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--kill-after-store", type=Path, help="SIGKILL this process right after the first stage result is stored")
+    args = parser.parse_args()
+    if args.kill_after_store:
+        put = store.put_stage_result
+
+        def put_then_die(*a, **kw):
+            stored = put(*a, **kw)
+            args.kill_after_store.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+            return stored
+
+        store.put_stage_result = put_then_die
+    return run_workers(args.kinds.split(","), args.broker, args.concurrency, None, registry=make_actors(args.log_dir),
+                       prefix=args.prefix, policy=FAST, grace=10)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main())
