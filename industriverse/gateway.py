@@ -140,6 +140,26 @@ class CapsuleGatewayService:
                     raise
         raise AssertionError("unreachable")
 
+    def _existing_registration(self, conn: Connection, cid: str, version: int, content: str,
+                               dedup_key: str) -> str | None:
+        """The deployment activity of this very content if registered; refuse a clash; else None."""
+        existing = self._deployment_by_key(conn, dedup_key)
+        if existing is not None:
+            return existing
+        versions = store.capsule_versions
+        same_number = conn.execute(sa.select(versions.c.content_sha256, versions.c.deployment_activity_id).where(
+            versions.c.capsule_id == cid, versions.c.version == version)).first()
+        if same_number is not None:
+            if same_number.content_sha256 == content:
+                return same_number.deployment_activity_id
+            raise DeploymentRefused([f"capsule {cid} version {version} is already registered with other content"])
+        newest = conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.capsule_id == cid)).scalar()
+        if newest is not None and version < newest:
+            raise DeploymentRefused([
+                f"capsule {cid} version {version} is older than version {newest} already registered "
+                f"(roll back with 'industriverse gateway rollback' instead)"])
+        return None
+
     def _register_verified(self, manifest: CapsuleManifest, raw: dict, content: str, dedup_key: str,
                            capsule_dir: Path) -> str:
         cid, version = manifest.id, manifest.version
@@ -151,20 +171,10 @@ class CapsuleGatewayService:
                 "active_version": None, "created_at": now, "updated_at": now,
             }, ["capsule_id"])
             capsule = self._lock_capsule(conn, cid)
-            existing = self._deployment_by_key(conn, dedup_key)
+            existing = self._existing_registration(conn, cid, version, content, dedup_key)
             if existing is not None:
                 return existing  # same content already registered: same activity, nothing changes
             versions = store.capsule_versions
-            same_number = conn.execute(sa.select(versions.c.content_sha256).where(
-                versions.c.capsule_id == cid, versions.c.version == version)).scalar()
-            if same_number is not None:
-                raise DeploymentRefused([f"capsule {cid} version {version} is already registered with other content"])
-            newest = conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.capsule_id == cid)).scalar()
-            if newest is not None and version < newest:
-                raise DeploymentRefused([
-                    f"capsule {cid} version {version} is older than version {newest} already registered "
-                    f"(roll back with 'industriverse gateway rollback' instead)"])
-
             activity_id = self._insert_activity(conn, capsule_id=cid, version=version, activity_type="deployment",
                                                 status="active", dedup_key=dedup_key, payload={
                 "capsule_dir": str(capsule_dir),
