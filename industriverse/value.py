@@ -1,0 +1,546 @@
+"""The value of a strike: what the plan saves against the baseline, how robust it is, and
+the honest sentences that say so (DESIGN.md §4 "value.json", §5 "KPIs", "Stability score").
+
+Savings are **paired**: the simulator runs plan and baseline on the same noise draws
+(common random numbers), so trajectory *i* of the plan and trajectory *i* of the baseline
+saw the same weather, load and sensor noise.  Every saving is computed per trajectory as
+``baseline_i − plan_i`` and summarised by its mean and a two-sided 95 % Student-t interval
+(``scipy.stats.t``).  A saving is *significant* when its interval excludes zero.
+
+The stability score is recomputed here from the violation counts: the one-sided 95 %
+Clopper–Pearson lower bound (``scipy.stats.beta``) of the probability that a trajectory
+stays inside every envelope constraint over the whole horizon.
+
+Units: energy kWh, power kW, emissions kg CO2, cost in the tariff's currency, discomfort
+K·h, percentages in % (0–100).
+
+Every number a report shows goes through :func:`format_number` / :func:`format_figure`, so
+Markdown, HTML, PDF and the ``display`` strings of value.json print the same digits.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from industriverse.errors import BadInput
+
+VALUE_VERSION = 1
+INTERVAL_LEVEL = 0.95
+STABILITY_CONFIDENCE = 0.95
+STABILITY_DEFINITION = (
+    "one-sided 95% Clopper–Pearson lower bound of P(every envelope constraint holds over the whole horizon)"
+)
+PCT_DEFINITION = "100 × energy_saved_kwh / the baseline's mean energy (kWh); the interval is scaled likewise"
+
+# KPI of the simulation -> (value.json field, unit label; None = the currency)
+SAVINGS = {
+    "energy_kwh": ("energy_saved_kwh", "kWh"),
+    "cost": ("cost_saved", None),
+    "emissions_kg": ("emissions_saved_kg", "kg CO2"),
+    "peak_kw": ("peak_reduction_kw", "kW"),
+}
+# what "shifting consumption in time" means in each domain kind (for the opposite-sign explanation)
+SHIFT_WORDS = {
+    "hvac": "pre-heating the building before the price peak",
+    "cold_storage": "pre-cooling the goods before the price peak",
+    "microgrid": "charging the battery when power is cheap and discharging it at the price peak",
+}
+
+
+# --- statistics ------------------------------------------------------------------------
+def paired_savings(baseline: np.ndarray, plan: np.ndarray, level: float = INTERVAL_LEVEL) -> dict:
+    """Mean and two-sided Student-t interval of ``baseline − plan`` over paired trajectories.
+
+    ``baseline``, ``plan``: (N,) per-trajectory values of one KPI on the same noise draws.
+    Returns ``{mean, ci95: [lo, hi], significant, std, n}``; ``significant`` is True when the
+    interval excludes zero.  With a single trajectory or zero spread the interval is the mean.
+    """
+    baseline = np.asarray(baseline, dtype=float)
+    plan = np.asarray(plan, dtype=float)
+    saved = baseline - plan
+    n = saved.size
+    mean = float(saved.mean())
+    std = float(saved.std(ddof=1)) if n > 1 else 0.0
+    if n > 1 and std > 0:
+        lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=stats.sem(saved))
+        lo, hi = float(lo), float(hi)
+    else:
+        lo = hi = mean
+    return {"mean": mean, "ci95": [lo, hi], "significant": bool(lo > 0 or hi < 0), "std": std, "n": int(n)}
+
+
+def clopper_pearson_lower(successes: int, n: int, confidence: float = STABILITY_CONFIDENCE) -> float:
+    """One-sided Clopper–Pearson lower confidence bound of a success probability.
+
+    ``successes`` of ``n`` Bernoulli trials; the bound holds with probability ``confidence``.
+    It is the ``1 − confidence`` quantile of Beta(successes, n − successes + 1); 0 when no
+    trial succeeded.
+    """
+    if not 0 <= successes <= n or n < 1:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    if successes == 0:
+        return 0.0
+    return float(stats.beta.ppf(1.0 - confidence, successes, n - successes + 1))
+
+
+def clopper_pearson_upper(failures: int, n: int, confidence: float) -> float:
+    """One-sided Clopper–Pearson upper bound of a failure probability (``failures`` of ``n``)."""
+    if not 0 <= failures <= n or n < 1:
+        raise ValueError(f"need 0 <= failures <= n and n >= 1, got {failures} of {n}")
+    if failures == n:
+        return 1.0
+    return float(stats.beta.ppf(confidence, failures + 1, n - failures))
+
+
+def ensemble_needed(limit: float, confidence: float) -> int:
+    """Smallest ensemble whose Clopper–Pearson upper bound can fall to ``limit`` (with no violation at all)."""
+    # upper bound with zero failures is 1 − (1 − confidence)^(1/N)
+    return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - limit)))
+
+
+# --- formatting: the one place numbers become text ---------------------------------------
+def _decimals(x: float, significant: int) -> int:
+    if x == 0 or not math.isfinite(x):
+        return 0
+    return max(0, significant - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+def format_number(x: float | None, decimals: int | None = None, significant: int = 3) -> str:
+    """``x`` as text: ``decimals`` places, or ``significant`` significant digits (at least the integer part).
+
+    ASCII minus sign; never "-0"; thousands are not grouped (so the text is easy to search).
+    """
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if not math.isfinite(x):
+        return "n/a"
+    d = _decimals(x, significant) if decimals is None else decimals
+    d = min(d, 8)
+    text = f"{x:.{d}f}"
+    if float(text) == 0.0:
+        text = text.lstrip("-")
+    return text
+
+
+def figure_decimals(fig: dict) -> int:
+    """Decimals that show a figure's mean to 3 significant digits and its interval half-width to 2."""
+    lo, hi = fig["ci95"]
+    half = (hi - lo) / 2.0
+    d = _decimals(fig["mean"], 3)
+    if half > 0:
+        d = max(d, _decimals(half, 2))
+    return min(d, 6)
+
+
+def format_figure(fig: dict, unit: str, *, scale: float = 1.0) -> dict[str, str]:
+    """The display strings of a figure: ``{mean, lo, hi, text}``, e.g. text = '12.3 kWh (95% CI 10.1 to 14.5)'.
+
+    ``scale`` multiplies every number first (e.g. -1 to show an increase as a positive amount).
+    """
+    d = figure_decimals(fig)
+    mean = format_number(scale * fig["mean"], d)
+    lo, hi = sorted((scale * fig["ci95"][0], scale * fig["ci95"][1]))
+    lo_s, hi_s = format_number(lo, d), format_number(hi, d)
+    unit_s = f" {unit}" if unit else ""
+    return {"mean": mean, "lo": lo_s, "hi": hi_s, "text": f"{mean}{unit_s} (95% CI {lo_s} to {hi_s}{unit_s})"}
+
+
+def format_probability(p: float | None) -> str:
+    """A probability (0–1) with 3 decimals, e.g. '0.942'."""
+    return format_number(p, 3)
+
+
+def format_percent(fraction: float | None) -> str:
+    """A fraction as a percentage with 2 significant digits (at least 1 decimal), e.g. '0.37 %'."""
+    if fraction is None:
+        return "n/a"
+    pct = 100.0 * float(fraction)
+    return f"{format_number(pct, max(1, _decimals(pct, 2)))} %"
+
+
+# --- reading the run's documents ---------------------------------------------------------
+def _need(doc: Any, dotted: str, file: str) -> Any:
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise BadInput(file, dotted, "is missing")
+        node = node[part]
+    return node
+
+
+def _per_trajectory(sim: dict, side: str, kpi: str) -> np.ndarray:
+    values = _need(sim, f"{side}.per_trajectory.{kpi}", "simulation.json")
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise BadInput("simulation.json", f"{side}.per_trajectory.{kpi}", "must be a non-empty list of finite numbers")
+    return arr
+
+
+def _kpi_summary(sim: dict, side: str, kpi: str) -> dict:
+    arr = _per_trajectory(sim, side, kpi)
+    return {"mean": float(arr.mean()), "p5": float(np.percentile(arr, 5)), "p95": float(np.percentile(arr, 95))}
+
+
+def _shield(run: dict) -> dict | None:
+    """``{passed, checks}`` from verdict.json, else from the proof's shield section."""
+    for source in (run.get("verdict"), (run.get("proof") or {}).get("shield")):
+        if isinstance(source, dict) and isinstance(source.get("passed"), bool):
+            checks = [
+                {k: c.get(k) for k in ("name", "value", "limit", "margin", "passed")}
+                | ({"detail": c["detail"]} if c.get("detail") else {})
+                for c in source.get("checks") or [] if isinstance(c, dict)
+            ]
+            return {"passed": source["passed"], "checks": checks}
+    return None
+
+
+def _deployment(run: dict) -> dict | None:
+    dep = run.get("deployment") or {}
+    manifest = run.get("manifest") or {}
+    activity_id = dep.get("activity_id") or dep.get("deployed_activity_id")
+    capsule_id = dep.get("capsule_id") or manifest.get("id") or manifest.get("dac_id")
+    if not activity_id and not capsule_id:
+        return None
+    return {"activity_id": activity_id, "capsule_id": capsule_id,
+            "capsule_version": dep.get("version") or manifest.get("version")}
+
+
+def _proof_summary(proof: dict | None) -> dict | None:
+    if not isinstance(proof, dict):
+        return None
+    sig = proof.get("signature") or {}
+    return {
+        "strike_id": proof.get("strike_id"),
+        "inputs_sha256": proof.get("inputs_sha256"),
+        "plan_sha256": proof.get("plan_sha256"),
+        "signature_algorithm": sig.get("algorithm"),
+        "signature_key_id": sig.get("key_id"),
+        "code_version": proof.get("code_version"),
+        "created_at": proof.get("created_at"),
+    }
+
+
+# --- what the engineer could relax --------------------------------------------------------
+def relaxation_advice(check: dict, value: dict) -> str:
+    """One sentence: what constraint the engineer could relax so that ``check`` can pass.
+
+    The check is matched by its name (envelope, chance/violation, energy budget, peak budget,
+    actuator/ramp, first/second law); the sentence carries the check's value and limit.
+    """
+    name = str(check.get("name", "")).lower()
+    v, lim = check.get("value"), check.get("limit")
+    vs = f"{format_number(v)} against the limit {format_number(lim)}" if isinstance(v, (int, float)) and isinstance(lim, (int, float)) else ""
+    n = value.get("ensemble_size") or 0
+    conf = value.get("confidence") or STABILITY_CONFIDENCE
+    if "chance" in name or "violation" in name or "probab" in name:
+        advice = (f"raise uncertainty.max_violation_probability (the plan needs at least {format_number(v)}), "
+                  "widen the band, or re-plan with a larger envelope back-off" if isinstance(v, (int, float)) else
+                  "raise uncertainty.max_violation_probability, widen the band, or re-plan with a larger back-off")
+        if isinstance(lim, (int, float)) and 0 < lim < 1 and n:
+            floor = 1.0 - (1.0 - conf) ** (1.0 / n)
+            if floor > lim:
+                advice = (f"raise uncertainty.ensemble_size to at least {ensemble_needed(lim, conf)}: with {n} "
+                          f"trajectories even zero violations give an upper bound of {format_number(floor)}, above the "
+                          f"limit {format_number(lim)}; or " + advice)
+        return advice
+    if "envelope" in name or "band" in name:
+        return "widen the band (envelope.<node>.min/max) where the nominal trajectory leaves it, or allow more actuator power"
+    if "energy" in name and "budget" in name:
+        return f"raise budgets.energy_kwh (the plan needs {format_number(v)} kWh)" if isinstance(v, (int, float)) else "raise budgets.energy_kwh"
+    if "peak" in name:
+        return f"raise budgets.peak_kw (the plan needs {format_number(v)} kW)" if isinstance(v, (int, float)) else "raise budgets.peak_kw"
+    if "ramp" in name:
+        return "raise actuators.<name>.ramp_kw_per_step, or re-optimize (the plan breaks the ramp limit it was given)"
+    if "actuator" in name or "limit" in name:
+        return "raise actuators.<name>.max_kw, or re-optimize (the plan breaks the actuator limits it was given)"
+    if "first_law" in name or "balance" in name:
+        return "nothing to relax: the energy balance does not close, so the model or the plan is inconsistent; check the network data"
+    if "second_law" in name or "carnot" in name or "cop" in name or "gradient" in name:
+        return "nothing to relax: a physical law is broken; check the COP model and the network data"
+    return f"review the check '{check.get('name')}'" + (f" ({vs})" if vs else "")
+
+
+# --- the figures --------------------------------------------------------------------------
+def compute_value(run: dict) -> dict:
+    """The value.json of a run.
+
+    ``run`` holds the run's documents as dicts: ``optimization`` and ``simulation``
+    (required; the simulation made with the plan), and when present ``verdict``, ``proof``,
+    ``manifest`` (capsule/manifest.yaml), ``deployment`` ({activity_id, capsule_id}),
+    ``request`` and ``strike_id``.  Missing required fields raise :class:`BadInput`.
+
+    Returns a JSON-ready dict: the savings (``energy_saved_kwh``, ``energy_saved_pct``,
+    ``cost_saved``, ``emissions_saved_kg``, ``peak_reduction_kw``: each {mean, ci95,
+    significant, ...}), ``kpis`` of both sides, ``discomfort_kh``, ``stability_score``,
+    ``violation_probability``, ``optimizer``, ``shield``, ``deployment``, ``proof``,
+    ``outcome`` (deployed | rejected | verified | unverified), ``currency``, ``relax``
+    (advice when rejected), ``display`` (the formatted headline strings) and ``summary``
+    (:func:`summary_sentences`).
+    """
+    opt = run.get("optimization")
+    sim = run.get("simulation")
+    if not isinstance(opt, dict):
+        raise BadInput("optimization.json", None, "is missing from the run")
+    if not isinstance(sim, dict):
+        raise BadInput("simulation.json", None, "is missing from the run")
+    if not isinstance(sim.get("plan"), dict):
+        raise BadInput("simulation.json", "plan", "is missing: the value report needs the simulation of a plan (simulate with --plan)")
+    _need(sim, "baseline", "simulation.json")
+
+    sizes = {len(_per_trajectory(sim, side, "energy_kwh")) for side in ("plan", "baseline")}
+    if len(sizes) != 1:
+        raise BadInput("simulation.json", "per_trajectory", "plan and baseline have different ensemble sizes: they cannot be paired")
+    n = sizes.pop()
+    request = run.get("request") or opt.get("request") or sim.get("request") or {}
+    currency = ((opt.get("objective") or {}).get("currency") or (request.get("tariff") or {}).get("currency") or "USD")
+
+    value: dict[str, Any] = {
+        "value_version": VALUE_VERSION,
+        "strike_id": run.get("strike_id") or (run.get("proof") or {}).get("strike_id"),
+        "domain": opt.get("domain") or sim.get("domain"),
+        "kind": opt.get("kind"),
+        "client": request.get("client"),
+        "currency": currency,
+        "horizon": {k: (opt.get("horizon") or {}).get(k) for k in ("start", "steps", "step_minutes")},
+        "ensemble_size": int(n),
+        "seed": sim.get("seed"),
+        "confidence": float(sim.get("confidence") or STABILITY_CONFIDENCE),
+        "interval": f"two-sided {int(INTERVAL_LEVEL * 100)}% Student-t interval of the per-trajectory paired savings (baseline − plan, same noise draws)",
+    }
+
+    for kpi, (field, _unit) in SAVINGS.items():
+        value[field] = paired_savings(_per_trajectory(sim, "baseline", kpi), _per_trajectory(sim, "plan", kpi))
+    base_energy = float(_per_trajectory(sim, "baseline", "energy_kwh").mean())
+    e = value["energy_saved_kwh"]
+    if base_energy > 0:
+        value["energy_saved_pct"] = {
+            "mean": 100.0 * e["mean"] / base_energy,
+            "ci95": [100.0 * e["ci95"][0] / base_energy, 100.0 * e["ci95"][1] / base_energy],
+            "significant": e["significant"],
+            "baseline_mean_kwh": base_energy,
+            "definition": PCT_DEFINITION,
+        }
+    else:  # a baseline that imports nothing has no percentage to save
+        value["energy_saved_pct"] = {"mean": None, "ci95": [None, None], "significant": False,
+                                     "baseline_mean_kwh": base_energy, "definition": PCT_DEFINITION}
+
+    value["kpis"] = {
+        kpi: {side: _kpi_summary(sim, side, kpi) for side in ("plan", "baseline")}
+        for kpi in ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh")
+        if kpi in (sim["plan"].get("per_trajectory") or {}) and kpi in (sim["baseline"].get("per_trajectory") or {})
+    }
+    value["discomfort_kh"] = {side: value["kpis"].get("discomfort_kh", {}).get(side) for side in ("plan", "baseline")}
+    # average price paid per imported kWh: the number behind "the plan shifts load to cheaper hours"
+    value["average_price_per_kwh"] = {
+        side: (value["kpis"]["cost"][side]["mean"] / value["kpis"]["energy_kwh"][side]["mean"]
+               if value["kpis"]["energy_kwh"][side]["mean"] > 0 else None)
+        for side in ("plan", "baseline")
+    }
+
+    # stability score and chance constraint, recomputed from the violation counts
+    violations = {side: int(_need(sim, f"{side}.violations.count", "simulation.json")) for side in ("plan", "baseline")}
+    for side, count in violations.items():
+        if not 0 <= count <= n:
+            raise BadInput("simulation.json", f"{side}.violations.count", f"must be between 0 and the ensemble size {n}, got {count}")
+    reported = {side: ((sim[side].get("stability_score") or {}).get("value")) for side in ("plan", "baseline")}
+    value["stability_score"] = {
+        "plan": clopper_pearson_lower(n - violations["plan"], n, STABILITY_CONFIDENCE),
+        "baseline": clopper_pearson_lower(n - violations["baseline"], n, STABILITY_CONFIDENCE),
+        "definition": STABILITY_DEFINITION,
+        "confidence": STABILITY_CONFIDENCE,
+        "ensemble_size": int(n),
+        "violating_trajectories": violations,
+        "simulation_reported": reported,
+    }
+    limit = ((request.get("uncertainty") or {}).get("max_violation_probability"))
+    value["violation_probability"] = {
+        side: {
+            "estimate": violations[side] / n,
+            "upper": clopper_pearson_upper(violations[side], n, value["confidence"]),
+            "confidence": value["confidence"],
+        }
+        for side in ("plan", "baseline")
+    }
+    value["violation_probability"]["limit"] = limit
+
+    value["optimizer"] = {
+        "method": opt.get("method"),
+        "cost": (opt.get("objective") or {}).get("cost"),
+        "lower_bound": opt.get("lower_bound"),
+        "lower_bound_method": opt.get("lower_bound_method"),
+        "gap": opt.get("gap"),
+        "feasible": opt.get("feasible"),
+        "seconds": (opt.get("stats") or {}).get("seconds"),
+    }
+
+    shield = _shield(run)
+    deployment = _deployment(run)
+    value["shield"] = shield
+    value["deployment"] = deployment
+    value["proof"] = _proof_summary(run.get("proof"))
+    if deployment and deployment.get("activity_id"):
+        value["outcome"] = "deployed"
+    elif shield is not None and not shield["passed"]:
+        value["outcome"] = "rejected"
+    elif shield is not None:
+        value["outcome"] = "verified"
+    else:
+        value["outcome"] = "unverified"
+    value["relax"] = []
+    if shield is not None and not shield["passed"]:
+        value["relax"] = [{"check": c["name"], "advice": relaxation_advice(c, value)} for c in shield["checks"] if not c["passed"]]
+
+    value["display"] = display_strings(value)
+    value["summary"] = summary_sentences(value)
+    return value
+
+
+def display_strings(value: dict) -> dict[str, str]:
+    """The headline figures as text (the same strings every report format prints)."""
+    cur = value["currency"]
+    out = {}
+    for field, unit in (("energy_saved_kwh", "kWh"), ("cost_saved", cur), ("emissions_saved_kg", "kg CO2"),
+                        ("peak_reduction_kw", "kW")):
+        out[field] = format_figure(value[field], unit)["text"]
+    pct = value["energy_saved_pct"]
+    out["energy_saved_pct"] = format_figure(pct, "%")["text"] if pct["mean"] is not None else "n/a"
+    s = value["stability_score"]
+    out["stability_score_plan"] = format_probability(s["plan"])
+    out["stability_score_baseline"] = format_probability(s["baseline"])
+    return out
+
+
+# --- honest wording -------------------------------------------------------------------------
+def _saving_sentence(label: str, fig: dict, unit: str, *, gain: str, loss: str, extra: str = "") -> str:
+    """One sentence for one paired saving: its number, its interval and whether it is significant.
+
+    ``gain`` / ``loss`` are templates with ``{x}`` (the amount with its unit), e.g.
+    "saves {x}" / "uses {x} more than the baseline".
+    """
+    f = format_figure(fig, unit)
+    neg = format_figure(fig, unit, scale=-1.0)
+    interval = f"95% CI of the saving {f['lo']} to {f['hi']} {unit}".rstrip()
+    if fig["significant"] and fig["mean"] > 0:
+        amount = f"{f['mean']} {unit}".rstrip()
+        return (f"{label}: the plan {gain.format(x=amount)}{extra} ({interval}); "
+                "the interval excludes zero, so the saving is significant.")
+    if fig["significant"] and fig["mean"] < 0:
+        amount = f"{neg['mean']} {unit}".rstrip()
+        return (f"{label}: the plan {loss.format(x=amount)}{extra} ({interval}, entirely below zero): "
+                "this is a loss against the baseline, not a saving.")
+    return (f"{label}: the saving of {f['mean']} {unit} ({interval}) is not significant: "
+            "the interval includes zero, so no saving can be claimed.")
+
+
+def summary_sentences(value: dict) -> list[str]:
+    """The executive summary: plain sentences, each backed by a number of this run.
+
+    States every saving with its interval and whether it is significant; says plainly when a
+    saving is negative or not significant; explains energy and cost savings of opposite sign
+    (load shifting before a price peak) with the average prices paid; for a rejected plan
+    names each failed check (value against limit) and what could be relaxed.
+    """
+    cur = value["currency"]
+    out: list[str] = []
+    shield = value.get("shield")
+    dep = value.get("deployment") or {}
+    outcome = value["outcome"]
+    n_checks = len(shield["checks"]) if shield else 0
+
+    if outcome == "deployed":
+        out.append(f"Deployed: the plan passed all {n_checks} shield checks and runs as activity {dep['activity_id']}"
+                   + (f" (capsule {dep['capsule_id']})." if dep.get("capsule_id") else "."))
+    elif outcome == "rejected":
+        failed = [c for c in shield["checks"] if not c["passed"]]
+        parts = []
+        for c in failed:
+            v, lim = c.get("value"), c.get("limit")
+            if isinstance(v, (int, float)) and isinstance(lim, (int, float)):
+                parts.append(f"{c['name']} ({format_number(v)} against the limit {format_number(lim)})")
+            else:
+                parts.append(str(c["name"]))
+        out.append(f"Rejected: the shield failed {len(failed)} of {n_checks} checks, so nothing was deployed: "
+                   + "; ".join(parts) + ".")
+        out.append("The figures below describe the rejected plan; none of its savings will be realised.")
+        for item in value.get("relax") or []:
+            out.append(f"To pass '{item['check']}', the engineer could {item['advice']}.")
+    elif outcome == "verified":
+        out.append(f"The plan passed all {n_checks} shield checks, but this run holds no deployment record: it has not been deployed.")
+    else:
+        out.append("This run holds no shield verdict: the plan has not been verified and must not be deployed on these figures.")
+
+    e, c = value["energy_saved_kwh"], value["cost_saved"]
+    pct = value["energy_saved_pct"]
+    base_kwh = format_number(pct.get("baseline_mean_kwh"))
+    extra = ""
+    if pct["mean"] is not None:
+        extra = f", {format_number(abs(pct['mean']))} % of the baseline's {base_kwh} kWh"
+    out.append(_saving_sentence("Energy", e, "kWh", gain="saves {x}", loss="uses {x} more than the baseline",
+                                extra=extra))
+    out.append(_saving_sentence("Cost", c, cur, gain="saves {x}", loss="costs {x} more than the baseline"))
+
+    # energy and cost of opposite sign: show both (done above) and say why
+    if e["mean"] * c["mean"] < 0:
+        prices = value.get("average_price_per_kwh") or {}
+        pp, pb = prices.get("plan"), prices.get("baseline")
+        price_text = (f" it pays {format_number(pp)} {cur}/kWh on average against the baseline's {format_number(pb)} {cur}/kWh"
+                      if pp is not None and pb is not None else "")
+        shift = SHIFT_WORDS.get(value.get("kind") or "", "shifting consumption into cheaper hours")
+        caveat = ""
+        weak = [name for name, fig in (("energy", e), ("cost", c)) if not fig["significant"]]
+        if weak:
+            caveat = f" (the {' and '.join(weak)} difference is not significant, so the sign of that one is uncertain)"
+        if e["mean"] < 0 < c["mean"]:
+            out.append("Energy and cost move in opposite directions: the plan buys more electricity but pays less for it, "
+                       f"because it moves consumption into cheaper hours ({shift}), which costs extra losses;"
+                       f"{price_text}{caveat}.")
+        else:
+            out.append("Energy and cost move in opposite directions: the plan uses less electricity but pays more for it, "
+                       f"because it consumes at dearer hours than the baseline;{price_text}{caveat}.")
+
+    out.append(_saving_sentence("CO2", value["emissions_saved_kg"], "kg", gain="avoids {x} of emissions",
+                                loss="emits {x} more than the baseline"))
+
+    kp = value["kpis"].get("peak_kw")
+    if kp:
+        out.append(_saving_sentence(
+            f"Peak power (15-minute mean; plan {format_number(kp['plan']['mean'])} kW, baseline {format_number(kp['baseline']['mean'])} kW)",
+            value["peak_reduction_kw"], "kW", gain="lowers the peak by {x}", loss="raises the peak by {x}"))
+
+    s = value["stability_score"]
+    n = s["ensemble_size"]
+    viol = s["violating_trajectories"]
+    sentence = (f"Stability score ({s['definition']}, ensemble of {n}): plan {format_probability(s['plan'])}, "
+                f"baseline {format_probability(s['baseline'])}; the plan left the envelope in {viol['plan']} of {n} "
+                f"trajectories, the baseline in {viol['baseline']}.")
+    if s["plan"] < s["baseline"]:
+        sentence += " The plan is less robust than the baseline."
+    out.append(sentence)
+
+    vp = value["violation_probability"]
+    if vp.get("limit") is not None:
+        ok = vp["plan"]["upper"] <= vp["limit"]
+        out.append(f"Chance constraint: the plan's violation probability is at most {format_probability(vp['plan']['upper'])} "
+                   f"(one-sided {format_number(100 * vp['plan']['confidence'], 0)}% Clopper–Pearson upper bound) against the client's "
+                   f"limit of {format_probability(vp['limit'])}: {'met' if ok else 'NOT met'}.")
+
+    d = value.get("discomfort_kh") or {}
+    if value.get("kind") != "microgrid" and d.get("plan") and d.get("baseline"):
+        out.append(f"Discomfort outside the band (ensemble mean): plan {format_number(d['plan']['mean'])} K·h, "
+                   f"baseline {format_number(d['baseline']['mean'])} K·h.")
+
+    o = value["optimizer"]
+    if o.get("cost") is not None:
+        text = f"Optimizer ({o.get('method')}): planned cost {format_number(o['cost'])} {cur}"
+        if o.get("lower_bound") is not None:
+            text += (f"; proven lower bound {format_number(o['lower_bound'])} {cur}"
+                     + (f" ({o['lower_bound_method']})" if o.get("lower_bound_method") else "")
+                     + (f", so the plan is within {format_percent(o['gap'])} of the optimum." if o.get("gap") is not None else "."))
+        else:
+            text += "; no proven lower bound exists for this problem, so the distance to the optimum is unknown."
+        out.append(text)
+    return out
