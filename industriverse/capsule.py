@@ -17,8 +17,8 @@
     description: ''                   # the request's description
     created_at: '2024-11-26T11:00:01.137000+00:00'   # the proof's created_at
     strike_id: s-123
-    horizon: {start, hours, step_minutes}             # the request's horizon
-    envelope: {node: {min, max}}                      # the request's envelope, as given
+    horizon: {start, hours, step_minutes}             # the constraint's horizon
+    envelope: {node: {min, max}}                      # the constraint's envelope (domain defaults merged in)
     runtime_budgets:
       energy_kwh: 41.2        # client budget if the request has one, else the planned energy
       peak_kw: 10.0           # client budget if the request has one, else the planned peak
@@ -395,18 +395,44 @@ def version_for(created_at: str) -> int:
 
 
 def _band_summary(simulation: dict, request: dict) -> dict | None:
+    """What the runtime monitor needs of the simulation: the plan's predicted bands and their time axis."""
     plan = simulation.get("plan")
     if not isinstance(plan, dict) or "bands" not in plan:
         return None
-    return {
+    summary = {
         "controller": plan.get("controller"),
         "ensemble_size": simulation.get("ensemble_size"),
         "seed": simulation.get("seed"),
         "confidence": simulation.get("confidence"),
-        "horizon": request.get("horizon"),
+        "horizon": simulation.get("horizon") or request.get("horizon"),
         "bands": plan["bands"],
         "violation_probability": plan.get("violation_probability"),
     }
+    for key in ("power_bands", "stability_score"):
+        if key in plan:
+            summary[key] = plan[key]
+    nominal = plan.get("nominal")
+    if isinstance(nominal, dict):
+        summary["nominal"] = {k: nominal[k] for k in ("states", "power_kw") if k in nominal}
+    return summary
+
+
+def effective_request(optimization: dict) -> dict:
+    """The request with the domain's defaults merged in (envelope, budgets, client, horizon).
+
+    A constraint JSON may leave the envelope or the budgets to the domain's catalog
+    defaults; the capsule must carry what the plan was actually held to.  Falls back to
+    the request as recorded when its domain is not in this installation's catalog.
+    """
+    request = optimization.get("request") if isinstance(optimization.get("request"), dict) else {}
+    domain = optimization.get("domain") or request.get("domain")
+    from industriverse.catalog import list_domains, load_domain
+    from industriverse.constraint import build_constraint
+
+    if domain not in list_domains():
+        return request
+    merged = build_constraint(request, load_domain(domain).defaults, file="optimization.json: request")
+    return {**request, **merged.model_dump(mode="json", include={"client", "horizon", "envelope", "budgets"})}
 
 
 def _number(value: Any) -> float | None:
@@ -438,7 +464,7 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
         if not isinstance(doc, dict):
             raise BadInput(str(path), None, "must be a JSON object")
     simulation = read_json(sim_path) if sim_path.is_file() else None
-    request = optimization.get("request") if isinstance(optimization.get("request"), dict) else {}
+    request = effective_request(optimization)
     if "created_at" not in proof:
         raise BadInput(str(proof_path), "created_at", "is missing")
     domain = proof.get("domain") or optimization.get("domain")
@@ -464,9 +490,10 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
     horizon = request.get("horizon") if isinstance(request.get("horizon"), dict) else None
     hours = _number((horizon or {}).get("hours"))
     client = optimization.get("contract_id") or request.get("contract_id") or request.get("client") or "client"
+    envelope = request.get("envelope") or {}
     manifest = {
         "manifest_version": MANIFEST_VERSION,
-        "id": capsule_id_for({**optimization, "domain": domain}),
+        "id": capsule_id_for({**optimization, "domain": domain}),  # from the request as recorded: stable
         "version": version if version is not None else version_for(proof["created_at"]),
         "domain": domain,
         "title": f"{domain} plan for {client} (strike {strike_id})",
@@ -474,7 +501,7 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
         "created_at": proof["created_at"],
         "strike_id": strike_id,
         "horizon": horizon,
-        "envelope": request.get("envelope") or {},
+        "envelope": envelope,
         "runtime_budgets": {
             "energy_kwh": _number(budgets.get("energy_kwh")) if budgets.get("energy_kwh") is not None
             else _number(objective.get("energy_kwh")),

@@ -56,6 +56,18 @@ def test_pack_writes_a_signed_capsule(home, tmp_path):
     assert verify_capsule(mpath.parent) == []
 
 
+def test_envelope_and_budgets_left_to_the_domain_come_from_its_defaults(home, tmp_path):
+    run = make_run(tmp_path / "run")
+    opt = json.loads((run / "optimization.json").read_text())
+    del opt["request"]["envelope"], opt["request"]["budgets"]
+    (run / "optimization.json").write_text(json.dumps(opt))
+    manifest = load_manifest(pack_capsule(run))
+    assert manifest.envelope == {"zone": {"min": 21.0, "max": 24.0}}  # hvac catalog default
+    # no client budget: the plan's own energy and peak are what the runtime holds it to
+    assert (manifest.runtime_budgets.energy_kwh, manifest.runtime_budgets.peak_kw) == (
+        opt["objective"]["energy_kwh"], opt["objective"]["peak_kw"])
+
+
 def test_repacking_is_deterministic(home, tmp_path):
     run = make_run(tmp_path / "run")
     first = pack_capsule(run).read_bytes()
