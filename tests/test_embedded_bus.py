@@ -8,6 +8,7 @@ from industriverse.errors import InfrastructureError
 from messages import (
     Message,
     PlanOptimized,
+    PlanSimulated,
     PlanVerified,
     StrikeCompleted,
     StrikeFailed,
@@ -198,3 +199,51 @@ def test_publishing_a_type_nobody_consumes_is_an_error(home):
 def test_wire_bytes_round_trip(home):
     m = strike(x=1)
     assert decode(encode(m)) == m
+
+
+@pytest.fixture()
+def json_logs():
+    import io
+    import logging
+
+    from workers.logging import configure_logging
+
+    buf = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    configure_logging("INFO", json_output=True, stream=buf)
+    yield buf
+    for h in [h for h in root.handlers if h.get_name() == "industriverse"]:
+        root.removeHandler(h)
+    root.setLevel(level)
+
+
+def test_every_handler_log_line_carries_the_correlation_fields(home, json_logs):
+    import json
+    import logging
+
+    reg = make_actors([])
+    core_log = logging.getLogger("industriverse.core")
+
+    @reg.actor("shield", consumes="plan.simulated")
+    def noisy(message):  # a plain-logging library call inside a handler
+        core_log.info("checking the envelope")
+        return []
+
+    bus = EmbeddedBus(reg)
+    request = Message.start(StrikeRequested(domain="test", constraint={"x": 1}), contract_id="acme-1")
+    bus.request(request)
+    sim = request.follow(PlanSimulated(optimization_ref="a" * 64, simulation_ref="b" * 64))
+    bus.publish(sim)
+    bus.run()
+    lines = [json.loads(x) for x in json_logs.getvalue().splitlines()]
+    handler_lines = [x for x in lines if x["event"] in ("handling", "handled", "checking the envelope")]
+    assert len(handler_lines) == 7
+    for line in handler_lines:
+        assert line["strike_id"] == request.strike_id and line["contract_id"] == "acme-1"
+        assert {"stage", "message_id", "worker", "timestamp", "level"} <= set(line)
+    (core,) = [x for x in lines if x["event"] == "checking the envelope"]
+    assert (core["worker"], core["stage"], core["message_id"]) == ("shield", "shield", sim.message_id)
+    # the context does not leak past the handler
+    logging.getLogger("industriverse.after").info("after")
+    assert "strike_id" not in json.loads(json_logs.getvalue().splitlines()[-1])

@@ -12,10 +12,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -310,14 +312,28 @@ def test_sigkill_after_the_result_was_stored_loses_nothing_and_redoes_nothing(am
         assert line["strike_id"] == m.strike_id
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {name: value for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("industriverse_"))}
+
+
 def test_sigterm_finishes_the_message_in_flight_and_leaves_the_rest(amqp_url, prefix, home, tmp_path):
     observer = Observer(amqp_url, prefix, ["plan.optimized.*"])
     slow, waiting = strike(x=4, sleep=1.0), strike(x=5)
-    worker = start_worker(amqp_url, prefix, tmp_path, "--kinds", "optimizer")
+    port = free_port()
+    worker = start_worker(amqp_url, prefix, tmp_path, "--kinds", "optimizer", "--metrics-port", str(port))
     try:
         with RabbitPublisher(amqp_url, prefix=prefix) as pub:
             pub.publish(slow)
             wait_for(lambda: handler_log(tmp_path), what="the handler to start")
+            assert float(scrape(port)['industriverse_messages_in_flight{worker="optimizer"}']) == 1.0
             worker.send_signal(signal.SIGTERM)
             pub.publish(waiting)
         assert worker.wait(20) == 0
@@ -390,6 +406,7 @@ def _worker_main() -> int:
     parser.add_argument("--log-dir", type=Path, required=True)
     parser.add_argument("--kinds", default="optimizer,simulator")
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--metrics-port", type=int)
     parser.add_argument("--kill-after-store", type=Path, help="SIGKILL this process right after the first stage result is stored")
     args = parser.parse_args()
     if args.kill_after_store:
@@ -402,7 +419,7 @@ def _worker_main() -> int:
             return stored
 
         store.put_stage_result = put_then_die
-    return run_workers(args.kinds.split(","), args.broker, args.concurrency, None, registry=make_actors(args.log_dir),
+    return run_workers(args.kinds.split(","), args.broker, args.concurrency, args.metrics_port, registry=make_actors(args.log_dir),
                        prefix=args.prefix, policy=FAST, grace=10)
 
 
