@@ -252,8 +252,11 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
         rows = [[str(c.get("name")), _fmt(c.get("value")), _fmt(c.get("limit")), _fmt(c.get("margin")),
                  "pass" if c.get("passed") else "FAIL"] for c in shield["checks"]]
         blocks.append(Block("table", header=["Check", "Value", "Limit", "Margin", "Result"], items=rows))
+        failed = [c for c in shield["checks"] if not c["passed"]]
         blocks.append(Block("p", "All checks passed." if shield["passed"] else
-                            f"{sum(not c['passed'] for c in shield['checks'])} check(s) failed: the plan was rejected."))
+                            f"{len(failed)} check(s) failed: the plan was rejected."))
+        if any(c.get("detail") for c in failed):
+            blocks.append(Block("bullets", items=[f"{c['name']}: {c['detail']}" for c in failed if c.get("detail")]))
         if value.get("relax"):
             blocks.append(Block("p", "What could be relaxed:"))
             blocks.append(Block("bullets", items=[f"{r['check']}: {r['advice']}" for r in value["relax"]]))

@@ -226,42 +226,55 @@ def _proof_summary(proof: dict | None) -> dict | None:
 
 # --- what the engineer could relax --------------------------------------------------------
 def relaxation_advice(check: dict, value: dict) -> str:
-    """One sentence: what constraint the engineer could relax so that ``check`` can pass.
+    """One sentence: what the engineer could relax so that the failed ``check`` can pass.
 
-    The check is matched by its name (envelope, chance/violation, energy budget, peak budget,
-    actuator/ramp, first/second law); the sentence carries the check's value and limit.
+    Matched on the shield's check names (envelope, actuator_limits, ramp_limits,
+    chance_constraint, energy_budget, peak_budget, first_law, second_law_*,
+    optimizer_feasible, domain.*); numbers come from the check itself.
     """
     name = str(check.get("name", "")).lower()
     v, lim = check.get("value"), check.get("limit")
-    vs = f"{format_number(v)} against the limit {format_number(lim)}" if isinstance(v, (int, float)) and isinstance(lim, (int, float)) else ""
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
     n = value.get("ensemble_size") or 0
     conf = value.get("confidence") or STABILITY_CONFIDENCE
-    if "chance" in name or "violation" in name or "probab" in name:
-        advice = (f"raise uncertainty.max_violation_probability (the plan needs at least {format_number(v)}), "
-                  "widen the band, or re-plan with a larger envelope back-off" if isinstance(v, (int, float)) else
-                  "raise uncertainty.max_violation_probability, widen the band, or re-plan with a larger back-off")
-        if isinstance(lim, (int, float)) and 0 < lim < 1 and n:
+    if "chance" in name or "violation" in name:
+        advice = ((f"raise uncertainty.max_violation_probability to at least {format_number(v)}, " if num(v) else
+                   "raise uncertainty.max_violation_probability, ")
+                  + "widen the band, or re-plan with a larger envelope back-off (a more conservative plan)")
+        if num(lim) and 0 < lim < 1 and n:
             floor = 1.0 - (1.0 - conf) ** (1.0 / n)
             if floor > lim:
                 advice = (f"raise uncertainty.ensemble_size to at least {ensemble_needed(lim, conf)}: with {n} "
                           f"trajectories even zero violations give an upper bound of {format_number(floor)}, above the "
                           f"limit {format_number(lim)}; or " + advice)
         return advice
-    if "envelope" in name or "band" in name:
-        return "widen the band (envelope.<node>.min/max) where the nominal trajectory leaves it, or allow more actuator power"
-    if "energy" in name and "budget" in name:
-        return f"raise budgets.energy_kwh (the plan needs {format_number(v)} kWh)" if isinstance(v, (int, float)) else "raise budgets.energy_kwh"
-    if "peak" in name:
-        return f"raise budgets.peak_kw (the plan needs {format_number(v)} kW)" if isinstance(v, (int, float)) else "raise budgets.peak_kw"
+    if name == "envelope" or "band" in name:
+        return ("widen the band (envelope.<node>.min/max) where the planned trajectory leaves it, "
+                "or allow more actuator power (actuators.<name>.max_kw)")
+    if "energy_budget" in name:
+        return f"raise budgets.energy_kwh to at least {format_number(v)} kWh" if num(v) else "raise budgets.energy_kwh"
+    if "peak_budget" in name:
+        return f"raise budgets.peak_kw to at least {format_number(v)} kW" if num(v) else "raise budgets.peak_kw"
+    if "grid_import" in name:
+        return f"raise the site's import limit (network.site.import_max_kw) to at least {format_number(v)} kW" if num(v) \
+            else "raise the site's import limit (network.site.import_max_kw)"
+    if "food_safety" in name:
+        return ("nothing on food safety can be relaxed: tighten the goods band or allow more compressor power so the "
+                "goods stay below the legal limit, or re-plan with a larger back-off")
     if "ramp" in name:
         return "raise actuators.<name>.ramp_kw_per_step, or re-optimize (the plan breaks the ramp limit it was given)"
-    if "actuator" in name or "limit" in name:
+    if "rating" in name:
+        return "lower actuators.<name>.max_kw to the equipment's rating and re-optimize"
+    if "actuator" in name:
         return "raise actuators.<name>.max_kw, or re-optimize (the plan breaks the actuator limits it was given)"
+    if "optimizer" in name or "feasib" in name:
+        return "widen the band, raise the actuator limits or the budgets until the optimizer finds a feasible plan"
     if "first_law" in name or "balance" in name:
-        return "nothing to relax: the energy balance does not close, so the model or the plan is inconsistent; check the network data"
-    if "second_law" in name or "carnot" in name or "cop" in name or "gradient" in name:
-        return "nothing to relax: a physical law is broken; check the COP model and the network data"
-    return f"review the check '{check.get('name')}'" + (f" ({vs})" if vs else "")
+        return "relax nothing: the energy balance does not close, so the model or the plan is inconsistent; check the network data"
+    if "second_law" in name or "carnot" in name or "cop" in name:
+        return "relax nothing: a physical law is broken; check the COP model and the network data"
+    vs = f" ({format_number(v)} against the limit {format_number(lim)})" if num(v) and num(lim) else ""
+    return f"review the check '{check.get('name')}'{vs}" + (f": {check['detail']}" if check.get("detail") else "")
 
 
 # --- the figures --------------------------------------------------------------------------
@@ -302,7 +315,7 @@ def compute_value(run: dict) -> dict:
         "value_version": VALUE_VERSION,
         "strike_id": run.get("strike_id") or (run.get("proof") or {}).get("strike_id"),
         "domain": opt.get("domain") or sim.get("domain"),
-        "kind": opt.get("kind"),
+        "kind": opt.get("kind") or sim.get("kind"),
         "client": request.get("client"),
         "currency": currency,
         "horizon": {k: (opt.get("horizon") or {}).get(k) for k in ("start", "steps", "step_minutes")},
@@ -356,7 +369,8 @@ def compute_value(run: dict) -> dict:
         "violating_trajectories": violations,
         "simulation_reported": reported,
     }
-    limit = ((request.get("uncertainty") or {}).get("max_violation_probability"))
+    limit = ((sim["plan"].get("violation_probability") or {}).get("limit")
+             or (request.get("uncertainty") or {}).get("max_violation_probability"))
     value["violation_probability"] = {
         side: {
             "estimate": violations[side] / n,
