@@ -7,7 +7,8 @@ prints the deployed activity ID as the last line of stdout.  Registering the sam
 capsule again prints the same ID.
 
 Exit 0 deployed · 1 refused (each reason on stderr) · 2 bad input (missing file,
-unreadable YAML, a field error named).
+unreadable YAML, a field error named) · 3 deployed but the monitor could not be armed
+(the activity ID is still the last line; running the command again re-arms it).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ if __package__ in (None, ""):  # run as a file: python cli/deploy_sovereign_dac.
 
 from cli._common import one_line_errors
 from industriverse.capsule import LegacyManifest, load_manifest, manifest_path_of
-from industriverse.errors import BadInput
+from industriverse.errors import BadInput, InfrastructureError
 from industriverse.gateway import CapsuleGatewayService, DeploymentRefused
 
 
@@ -60,10 +61,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for reason in exc.reasons:
             print(f"refused: {reason}", file=sys.stderr)
         return exc.exit_code
-    print(_arm_monitor(gateway, mpath.parent, activity_id), file=sys.stderr)
+    code = 0
+    try:
+        print(_arm_monitor(gateway, mpath.parent, activity_id), file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the capsule is deployed: report the ID whatever arming did
+        print(f"monitor: arming failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        code = InfrastructureError.exit_code
     print(f"deployed capsule {manifest.id} version {manifest.version} (strike {manifest.strike_id})")
     print(activity_id)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

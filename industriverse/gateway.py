@@ -308,6 +308,20 @@ class CapsuleGatewayService:
                                .where(a.c.id == activity_id)).first()
         return store.row_dict(row)
 
+    def record_monitor(self, activity_id: str, config: dict) -> None:
+        """Store the runtime monitor's armed configuration under ``monitor`` in a deployment's payload.
+
+        Arming again (a redeployment of the same capsule) replaces the stored configuration.
+        """
+        a = store.activities
+        with store.write_transaction(self.engine) as conn:
+            row = conn.execute(sa.select(a.c.payload, a.c.activity_type).where(a.c.id == activity_id)).first()
+            if row is None or row.activity_type != "deployment":
+                raise GatewayError(f"no deployment activity {activity_id}")
+            payload = dict(row.payload or {})
+            payload["monitor"] = dict(config)
+            conn.execute(sa.update(a).where(a.c.id == activity_id).values(payload=payload, updated_at=_now()))
+
     def resolve_alert(self, activity_id: str) -> None:
         """Mark an ``alert`` activity ``resolved``."""
         with store.write_transaction(self.engine) as conn:
