@@ -123,6 +123,8 @@ class StrikeFailed(Body):
 
     stage: str = Field(description="the stage (worker kind) that failed")
     reason: str = Field(description="one line")
+    error: str | None = Field(None, description="class of the error (BadInput, Infeasible, InfrastructureError, InvalidMessage, ...)")
+    exit_code: int = Field(3, ge=1, le=125, description="exit code a waiting script should end with (DESIGN.md §4: 2 bad input, 1 infeasible, 3 infrastructure/other)")
 
 
 BODY_MODELS: tuple[type[Body], ...] = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from industriverse import store
-from industriverse.errors import InfrastructureError
+from industriverse.errors import BadInput, InfrastructureError
 from messages import (
     Message,
     PlanOptimized,
@@ -35,6 +35,8 @@ def make_actors(calls: list[str]) -> Registry:
         c = message.body.constraint
         if "fail" in c:
             raise ValueError(c["fail"])
+        if "bad" in c:
+            raise BadInput("constraint.json", "comfort.low", "must be below comfort.high")
         if message.attempt < c.get("flaky", 0):
             raise InfrastructureError("database went away")
         ref = store.put_json_artifact({"x": 2 * c["x"]})
@@ -140,6 +142,7 @@ def test_retries_are_bounded(home):
     assert failed.type == "strike.failed"
     assert failed.body.stage == "double"
     assert failed.body.reason == "gave up after 3 attempts: database went away"
+    assert (failed.body.error, failed.body.exit_code) == ("InfrastructureError", 3)
     assert len(bus.dead_letters) == 1 and bus.dead_letters[0].reason == failed.body.reason
     assert decode(bus.dead_letters[0].body).attempt == 2
 
@@ -153,7 +156,7 @@ def test_failing_handler_is_dead_lettered_and_the_bus_goes_on(home):
     bus.run()
     failed = [m for m in bus.published if m.type == "strike.failed"]
     assert [m.strike_id for m in failed] == [bad.strike_id]
-    assert failed[0].body == StrikeFailed(stage="double", reason="ValueError: no such plant")
+    assert failed[0].body == StrikeFailed(stage="double", reason="ValueError: no such plant", error="ValueError", exit_code=3)
     assert failed[0].causation_id == bad.message_id
     (dead,) = bus.dead_letters
     assert dead.queue == "optimizer.dead" and dead.headers["x-error"] == "ValueError: no such plant"
@@ -162,6 +165,12 @@ def test_failing_handler_is_dead_lettered_and_the_bus_goes_on(home):
     row = store.get_strike(bad.strike_id)
     assert row["status"] == "failed" and "no such plant" in row["reason"]
     assert store.get_strike(good.strike_id)["status"] == "completed"
+
+
+def test_a_bad_input_failure_carries_its_exit_code(home):
+    failed = EmbeddedBus(make_actors([])).request(strike(bad=True))
+    assert failed.body.reason == "constraint.json: field 'comfort.low': must be below comfort.high"
+    assert (failed.body.error, failed.body.exit_code) == ("BadInput", 2)
 
 
 @pytest.mark.parametrize(

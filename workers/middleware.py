@@ -135,9 +135,10 @@ def record_outcomes(messages: list[Message], *, engine: Any = None) -> None:
 
 
 def _failure(stage: str, reason: str, message: Message | None, strike_id: str | None, contract_id: str | None,
-             *, engine: Any) -> Outcome:
+             *, error: BaseException | None = None, engine: Any) -> Outcome:
     failed: list[Message] = []
-    body = StrikeFailed(stage=stage, reason=reason)
+    exit_code = error.exit_code if isinstance(error, IndustriverseError) else 3
+    body = StrikeFailed(stage=stage, reason=reason, error=type(error).__name__ if error else None, exit_code=exit_code)
     if message is not None:
         failed = [message.follow(body)]
     elif strike_id:
@@ -170,7 +171,7 @@ def process(
         with log_context(worker=worker, stage=worker, strike_id=sid, message_id=None, contract_id=None):
             log.error("rejecting unreadable message", reason=exc.reason)
             metrics.MESSAGES_FAILED.labels(worker, worker).inc()
-            return _failure(worker, exc.reason, None, sid, None, engine=engine)
+            return _failure(worker, exc.reason, None, sid, None, error=exc, engine=engine)
 
     actor = actors.get(message.type)
     stage = actor.stage if actor else worker
@@ -201,7 +202,7 @@ def process(
                 reason = f"gave up after {message.attempt + 1} attempts: {reason}"
             log.error("handler failed; dead-lettering", reason=reason, exc_info=not is_retryable(exc))
             metrics.MESSAGES_FAILED.labels(worker, stage).inc()
-            return _failure(stage, reason, message, None, None, engine=engine)
+            return _failure(stage, reason, message, None, None, error=exc, engine=engine)
         finally:
             metrics.HANDLING_SECONDS.labels(worker, stage).observe(time.perf_counter() - started)
             in_flight.dec()
