@@ -100,6 +100,7 @@ class ClientConstraint(_Model):
     """A client's constraint after the domain defaults were merged in."""
 
     client: str = "client"
+    contract_id: str | None = Field(None, description="the regiment contract this strike serves")
     description: str = ""
     source: str = ""
     domain: str | None = None
