@@ -8,15 +8,12 @@ runtime dead-letters such a message with that reason instead of retrying it.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pydantic import ValidationError
 
-from messages.envelope import InvalidMessage, Message
+from messages.envelope import InvalidMessage, Message, is_strike_id
 from messages.types import BODIES, BODY_MODELS
-
-_STRIKE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def encode(message: Message) -> bytes:
@@ -53,8 +50,7 @@ def decode(raw: bytes | str | dict[str, Any]) -> Message:
             raise InvalidMessage(f"message is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"message must be a JSON object, not {type(data).__name__}")
-    strike_id = data.get("strike_id")
-    strike_id = strike_id if isinstance(strike_id, str) and _STRIKE_ID.match(strike_id) else None
+    strike_id = data["strike_id"] if is_strike_id(data.get("strike_id")) else None
     mtype, version = data.get("type"), data.get("schema_version", 1)
     versions = sorted(v for (t, v) in BODIES if t == mtype)
     if not versions:

@@ -23,6 +23,7 @@ Envelope fields:
 """
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
@@ -31,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StringConstra
 
 # Letters, digits, '-' and '_': a strike ID is the last segment of a topic routing key,
 # so it must not contain the '.' separator (nor the wildcards).
-StrikeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+STRIKE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+StrikeId = Annotated[str, StringConstraints(pattern=STRIKE_ID_PATTERN)]
 # Reference to a content-addressed artifact in the store: SHA-256, lower-case hex.
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
@@ -60,6 +62,11 @@ class Body(BaseModel):
 
 
 BodyT = TypeVar("BodyT", bound=Body)
+
+
+def is_strike_id(value: object) -> bool:
+    """True when ``value`` can be a strike ID (see :data:`StrikeId`)."""
+    return isinstance(value, str) and re.match(STRIKE_ID_PATTERN, value) is not None
 
 
 def _new_id() -> str:

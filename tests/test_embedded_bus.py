@@ -256,3 +256,12 @@ def test_every_handler_log_line_carries_the_correlation_fields(home, json_logs):
     # the context does not leak past the handler
     logging.getLogger("industriverse.after").info("after")
     assert "strike_id" not in json.loads(json_logs.getvalue().splitlines()[-1])
+
+
+def test_an_unreadable_message_of_an_unknown_strike_is_still_dead_lettered(home):
+    bus = EmbeddedBus(make_actors([]))
+    bus.publish_raw("strike.requested", b"\x00garbage", strike_id="not.a.strike.id")
+    bus.run()
+    (dead,) = bus.dead_letters
+    assert dead.reason.startswith("message is not JSON")
+    assert not [m for m in bus.published if m.type == "strike.failed"]  # no strike to fail

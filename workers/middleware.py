@@ -28,7 +28,7 @@ import sqlalchemy.exc
 from industriverse import store
 from industriverse.errors import IndustriverseError, InfrastructureError
 from messages.codec import decode, to_dict
-from messages.envelope import InvalidMessage, Message
+from messages.envelope import InvalidMessage, Message, is_strike_id
 from messages.types import StrikeCompleted, StrikeFailed
 from workers import metrics
 from workers.actor import Actor
@@ -167,7 +167,7 @@ def process(
     try:
         message = decode(raw)
     except InvalidMessage as exc:
-        sid = exc.strike_id or strike_id
+        sid = exc.strike_id or (strike_id if is_strike_id(strike_id) else None)
         with log_context(worker=worker, stage=worker, strike_id=sid, message_id=None, contract_id=None):
             log.error("rejecting unreadable message", reason=exc.reason)
             metrics.MESSAGES_FAILED.labels(worker, worker).inc()

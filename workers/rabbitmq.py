@@ -308,11 +308,14 @@ class RabbitBus(Bus):
                 try:
                     self._serve(threads)
                     break
-                except _RECONNECT_ON as exc:
+                except Exception as exc:  # never die: a supervisor restarting us would be a crash loop
                     if time.monotonic() - started > 30:
                         delay = self.reconnect_initial_delay  # it was up for a while: start over
-                    log.warning("broker connection lost; reconnecting", broker=redact(self.url),
-                                error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
+                    if isinstance(exc, _RECONNECT_ON):
+                        log.warning("broker connection lost; reconnecting", broker=redact(self.url),
+                                    error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
+                    else:
+                        log.exception("worker error; reconnecting", retry_in_s=round(delay, 2))
                     if self._stop.wait(delay):
                         break
                     delay = min(self.reconnect_max_delay, delay * 2)
