@@ -160,15 +160,19 @@ def queue_state(url: str, queue: str) -> tuple[int, int]:
 def start_worker(url: str, prefix: str, log_dir: Path, *extra: str) -> subprocess.Popen:
     """This file as a worker process (optimizer and simulator kinds unless --kinds is given)."""
     log_dir.mkdir(exist_ok=True)
+    try:
+        consumers_before = queue_state(url, f"{prefix}.optimizer")[1]
+    except pika.exceptions.ChannelClosedByBroker:
+        consumers_before = 0  # queue not declared yet
     stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:6]}.err", "w")
     proc = subprocess.Popen([sys.executable, __file__, "--broker", url, "--prefix", prefix,
                              "--log-dir", str(log_dir), *extra], stderr=stderr, stdout=subprocess.DEVNULL)
     proc.stderr_path = stderr.name  # type: ignore[attr-defined]
     deadline = time.monotonic() + 20
-    while True:  # ready when it consumes
+    while True:  # ready when it consumes too
         assert proc.poll() is None, Path(stderr.name).read_text()
         try:
-            if queue_state(url, f"{prefix}.optimizer")[1] >= 1:
+            if queue_state(url, f"{prefix}.optimizer")[1] > consumers_before:
                 return proc
         except pika.exceptions.ChannelClosedByBroker:
             pass  # queue not declared yet
@@ -345,6 +349,29 @@ def test_sigterm_finishes_the_message_in_flight_and_leaves_the_rest(amqp_url, pr
     assert [(e[0], e[1]) for e in handler_log(tmp_path)] == [("start", slow.strike_id), ("done", slow.strike_id)]
     # the finished message was acked; the one published after SIGTERM waits in the queue
     assert queue_state(amqp_url, f"{prefix}.optimizer") == (1, 0)
+
+
+def test_competing_worker_processes_share_the_work_and_each_strike_completes_once(amqp_url, prefix, home, tmp_path):
+    observer = Observer(amqp_url, prefix, ["strike.completed.*", "strike.failed.*"])
+    strikes = [strike(x=x, sleep=0.05) for x in range(20)]
+    workers = [start_worker(amqp_url, prefix, tmp_path, "--concurrency", "2") for _ in range(2)]
+    try:
+        with RabbitPublisher(amqp_url, prefix=prefix) as pub:
+            for m in strikes:
+                pub.publish(m)
+        seen = observer.collect(lambda s: len(s) >= 20)
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        assert [w.wait(20) for w in workers] == [0, 0]
+    finally:
+        for w in workers:
+            stop(w)
+        observer.close()
+    assert sorted(m.strike_id for m in seen) == sorted(m.strike_id for m in strikes)
+    assert all(m.type == "strike.completed" for m in seen)
+    done = [e for e in handler_log(tmp_path) if e[0] == "done"]
+    assert sorted(e[1] for e in done) == sorted(m.strike_id for m in strikes)  # once each
+    assert len({e[2] for e in done}) == 2  # both processes took work
 
 
 @pytest.fixture()
