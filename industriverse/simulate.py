@@ -24,7 +24,9 @@ numbers), so their per-trajectory differences are paired.
 """
 from __future__ import annotations
 
+import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -34,10 +36,10 @@ from .baselines import make_baseline
 from .kpis import actuator_travel_kw, band_excess, discomfort_kh, energy_kpis
 from .network import electric_power
 from .stats import clopper_pearson_lower, clopper_pearson_upper, percentile_bands, summary, t_interval
-from .tracking import PlanTracking, SubstepModel, substep_model
+from .tracking import PEAK_WINDOW_S, PlanTracking, SubstepModel, substep_model
 
 VIOLATION_TOL = 1e-6        # state units; excesses below this are round-off, not violations
-CHUNK = 4096                # trajectories per vectorised pass (bounds memory; results depend on seed and N only)
+CHUNK = 8192                # trajectories per vectorised pass (bounds memory; results depend on seed and N only)
 HEUN_STIFFNESS = 0.25       # inner step × fastest rate of the linearised network
 MAX_BYTES = 3e9             # refuse ensembles whose state storage would not fit in memory
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
@@ -47,15 +49,17 @@ KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "
 class Ensemble:
     """Raw ensemble paths of C controllers over N trajectories.
 
-    ``x``: (C, N, H+1, n) states at the plan steps; ``power``: (C, N, H·S) electric site power
-    per sub-step, kW; ``travel``: (C, N) actuator travel Σ|Δu| over the sub-steps, kW;
-    ``u_mean``: (C, N, H, m) set-points averaged over each plan step, kW; ``path_steps``:
-    trajectories × sub-steps × controllers integrated.
+    ``x``: (C, N, H+1, n) states at the plan steps; ``power``: (C, N, H) electric site power
+    averaged over each plan step, kW; ``energy``: the :func:`industriverse.kpis.energy_kpis` of the
+    site power at the sub-step resolution, each (C, N); ``travel``: (C, N) actuator travel
+    Σ|Δu| over the sub-steps, kW; ``u_mean``: (C, N, H, m) set-points averaged over each plan
+    step, kW; ``path_steps``: trajectories × sub-steps × controllers integrated.
     """
 
     names: list[str]
     x: np.ndarray
     power: np.ndarray
+    energy: dict
     travel: np.ndarray
     u_mean: np.ndarray
     S: int
@@ -83,92 +87,231 @@ def _heun_substeps(model: SubstepModel) -> int:
     return max(1, int(np.ceil(model.h * rate / HEUN_STIFFNESS)))
 
 
+KPI_BLOCK_SUBSTEPS = 32      # sub-steps per KPI block: long rows make the reductions cheap
+
+
+def _kpi_block_steps(problem, h: float, S: int) -> int:
+    """Plan steps per KPI block.
+
+    A block starts on a 15-minute window boundary and spans whole windows, so the block-wise
+    :func:`industriverse.kpis.energy_kpis` (sums add up, the peak is the largest block peak)
+    equals the whole-horizon one.
+    """
+    base = 1 if h >= PEAK_WINDOW_S - 1e-9 else math.lcm(S, int(round(PEAK_WINDOW_S / h))) // S
+    return min(problem.H, base * max(1, math.ceil(KPI_BLOCK_SUBSTEPS / (base * S))))
+
+
+def _add_energy(acc: dict, block: dict) -> None:
+    for name, v in block.items():
+        if name == "peak_kw":
+            acc[name] = np.maximum(acc[name], v) if name in acc else v
+        else:
+            acc[name] = acc[name] + v if name in acc else v
+
+
+def _dot(X: np.ndarray, MT: np.ndarray) -> np.ndarray:
+    """``X @ MT`` for a tall ``X`` (R, k) and a tiny ``MT`` (k, n) (np.matmul is slow on these shapes)."""
+    if MT.shape == (1, 1):
+        return X * MT[0, 0]
+    return np.dot(X, MT)
+
+
 def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, model: SubstepModel | None = None,
                  noise: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
     """Simulate ``controllers`` (each ``start(N)``, ``__call__(j, x, d) -> u``) on the same draws.
 
-    ``noise=False`` gives the nominal run (forecast disturbances, no process noise).
+    ``noise=False`` gives the nominal run (forecast disturbances, no process noise).  The draws
+    (standard normals generated in float32, the arithmetic in float64) come from ``seed`` and are
+    shared by all controllers; they depend on ``seed`` and ``N`` only.
     """
     model = model or substep_model(problem)
     net = problem.network
     H, S, n, m, C = problem.H, model.S, problem.n, problem.m, len(controllers)
-    if C * N * ((H + 1) * n + H * S + H * m) * 8 > MAX_BYTES:
+    if C * N * ((H + 1) * n + H * (m + 1) + 8) * 8 > MAX_BYTES:
         from .errors import BadInput
 
         raise BadInput(None, "uncertainty.ensemble_size", f"{N} trajectories over {H} steps need more than {MAX_BYTES / 1e9:g} GB")
     nonlinear = net.has_nonlinear_dynamics
     J = _heun_substeps(model) if nonlinear else 1
+    hh = model.h / J
     d_lo, d_hi = _disturbance_clips(problem)
+    clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
     fe, q = model.fe_index, len(model.fe_index)
+    n_d = problem.d.shape[1]
+    scatter = np.zeros((q, n_d))  # forecast errors → disturbance columns
+    scatter[np.arange(q), fe] = 1.0
+    fe_is_d = q == n_d and np.array_equal(fe, np.arange(n_d))
     noisy_state = noise and bool(np.any(model.Qd if not nonlinear else model.Qc))
     noisy_dist = noise and q > 0
-    sq_qc = np.sqrt(np.diag(model.Qc) * model.h / J)  # Heun: Wiener increments per inner step
-    L = model.noise_factor
+    sq_qc = np.sqrt(np.diag(model.Qc) * hh)  # Heun: Wiener increments per inner step
+    LT = model.noise_factor.T
+    AdT, BdT, EdT = model.Ad.T, model.Bd.T, model.Ed.T
+    AT, BT, ET = model.A.T, model.B.T, model.E.T
+    forecast_drive = problem.d @ EdT  # (H, n)
+    err_drive = scatter @ EdT  # (q, n)
     export_floor = -float(problem.export_max)
+    h_h = model.h / 3600.0
+    block = _kpi_block_steps(problem, model.h, S)
+    rep = lambda a: np.repeat(np.asarray(a, dtype=float), S)  # noqa: E731  (held over the sub-steps)
+    price, export_price, emission = rep(problem.price), rep(problem.export_price), rep(problem.emission)
 
     x_out = np.empty((C, N, H + 1, n))
-    p_out = np.empty((C, N, H * S))
+    p_out = np.empty((C, N, H))
+    energy: dict[str, np.ndarray] = {}
     travel = np.zeros((C, N))
     u_mean = np.empty((C, N, H, m))
     children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
-    for c_i, c0 in enumerate(range(0, N, CHUNK)):
-        c1 = min(N, c0 + CHUNK)
-        Nc = c1 - c0
-        rng = np.random.default_rng(children[c_i])
-        X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
-        err = np.zeros((Nc, q))
-        for ctrl in controllers:
-            ctrl.start(Nc)
-        x_out[:, c0:c1, 0] = X
-        u_buf = np.empty((C, Nc, S + 1, m))  # the step's set-points, after the last one of the step before
-        for k in range(H):
-            xi_w = rng.standard_normal((S, J, Nc, n)) if noisy_state else None
-            xi_e = rng.standard_normal((S, Nc, q)) if noisy_dist else None
-            for s in range(S):
-                j = k * S + s
-                D = problem.d[k] + np.zeros((Nc, 1))
-                if q:
-                    D[:, fe] += err
-                D = np.clip(D, d_lo, d_hi[k])
-                U = np.stack([ctrl(j, X[c], D) for c, ctrl in enumerate(controllers)])
-                u_buf[:, :, s + 1] = U
-                P = electric_power(net, U, X, D)
-                p_out[:, c0:c1, j] = np.maximum(P, export_floor)
-                drive = U @ model.B.T + (D @ model.E.T) if nonlinear else U @ model.Bd.T + D @ model.Ed.T
-                if not nonlinear:
-                    X = X @ model.Ad.T + drive
-                    if noisy_state:
-                        X += xi_w[s, 0] @ L.T
-                else:
-                    hh = model.h / J
-                    for i in range(J):
-                        dW = xi_w[s, i] * sq_qc if noisy_state else 0.0
-                        f0 = X @ model.A.T + drive + net.radiation_correction(X, D)
-                        Xp = X + f0 * hh + dW
-                        f1 = Xp @ model.A.T + drive + net.radiation_correction(Xp, D)
-                        X = X + 0.5 * (f0 + f1) * hh + dW
-                if noisy_dist:
-                    err = model.ou_a * err + model.ou_s * xi_e[s]
-            x_out[:, c0:c1, k + 1] = X
-            first = 1 if k == 0 else 0  # no set-point before the horizon
-            travel[:, c0:c1] += actuator_travel_kw(u_buf[:, :, first:])
-            u_mean[:, c0:c1, k] = u_buf[:, :, 1:].mean(axis=2)
-            u_buf[:, :, 0] = u_buf[:, :, S]
-            if progress is not None:
-                progress((c0 + Nc * (k + 1) / H) / N)
+    # numpy's generators release the GIL while they fill arrays: drawing on a helper thread
+    # overlaps the draws with the integration (one generator, the same order: the same numbers)
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="noise-draws") if (noisy_state or noisy_dist) else None
+    try:
+        for c_i, c0 in enumerate(range(0, N, CHUNK)):
+            c1 = min(N, c0 + CHUNK)
+            Nc = c1 - c0
+            rng = np.random.default_rng(children[c_i])
+            X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
+            err = np.zeros((Nc, q))
+            for ctrl in controllers:
+                ctrl.start(Nc)
+            x_out[:, c0:c1, 0] = X
+            # one KPI block of site power and set-points, time first (row 0 of u: the block before's last)
+            p_blk = np.empty((block * S, C, Nc))
+            u_blk = np.empty((block * S + 1, C, Nc, m))
+            acc: dict[str, np.ndarray] = {}
+
+            def draw(rng=rng, Nc=Nc):
+                """The next plan step's standard normals (process noise, forecast-error innovations)."""
+                return (rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None,
+                        rng.standard_normal((S, Nc, q), dtype=np.float32).astype(float) if noisy_dist else None)
+
+            pending = prefetch.submit(draw) if prefetch else None
+            for k in range(H):
+                if prefetch:  # the helper thread draws step k+1 while this one integrates step k
+                    xi_w, xi_e = pending.result()
+                    if k + 1 < H:
+                        pending = prefetch.submit(draw)
+                b0 = (k % block) * S
+                for s in range(S):
+                    j = k * S + s
+                    if not q:
+                        D = problem.d[k][None, :]
+                    else:
+                        D = problem.d[k] + (err if fe_is_d else _dot(err, scatter))
+                    if clip_d:
+                        D = np.clip(D, d_lo, d_hi[k])
+                    U = u_blk[b0 + s + 1]
+                    for c, ctrl in enumerate(controllers):
+                        U[c] = ctrl(j, X[c], D)
+                    np.maximum(electric_power(net, U, X, D), export_floor, out=p_blk[b0 + s])
+                    if not nonlinear:
+                        X = (_dot(X.reshape(C * Nc, n), AdT) + _dot(U.reshape(C * Nc, m), BdT)).reshape(C, Nc, n)
+                        X += forecast_drive[k]
+                        if clip_d:  # the true disturbance's departure from the forecast
+                            X += _dot(D - problem.d[k], EdT)
+                        elif q:
+                            X += _dot(err, err_drive)
+                        if noisy_state:
+                            X += _dot(xi_w[s, 0], LT)
+                    else:
+                        drive = (_dot(U.reshape(C * Nc, m), BT)).reshape(C, Nc, n) + _dot(np.broadcast_to(D, (Nc, n_d)), ET)
+                        for i in range(J):
+                            dW = xi_w[s, i] * sq_qc if noisy_state else 0.0
+                            f0 = X @ AT + drive + net.radiation_correction(X, D)
+                            Xp = X + f0 * hh + dW
+                            f1 = Xp @ AT + drive + net.radiation_correction(Xp, D)
+                            X = X + 0.5 * (f0 + f1) * hh + dW
+                    if noisy_dist:
+                        err = model.ou_a * err + model.ou_s * xi_e[s]
+                x_out[:, c0:c1, k + 1] = X
+                u_mean[:, c0:c1, k] = u_blk[b0 + 1:b0 + S + 1].mean(axis=0)
+                p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
+                if (k + 1) % block == 0 or k == H - 1:  # a whole block of 15-minute windows (or the tail)
+                    T, t0 = b0 + S, (k - k % block) * S
+                    power = np.ascontiguousarray(np.moveaxis(p_blk[:T], 0, -1))
+                    _add_energy(acc, energy_kpis(power, h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T], 0.0))
+                    first = 1 if t0 == 0 else 0  # no set-point before the horizon
+                    travel[:, c0:c1] += actuator_travel_kw(np.ascontiguousarray(np.moveaxis(u_blk[first:T + 1], 0, 2)))
+                    u_blk[0] = u_blk[T]
+                if progress is not None:
+                    progress((c0 + Nc * (k + 1) / H) / N)
+            acc["cost"] = acc["cost"] + problem.demand_charge * acc["peak_kw"]  # the demand charge on the horizon's peak
+            for name, v in acc.items():
+                energy.setdefault(name, np.empty((C, N)))[:, c0:c1] = v
+    finally:
+        if prefetch:
+            prefetch.shutdown(cancel_futures=True)
     method = (f"stochastic Heun, {J} inner steps per {model.h:g} s control sub-step (radiation)" if nonlinear
               else f"exact ZOH + Van Loan at the {model.h:g} s control sub-step")
-    return Ensemble(names=[c.name for c in controllers], x=x_out, power=p_out, travel=travel, u_mean=u_mean,
+    return Ensemble(names=[c.name for c in controllers], x=x_out, power=p_out, energy=energy, travel=travel, u_mean=u_mean,
                     S=S, h=model.h, path_steps=C * N * H * S * J, method=method)
+
+
+# --- reading a plan -----------------------------------------------------------------------
+def plan_from_optimization(problem, doc, file: str | None = None) -> np.ndarray:
+    """The plan (H, m) in kW of an optimization JSON ``doc``, checked against ``problem``.
+
+    A document for another domain or another horizon (start, steps, step length), a missing or
+    unknown actuator, a wrong length or a non-finite value is :class:`BadInput` naming ``file``
+    and the field.
+    """
+    from datetime import datetime
+
+    from .errors import BadInput
+
+    if not isinstance(doc, dict):
+        raise BadInput(file, None, "an optimization JSON must be an object")
+    dom = doc.get("domain")
+    if dom is not None and dom != problem.domain:
+        raise BadInput(file, "domain", f"the plan is for domain '{dom}', not '{problem.domain}'")
+    hz = doc.get("horizon")
+    if not isinstance(hz, dict):
+        req = doc.get("request")
+        hz = req.get("horizon") if isinstance(req, dict) else None
+        if isinstance(hz, dict) and "hours" in hz and "step_minutes" in hz:
+            try:
+                hz = dict(hz, steps=round(float(hz["hours"]) * 60.0 / float(hz["step_minutes"])))
+            except (TypeError, ValueError):
+                raise BadInput(file, "request.horizon", "hours and step_minutes must be numbers") from None
+    if isinstance(hz, dict):
+        want = {"start": problem.start, "steps": problem.H, "step_minutes": problem.dt_s / 60.0}
+        for key, value in want.items():
+            if key not in hz:
+                continue
+            got = hz[key]
+            try:
+                same = datetime.fromisoformat(str(got)) == value if key == "start" else abs(float(got) - value) < 1e-9
+            except (TypeError, ValueError):
+                raise BadInput(file, f"horizon.{key}", f"cannot read {got!r}") from None
+            if not same:
+                shown = value.isoformat(timespec="minutes") if key == "start" else f"{value:g}"
+                raise BadInput(file, f"horizon.{key}", f"the plan's horizon has {key} {got}, the constraint's has {shown}")
+    plan = doc.get("plan")
+    if not isinstance(plan, dict):
+        raise BadInput(file, "plan", "is required: an object {actuator: [kW per step]}")
+    for name in plan:
+        if name not in problem.actuators:
+            raise BadInput(file, f"plan.{name}", f"is not an actuator of this network ({', '.join(problem.actuators)})")
+    u = np.empty((problem.H, problem.m))
+    for j, name in enumerate(problem.actuators):
+        if name not in plan:
+            raise BadInput(file, f"plan.{name}", "is missing")
+        values = plan[name]
+        if not isinstance(values, list) or len(values) != problem.H:
+            got = len(values) if isinstance(values, list) else type(values).__name__
+            raise BadInput(file, f"plan.{name}", f"needs {problem.H} values (one per step), got {got}")
+        try:
+            u[:, j] = np.array(values, dtype=float)
+        except (TypeError, ValueError):
+            raise BadInput(file, f"plan.{name}", "values must be numbers (kW)") from None
+        if not np.all(np.isfinite(u[:, j])):
+            raise BadInput(file, f"plan.{name}", "values must be finite numbers (kW)")
+    return u
 
 
 # --- the simulation JSON ------------------------------------------------------------------
 def _kpis(problem, ens: Ensemble) -> dict[str, np.ndarray]:
     """Per-trajectory KPIs (C, N) of an ensemble."""
-    S = ens.S
-    rep = lambda a: np.repeat(np.asarray(a, dtype=float), S)  # noqa: E731  (held over the sub-steps)
-    out = dict(energy_kpis(ens.power, ens.h / 3600.0, rep(problem.price), rep(problem.export_price),
-                           rep(problem.emission), problem.demand_charge))
+    out = dict(ens.energy)
     banded = np.isfinite(problem.x_lo[1:]).any(axis=0) | np.isfinite(problem.x_hi[1:]).any(axis=0)
     out["discomfort_kh"] = discomfort_kh(ens.x, problem.x_lo, problem.x_hi, problem.dt_h, problem.thermal & banded)
     out["travel_kw"] = ens.travel
@@ -178,10 +321,6 @@ def _kpis(problem, ens: Ensemble) -> dict[str, np.ndarray]:
 def _violations(problem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, n) bool: state k=1..H of node i is outside its band by more than the tolerance."""
     return band_excess(x[:, 1:, :], problem.x_lo[1:], problem.x_hi[1:]) > VIOLATION_TOL
-
-
-def _step_power(power: np.ndarray, H: int) -> np.ndarray:
-    return power.reshape(power.shape[:-1] + (H, -1)).mean(axis=-1)
 
 
 def _controller_result(problem, ens: Ensemble, nom: Ensemble, c: int, kpis: dict, ctrl, confidence: float) -> dict:
@@ -200,7 +339,7 @@ def _controller_result(problem, ens: Ensemble, nom: Ensemble, c: int, kpis: dict
         "controller": ens.names[c],
         "settings": ctrl.settings,
         "bands": {node: percentile_bands(x[:, :, i]) for i, node in enumerate(problem.nodes)},
-        "power_bands": percentile_bands(_step_power(ens.power[c], H)),
+        "power_bands": percentile_bands(ens.power[c]),
         "violations": {
             "count": count,
             "by_node": {node: int(viol[:, :, i].any(axis=1).sum()) for i, node in enumerate(problem.nodes)},
@@ -215,10 +354,11 @@ def _controller_result(problem, ens: Ensemble, nom: Ensemble, c: int, kpis: dict
             "limit": problem.constraint.uncertainty.max_violation_probability,
         },
         "kpis": {name: summary(v[c]) for name, v in kpis.items()},
+        "final_state": {node: summary(x[:, -1, i]) for i, node in enumerate(problem.nodes)},
         "per_trajectory": {name: [float(a) for a in v[c]] for name, v in kpis.items()},
         "nominal": {
             "states": {node: [float(a) for a in nom.x[c, 0, :, i]] for i, node in enumerate(problem.nodes)},
-            "power_kw": [float(a) for a in _step_power(nom.power[c, 0], H)],
+            "power_kw": [float(a) for a in nom.power[c, 0]],
             "plan_kw": {a: [float(v) for v in nom.u_mean[c, 0, :, j]] for j, a in enumerate(problem.actuators)},
             "violation": bool(_violations(problem, nom.x[c]).any()),
         },

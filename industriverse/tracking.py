@@ -188,7 +188,8 @@ class PlanTracking:
 
     def __call__(self, j: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         S, k = self.model.S, j // self.model.S
-        u = self.plan[k] + (x - self.x_ref[j]) @ self.K.T
+        dev = x - self.x_ref[j]
+        u = self.plan[k] + (dev * self.K[0, 0] if self.K.shape == (1, 1) else np.dot(dev, self.K.T))
         u = np.clip(u, self.problem.u_lo[k], self.problem.u_hi[k])
         if k > 0 and np.isfinite(self.problem.ramp).any():
             before = self._history[j % S]

@@ -1,0 +1,160 @@
+"""Simulator benchmark (DESIGN.md §6): throughput against sdeint, accuracy against exact OU moments.
+
+Run: ``python benchmarks/simulator.py`` (needs the ``bench`` extra: ``pip install -e '.[bench]'``).
+Prints a table; it is a measurement, not a test.
+
+1. Path-steps per second on the same linear SDE: the hvac_testcase1 zone (R1C1, C = 1e6 J/K,
+   R = 0.01 K/W) with the heater held at 3 kW, the sinusoidal ambient forecast (held over each
+   15-minute step) plus an Ornstein–Uhlenbeck forecast error (std 1 K, 6 h), and process noise
+   0.1 K/√h, over 24 h at the simulator's 1-minute control sub-step.  Peers: ``sdeint.itoEuler``
+   (Euler–Maruyama) and ``sdeint.itoint`` (its default Itô integrator), one trajectory per call
+   (sdeint has no ensemble axis).  Ours: the ensemble engine (``run_ensemble``, open loop = the
+   same SDE) and the whole ``simulate()`` (plan with the tracking law + baseline on the same
+   draws + nominal runs + KPIs and JSON), counted as trajectories × sub-steps × controllers.
+   The end-of-day mean and std of the zone temperature of each method are printed side by side
+   (they must agree within sampling error: it is the same SDE).
+2. Accuracy: a pure OU process (the zone with the heater off at a constant ambient, process
+   noise only) against its exact mean ``T_a + (T_0 − T_a) e^{−t/τ}`` and variance
+   ``σ² τ/2 (1 − e^{−2t/τ})``, with a large ensemble (the discretisation is exact, so what
+   remains is sampling error, printed next to it).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from industriverse.mapping import load_problem, map_constraint  # noqa: E402
+from industriverse.simulate import run_ensemble, simulate  # noqa: E402
+from industriverse.tracking import PlanTracking, substep_model  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hvac_testcase1.json"
+HEAT_KW = 3.0
+
+
+def sde_for_sdeint(problem):
+    """Drift and diffusion of [T, e] (zone °C, ambient forecast error K), time in seconds."""
+    C, G = 1e6, 100.0
+    fe = problem.constraint.uncertainty.forecast_error["ambient"]
+    tau_e = fe.correlation_hours * 3600.0
+    sig_e = fe.std * np.sqrt(2.0 / tau_e)
+    sig_T = problem.process_noise[0] / np.sqrt(3600.0)
+    amb = problem.d[:, 0]
+    dt = problem.dt_s
+    diffusion = np.diag([sig_T, sig_e])
+
+    def f(y, t):
+        k = min(int(t // dt), len(amb) - 1)
+        return np.array([(G * (amb[k] + y[1] - y[0]) + 1000.0 * HEAT_KW) / C, -y[1] / tau_e])
+
+    def g(y, t):
+        return diffusion
+
+    return f, g
+
+
+def time_sdeint(problem, integrator, paths: int, h: float, seed: int):
+    import sdeint
+
+    f, g = sde_for_sdeint(problem)
+    tspan = np.arange(problem.H * int(round(problem.dt_s / h)) + 1) * h
+    rng = np.random.default_rng(seed)
+    finals = []
+    t0 = time.perf_counter()
+    for _ in range(paths):
+        y = integrator(f, g, np.array([problem.x0[0], 0.0]), tspan, generator=rng)
+        finals.append(y[-1, 0])
+    seconds = time.perf_counter() - t0
+    return paths * (len(tspan) - 1) / seconds, seconds, np.array(finals)
+
+
+def time_engine(problem, paths: int, seed: int):
+    model = substep_model(problem)
+    u = np.full((problem.H, problem.m), HEAT_KW)
+    ctrl = PlanTracking(problem, u, model, K=np.zeros((problem.m, problem.n)))
+    t0 = time.perf_counter()
+    ens = run_ensemble(problem, [ctrl], paths, seed, model=model)
+    seconds = time.perf_counter() - t0
+    return ens.path_steps / seconds, seconds, ens.x[0, :, -1, 0]
+
+
+def time_simulate(problem, paths: int, seed: int):
+    u = np.full((problem.H, problem.m), HEAT_KW)
+    t0 = time.perf_counter()
+    doc = simulate(problem, u, ensemble_size=paths, seed=seed)
+    seconds = time.perf_counter() - t0
+    return doc["stats"]["path_steps"] / seconds, seconds, np.array(doc["plan"]["bands"]["zone"]["p50"][-1:])
+
+
+def ou_accuracy(paths: int, seed: int):
+    sigma, t_amb, x0, tau = 0.3, 5.0, 21.0, 1e4
+    raw = {"horizon": {"start": "2026-01-13T00:00", "hours": 12, "step_minutes": 15}, "disturbances": {"ambient": t_amb},
+           "initial_state": {"zone": x0}, "baseline": {"control_minutes": 15.0},
+           "uncertainty": {"process_noise": sigma, "forecast_error": {"ambient": {"std": 0.0, "correlation_hours": 1.0}}}}
+    p = map_constraint("hvac", raw)
+    ctrl = PlanTracking(p, np.zeros((p.H, p.m)), K=np.zeros((p.m, p.n)))
+    t0 = time.perf_counter()
+    ens = run_ensemble(p, [ctrl], paths, seed)
+    seconds = time.perf_counter() - t0
+    x = ens.x[0, :, :, 0]
+    rows = []
+    for k in (4, 16, 48):
+        t = k * p.dt_s
+        mean = t_amb + (x0 - t_amb) * np.exp(-t / tau)
+        var = sigma ** 2 / 3600.0 * tau / 2 * (1 - np.exp(-2 * t / tau))
+        rows.append((k * p.dt_h, x[:, k].mean(), mean, x[:, k].var(ddof=1), var))
+    return rows, seconds, paths
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--paths", type=int, default=20000, help="trajectories for our engine (default 20000)")
+    ap.add_argument("--sdeint-paths", type=int, default=100, help="trajectories for sdeint.itoEuler (default 100)")
+    ap.add_argument("--itoint-paths", type=int, default=10, help="trajectories for sdeint.itoint (default 10)")
+    ap.add_argument("--ou-paths", type=int, default=400000, help="trajectories for the OU accuracy check (default 400000)")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    import sdeint
+
+    problem = load_problem("hvac", EXAMPLE)
+    h = substep_model(problem).h
+    rows = []
+    rate, sec, fin = time_sdeint(problem, sdeint.itoEuler, args.sdeint_paths, h, args.seed)
+    rows.append(("sdeint.itoEuler", args.sdeint_paths, rate, sec, fin))
+    base = rate
+    rate, sec, fin = time_sdeint(problem, sdeint.itoint, args.itoint_paths, h, args.seed)
+    rows.append(("sdeint.itoint", args.itoint_paths, rate, sec, fin))
+    time_engine(problem, 100, args.seed)  # warm-up (imports, caches)
+    rate, sec, fin = time_engine(problem, args.paths, args.seed)
+    rows.append(("industriverse run_ensemble", args.paths, rate, sec, fin))
+    rate, sec, _ = time_simulate(problem, args.paths, args.seed)
+    rows.append(("industriverse simulate() plan+baseline", args.paths, rate, sec, None))
+
+    print(f"Same SDE: hvac_testcase1 zone + OU ambient error + process noise, 24 h at a {h:g} s step "
+          f"({problem.H * int(round(problem.dt_s / h))} steps per path)\n")
+    print(f"{'method':<40} {'paths':>7} {'seconds':>9} {'path-steps/s':>14} {'× itoEuler':>11} {'T(24h) mean':>12} {'std':>7}")
+    for name, paths, rate, sec, fin in rows:
+        stats = f"{fin.mean():12.3f} {fin.std(ddof=1):7.3f}" if fin is not None and fin.size > 1 else f"{'':>12} {'':>7}"
+        print(f"{name:<40} {paths:>7} {sec:>9.3f} {rate:>14,.0f} {rate / base:>11.1f} {stats}")
+
+    ou, sec, n = ou_accuracy(args.ou_paths, args.seed)
+    print(f"\nPure OU (zone, heater off, σ = 0.3 K/√h, τ = RC = 10000 s): {n} paths in {sec:.2f} s, exact discretisation")
+    print(f"{'t (h)':>6} {'mean':>10} {'exact':>10} {'rel.err':>9} {'var':>10} {'exact':>10} {'rel.err':>9} {'var s.e.':>9}")
+    worst = 0.0
+    for t, m, me, v, ve in ou:
+        em, ev = abs(m / me - 1), abs(v / ve - 1)
+        worst = max(worst, em, ev)
+        print(f"{t:>6.1f} {m:>10.5f} {me:>10.5f} {em:>9.2e} {v:>10.6f} {ve:>10.6f} {ev:>9.2e} {np.sqrt(2 / (n - 1)):>9.2e}")
+    print(f"\nlargest relative error of mean/variance: {worst:.2e} (target < 1e-2)")
+    engine = rows[2][2] / base
+    print(f"engine speed-up over sdeint.itoEuler: {engine:.0f}× (target ≥ 100×); simulate(): {rows[3][2] / base:.0f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
