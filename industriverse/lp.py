@@ -1,0 +1,738 @@
+"""The planning LP through HiGHS, with a lower bound proven from the dual values.
+
+Variables (all in kW, per step ``k = 0..H-1`` of ``dt_h`` hours)::
+
+    u     (H·m)   actuator set-points, index k·m + a (C order of the (H, m) plan)
+    q     (r·H)   relaxation only: the electric power of each temperature-dependent COP actuator
+    imp   (H)     grid import   }  P_k = imp_k − exp_k  (site electric power)
+    exp   (H)     grid export   }  0 ≤ exp ≤ export_max (left out when export is forbidden)
+    peak  (1)     15-minute peak, ≥ each window's mean of P (only with a demand charge or peak budget)
+
+Constraints: the power balance (equality), the envelope on the predicted states ``k = 1..H``
+(``x = x_free + G·u``, tightened by the back-off), ramp limits, the energy budget
+(``Σ dt·imp``), the peak budget and import limit (bounds), and for a relaxation the
+sandwich ``g_lo·u ≤ q ≤ g_hi·u`` with perspective (tangent) cuts.  Minimise
+``Σ dt·(price·imp − export_price·exp) + demand_charge·peak``: exactly
+:func:`industriverse.kpis.energy_kpis`' cost of the plan.
+
+The lower bound is computed from the dual values HiGHS returns, not taken from its primal
+objective: with ``y_ub ≤ 0`` and ``y_eq`` the marginals, the reduced costs are
+``r = c − A_ubᵀ y_ub − A_eqᵀ y_eq`` and every point ``z`` with ``A_ub z ≤ b_ub``,
+``A_eq z = b_eq``, ``l ≤ z ≤ h`` satisfies ``cᵀz ≥ y_ubᵀ b_ub + y_eqᵀ b_eq + Σ_j min(r_j l_j, r_j h_j)``
+(weak duality with the bound terms absorbing any residual dual infeasibility), minus a
+floating-point rounding allowance.  Every variable has finite bounds implied by the actuator box,
+so the bound is finite whenever the LP is solved.
+
+Temperature-dependent COPs (``relax=True``): the power ``u·f(x)`` with ``f = 1/COP`` is
+bounded below using a proven interval ``[lo_k, hi_k]`` of the node temperature over every plan
+that meets the envelope (:func:`state_intervals`, interval arithmetic through the exact
+discrete dynamics, intersected with the band): ``f ≥ 1/max COP`` over the interval, plus, where
+``f`` is convex (chillers), tangent cuts of the perspective of ``f``.  Every feasible plan of the
+real problem, lifted with its true power, is feasible for the relaxed LP, so the relaxed optimum
+and its dual bound are lower bounds on the real optimal cost.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from .kpis import PEAK_WINDOW_H
+from .network import KELVIN, Actuator, cop
+
+HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}
+
+
+# --------------------------------------------------------------------------------------------
+# power models
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PowerModel:
+    """Site electric power as an affine function of the plan, plus relaxed COP terms.
+
+    ``P_k = p_const[k] + (J @ u_flat)[k] + Σ_r q[r, k]`` in kW, ``J``: (H, H·m) sparse.
+    ``relaxed``: one entry per temperature-dependent COP actuator replaced by a variable ``q``
+    (see :func:`relaxed_power`); empty for an exact model.
+    """
+
+    p_const: np.ndarray
+    J: sparse.csr_matrix
+    relaxed: list["RelaxedActuator"] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not self.relaxed
+
+
+@dataclass
+class RelaxedActuator:
+    """``g_lo·u ≤ q ≤ g_hi·u`` and cuts ``q ≥ α·u + β·x_node + γ`` (per step, rows of ``cuts``)."""
+
+    actuator: int
+    node: int
+    g_lo: np.ndarray  # (H,) 1/COP lower bound, kW electric per kW thermal
+    g_hi: np.ndarray  # (H,) upper bound (inf where unknown)
+    cuts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # each (α, β, γ), (H,) arrays
+    t_lo: np.ndarray  # (H,) proven node temperature interval at step starts, °C
+    t_hi: np.ndarray
+
+
+def _diag_power(W: np.ndarray) -> sparse.csr_matrix:
+    """``J`` of a power that is ``Σ_a W[k, a]·u[k, a]``: (H, H·m)."""
+    H, m = W.shape
+    rows = np.repeat(np.arange(H), m)
+    cols = np.arange(H * m)
+    return sparse.csr_matrix((W.ravel(), (rows, cols)), shape=(H, H * m))
+
+
+def exact_power(problem) -> PowerModel:
+    """The exact affine power of a network whose COPs do not depend on temperature."""
+    p0, W = problem.linear_power(relax=False)
+    return PowerModel(p0, _diag_power(W))
+
+
+def state_intervals(problem, backoff: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Proven bounds ``(lo, hi)``, each (H+1, n), on the nominal states of every plan that
+    respects the actuator limits and the (tightened) envelope.
+
+    Interval arithmetic through ``x[k+1] = Ad x[k] + Bd u[k] + Ed d[k]`` from the given initial
+    state, intersected with the band at every step ``k ≥ 1`` (the plan must keep it).
+    """
+    x_lo, x_hi = problem.envelope(backoff=backoff)
+    Ad, Bd = problem.Ad, problem.Bd
+    Ap, An = np.maximum(Ad, 0.0), np.minimum(Ad, 0.0)
+    drive = problem.d @ problem.Ed.T
+    lo = np.empty((problem.H + 1, problem.n))
+    hi = np.empty_like(lo)
+    lo[0] = hi[0] = problem.x0
+    for k in range(problem.H):
+        bu_lo = np.minimum(Bd * problem.u_lo[k], Bd * problem.u_hi[k]).sum(axis=1)
+        bu_hi = np.maximum(Bd * problem.u_lo[k], Bd * problem.u_hi[k]).sum(axis=1)
+        nlo = Ap @ lo[k] + An @ hi[k] + bu_lo + drive[k]
+        nhi = Ap @ hi[k] + An @ lo[k] + bu_hi + drive[k]
+        lo[k + 1] = np.maximum(nlo, x_lo[k + 1])
+        hi[k + 1] = np.minimum(nhi, x_hi[k + 1])
+        empty = lo[k + 1] > hi[k + 1]  # no plan keeps the band here: the LP will say infeasible
+        lo[k + 1, empty], hi[k + 1, empty] = nlo[empty], nhi[empty]
+    return lo, hi
+
+
+def tighten_intervals(problem, lo: np.ndarray, hi: np.ndarray, nodes: list[int], *, backoff: bool = True,
+                      decay: float = 1e-3, max_window: int = 6) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Tighter proven bounds on the states of ``nodes`` at steps ``1..H-1`` by optimisation.
+
+    For each (step k, node, sense) a window LP over states ``x[a..b]`` and inputs ``u[a..b-1]``
+    (``a = k − L``, ``b = k + L'``) with the exact dynamics as equalities, every state inside the
+    valid interval ``[lo, hi]`` (which already holds the band) and the actuator box maximises or
+    minimises ``x[k, node]``.  Dropping what lies outside the window, ramp limits and budgets only
+    enlarges the feasible set, so each window's optimum bounds every feasible plan.  All windows
+    are independent blocks of ONE LP; each block's bound is proven from its own dual values
+    (the safe bound of :func:`dual_bound` restricted to the block), never from the primal value.
+
+    Returns new ``(lo, hi)`` and stats.
+    """
+    t0 = time.perf_counter()
+    H, n, m = problem.H, problem.n, problem.m
+    rho = float(np.max(np.abs(np.linalg.eigvals(problem.Ad)))) if n else 0.0
+    back = max_window if rho >= 1 else int(min(max_window, max(2, np.ceil(np.log(decay) / np.log(max(rho, 1e-12))))))
+    fwd = min(back, 12)
+    drive = problem.d @ problem.Ed.T
+    blocks = []  # (k, node, sense, var slice, row slice, var index of the objective)
+    c_parts, lb_parts, ub_parts = [], [], []
+    rows, cols, vals, rhs = [], [], [], []
+    nvar = nrow = 0
+    Ad, Bd = problem.Ad, problem.Bd
+    Ai, Aj = np.nonzero(Ad)
+    Bi, Bj = np.nonzero(Bd)
+    for k in range(1, H):
+        a, b = max(0, k - back), min(H, k + fwd)
+        T = b - a + 1  # states a..b, inputs a..b-1
+        nx, nu = T * n, (T - 1) * m
+        bounds_lo = np.concatenate([lo[a:b + 1].ravel(), problem.u_lo[a:b].ravel()])
+        bounds_hi = np.concatenate([hi[a:b + 1].ravel(), problem.u_hi[a:b].ravel()])
+        # dynamics rows x[j+1] − Ad x[j] − Bd u[j] = drive[j] in window-local indices
+        t = np.arange(T - 1)[:, None]
+        loc_r = np.concatenate([(t * n + np.arange(n)).ravel(), (t * n + Ai).ravel(), (t * n + Bi).ravel()])
+        loc_c = np.concatenate([((t + 1) * n + np.arange(n)).ravel(), (t * n + Aj).ravel(), (nx + t * m + Bj).ravel()])
+        loc_v = np.concatenate([np.ones((T - 1) * n), np.tile(-Ad[Ai, Aj], T - 1), np.tile(-Bd[Bi, Bj], T - 1)])
+        rhs_blk = drive[a:b].ravel()
+        for node in nodes:
+            for sense in (-1.0, 1.0):  # −1: maximise x[k, node], +1: minimise it
+                rows.append(loc_r + nrow)
+                cols.append(loc_c + nvar)
+                vals.append(loc_v)
+                rhs.append(rhs_blk)
+                c = np.zeros(nx + nu)
+                c[(k - a) * n + node] = sense
+                c_parts.append(c)
+                lb_parts.append(bounds_lo)
+                ub_parts.append(bounds_hi)
+                blocks.append((k, node, sense, slice(nvar, nvar + nx + nu), slice(nrow, nrow + (T - 1) * n)))
+                nvar += nx + nu
+                nrow += (T - 1) * n
+    A_eq = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nrow, nvar))
+    b_eq = np.concatenate(rhs)
+    c = np.concatenate(c_parts)
+    lbv, ubv = np.concatenate(lb_parts), np.concatenate(ub_parts)
+    res = linprog(c, A_eq=A_eq, b_eq=b_eq, bounds=np.column_stack([lbv, ubv]), method="highs", options=HIGHS_OPTIONS)
+    new_lo, new_hi = lo.copy(), hi.copy()
+    if res.status != 0:  # infeasible windows: the planning LP will report it; keep the interval bounds
+        return new_lo, new_hi, {"seconds": time.perf_counter() - t0, "status": res.message}
+    y = res.eqlin.marginals
+    r = c - A_eq.T @ y
+    eps = np.finfo(float).eps
+    for k, node, sense, vs, rs in blocks:
+        rv = r[vs]
+        terms = np.concatenate([y[rs] * b_eq[rs], np.where(rv > 0, rv * lbv[vs], 0.0), np.where(rv < 0, rv * ubv[vs], 0.0)])
+        bound = float(terms.sum()) - 8 * eps * (terms.size + 10) * float(np.abs(terms).sum())
+        if sense > 0:
+            new_lo[k, node] = max(new_lo[k, node], bound)
+        else:
+            new_hi[k, node] = min(new_hi[k, node], -bound)
+    return new_lo, new_hi, {"seconds": time.perf_counter() - t0, "window_back": back, "window_forward": fwd,
+                            "windows": len(blocks)}
+
+
+def _cop_breakpoint(act: Actuator, other: np.ndarray) -> np.ndarray:
+    """Node temperature (°C) at which the lift reaches ``min_lift_k`` (COP is monotone on each side)."""
+    m = act.cop
+    if act.kind == "chiller":  # lift = other + ca − (x − ea)
+        return other + m.condenser_approach_k + m.evaporator_approach_k - m.min_lift_k
+    return other - m.evaporator_approach_k + m.min_lift_k - m.condenser_approach_k
+
+
+def cop_range(act: Actuator, t_lo: np.ndarray, t_hi: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest COP over node temperatures in ``[t_lo, t_hi]`` (elementwise).
+
+    The Carnot-fraction COP is monotone on either side of the lift clamp, so the extremes are at
+    the interval ends or at the clamp's breakpoint.
+    """
+    cands = [t_lo, t_hi]
+    if act.cop.model == "carnot_fraction":
+        cands.append(np.clip(_cop_breakpoint(act, other), t_lo, t_hi))
+    vals = np.stack([cop(act, t, other) for t in cands])
+    return vals.min(axis=0), vals.max(axis=0)
+
+
+def inverse_cop_and_slope(act: Actuator, t_node: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f = 1/COP`` and ``df/dT_node`` (1/K) of a heat pump or chiller, elementwise.
+
+    Carnot fraction, chiller: ``f = lift / (η (T_cold + 273.15))`` with ``T_cold = T_node − approach``;
+    heat pump: ``f = lift / (η (T_hot + 273.15))`` with ``T_hot = T_node + approach``; the lift is
+    clamped below at ``min_lift_k`` (where it is flat, only the denominator varies).
+    """
+    t_node = np.asarray(t_node, dtype=float)
+    other = np.broadcast_to(np.asarray(other, dtype=float), t_node.shape)
+    m = act.cop
+    if m.model == "constant":
+        return np.full(t_node.shape, 1.0 / m.value), np.zeros(t_node.shape)
+    if act.kind == "chiller":
+        cold = t_node - m.evaporator_approach_k
+        hot = other + m.condenser_approach_k
+        ref = cold + KELVIN
+        raw = hot - cold
+        lift = np.maximum(raw, m.min_lift_k)
+        f = lift / (m.eta * ref)
+        # d/dT of lift/(η ref): lift' = −1 where unclamped, 0 where clamped; ref' = 1
+        dlift = np.where(raw > m.min_lift_k, -1.0, 0.0)
+    else:
+        cold = other - m.evaporator_approach_k
+        hot = t_node + m.condenser_approach_k
+        ref = hot + KELVIN
+        raw = hot - cold
+        lift = np.maximum(raw, m.min_lift_k)
+        f = lift / (m.eta * ref)
+        dlift = np.where(raw > m.min_lift_k, 1.0, 0.0)
+    df = (dlift * ref - lift) / (m.eta * ref * ref)
+    return f, df
+
+
+def relaxed_power(problem, backoff: bool = True, n_cuts: int = 3, tighten: bool = True) -> PowerModel:
+    """A power model whose feasible set contains every real plan with its true power.
+
+    Linear actuators and the site load enter exactly; each temperature-dependent COP actuator
+    gets a variable ``q`` with ``u/COP_max ≤ q ≤ u/COP_min`` over the proven temperature interval
+    of its node, and for chillers (``1/COP`` convex and decreasing in the node temperature)
+    ``n_cuts`` tangent cuts of the perspective: for any ``s`` in the interval,
+    ``u f(x) ≥ u (f(s) + f'(s)(lo − s)) + U f'(s) (x − lo)`` because ``f'(s) ≤ 0``, ``x ≥ lo`` and
+    ``u ≤ U``.
+    """
+    net = problem.network
+    dist = net.disturbance_names
+    bounds = {b.name: b.disturbance for b in net.boundaries}
+    H, m = problem.H, problem.m
+    p0 = base_power(problem)
+    W = np.zeros((H, m))
+    relaxed: list[RelaxedActuator] = []
+    lo = hi = None
+    for a_i, a in enumerate(net.actuators):
+        if a.kind == "heater":
+            W[:, a_i] = 1.0 / a.efficiency
+        elif a.kind == "battery_charge":
+            W[:, a_i] = 1.0
+        elif a.kind == "battery_discharge":
+            W[:, a_i] = -1.0
+        elif a.cop.model == "constant":
+            W[:, a_i] = 1.0 / a.cop.value
+        else:
+            if lo is None:
+                lo, hi = state_intervals(problem, backoff=backoff)
+                if tighten:
+                    cop_nodes = sorted({net.index(b.node) for b in net.actuators if b.nonlinear})
+                    lo, hi, _ = tighten_intervals(problem, lo, hi, cop_nodes, backoff=backoff)
+            node = net.index(a.node)
+            other = problem.d[:, dist.index(bounds[a.cop.boundary])]
+            t_lo, t_hi = lo[:-1, node].copy(), hi[:-1, node].copy()
+            c_min, c_max = cop_range(a, t_lo, t_hi, other)
+            g_lo = 1.0 / c_max
+            g_hi = np.where(c_min > 0, 1.0 / np.where(c_min > 0, c_min, 1.0), np.inf)
+            cuts = []
+            ref_cold = t_lo - (a.cop.evaporator_approach_k if a.kind == "chiller" else 0.0) + KELVIN
+            if a.kind == "chiller" and n_cuts > 0 and np.all(ref_cold > 0):
+                U = problem.u_hi[:, a_i]
+                for s_frac in np.linspace(0.0, 1.0, n_cuts + 2)[1:-1]:
+                    s = t_lo + s_frac * (t_hi - t_lo)
+                    f, df = inverse_cop_and_slope(a, s, other)
+                    alpha = f + df * (t_lo - s)
+                    beta = U * df
+                    gamma = -U * df * t_lo
+                    cuts.append((alpha, beta, gamma))
+            relaxed.append(RelaxedActuator(a_i, node, g_lo, g_hi, cuts, t_lo, t_hi))
+    return PowerModel(p0, _diag_power(W), relaxed)
+
+
+def linearized_power(problem, u: np.ndarray) -> PowerModel:
+    """First-order model of the true power around plan ``u`` (H, m) (exact for linear networks).
+
+    ``P(v) ≈ P(u) + J (v − u)`` with ``J = diag(f(x)) + diag(u·f'(x))·G_node`` for each COP
+    actuator (the adjoint of the dynamics enters through ``G``).
+    """
+    net = problem.network
+    dist = net.disturbance_names
+    bounds = {b.name: b.disturbance for b in net.boundaries}
+    x = problem.predict(u)
+    P = problem.site_power(u, x)
+    H, m = problem.H, problem.m
+    W = linear_columns(problem)[1]
+    dense = None
+    for a_i, a in enumerate(net.actuators):
+        if a.kind in ("heat_pump", "chiller") and a.cop.model == "carnot_fraction":
+            node = net.index(a.node)
+            other = problem.d[:, dist.index(bounds[a.cop.boundary])]
+            f, df = inverse_cop_and_slope(a, x[:-1, node], other)
+            W[:, a_i] = f
+            block = (u[:, a_i] * df)[:, None] * problem.G[:-1, node].reshape(H, H * m)
+            dense = block if dense is None else dense + block
+    J = _diag_power(W)
+    if dense is not None:
+        J = sparse.csr_matrix(J + sparse.csr_matrix(dense))
+    p_const = P - J @ u.ravel()
+    return PowerModel(p_const, J)
+
+
+def base_power(problem) -> np.ndarray:
+    """(H,) site power without the actuators: load − PV, kW."""
+    net, dist = problem.network, problem.network.disturbance_names
+    p0 = np.zeros(problem.H)
+    if net.site.load is not None:
+        p0 += problem.d[:, dist.index(net.site.load)]
+    if net.site.pv is not None:
+        p0 -= problem.d[:, dist.index(net.site.pv)]
+    return p0
+
+
+def linear_columns(problem) -> tuple[None, np.ndarray]:
+    """``W`` columns of the actuators with temperature-independent electric power (others 0)."""
+    W = np.zeros((problem.H, problem.m))
+    for a_i, a in enumerate(problem.network.actuators):
+        if a.kind == "heater":
+            W[:, a_i] = 1.0 / a.efficiency
+        elif a.kind == "battery_charge":
+            W[:, a_i] = 1.0
+        elif a.kind == "battery_discharge":
+            W[:, a_i] = -1.0
+        elif a.cop.model == "constant":
+            W[:, a_i] = 1.0 / a.cop.value
+    return None, W
+
+
+# --------------------------------------------------------------------------------------------
+# the LP
+# --------------------------------------------------------------------------------------------
+@dataclass
+class LinearProgram:
+    """``min cᵀz`` s.t. ``A_ub z ≤ b_ub``, ``A_eq z = b_eq``, ``lb ≤ z ≤ ub`` with named blocks.
+
+    ``blocks``: variable slices by name; ``rows``: inequality-row slices by name with
+    ``row_info[name]``: dict of per-row arrays (``k``, ``node``, ``side``, ``bound``, ...).
+    """
+
+    c: np.ndarray
+    A_ub: sparse.csr_matrix
+    b_ub: np.ndarray
+    A_eq: sparse.csr_matrix
+    b_eq: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    blocks: dict[str, slice]
+    rows: dict[str, slice]
+    row_info: dict[str, dict[str, np.ndarray]]
+
+    def part(self, z: np.ndarray, name: str) -> np.ndarray:
+        return z[self.blocks[name]] if name in self.blocks else np.zeros(0)
+
+
+class _Assembler:
+    """Collects variable blocks and constraint rows, then freezes them into a LinearProgram."""
+
+    def __init__(self):
+        self.nvar = 0
+        self.blocks: dict[str, slice] = {}
+        self.c, self.lb, self.ub = [], [], []
+        self.ub_rows: list[tuple[str, sparse.spmatrix, np.ndarray, dict]] = []
+        self.eq_rows: list[tuple[sparse.spmatrix, np.ndarray]] = []
+
+    def var(self, name: str, size: int, cost, lo, hi) -> slice:
+        sl = slice(self.nvar, self.nvar + size)
+        self.nvar += size
+        self.blocks[name] = sl
+        self.c.append(np.broadcast_to(np.asarray(cost, dtype=float), (size,)))
+        self.lb.append(np.broadcast_to(np.asarray(lo, dtype=float), (size,)))
+        self.ub.append(np.broadcast_to(np.asarray(hi, dtype=float), (size,)))
+        return sl
+
+    def rows_le(self, name: str, parts: dict[str, sparse.spmatrix], rhs: np.ndarray, info: dict | None = None):
+        """``Σ parts[block] @ z[block] ≤ rhs``; ``parts`` maps block names to (rows × block) matrices."""
+        if len(rhs) == 0:
+            return
+        self.ub_rows.append((name, parts, np.asarray(rhs, dtype=float), info or {}))
+
+    def rows_eq(self, parts: dict[str, sparse.spmatrix], rhs: np.ndarray):
+        self.eq_rows.append((parts, np.asarray(rhs, dtype=float)))
+
+    def _stack(self, items) -> sparse.csr_matrix:
+        mats = []
+        for parts, rhs in items:
+            cols = []
+            for name, sl in self.blocks.items():
+                size = sl.stop - sl.start
+                mat = parts.get(name)
+                cols.append(sparse.csr_matrix((len(rhs), size)) if mat is None else sparse.csr_matrix(mat))
+            mats.append(sparse.hstack(cols, format="csr"))
+        return sparse.vstack(mats, format="csr") if mats else sparse.csr_matrix((0, self.nvar))
+
+    def build(self) -> LinearProgram:
+        rows, info, start = {}, {}, 0
+        for name, _, rhs, inf in self.ub_rows:
+            rows[name] = slice(start, start + len(rhs))
+            info[name] = inf
+            start += len(rhs)
+        A_ub = self._stack([(p, r) for _, p, r, _ in self.ub_rows])
+        b_ub = np.concatenate([r for _, _, r, _ in self.ub_rows]) if self.ub_rows else np.zeros(0)
+        A_eq = self._stack(self.eq_rows)
+        b_eq = np.concatenate([r for _, r in self.eq_rows]) if self.eq_rows else np.zeros(0)
+        return LinearProgram(np.concatenate(self.c), A_ub, b_ub, A_eq, b_eq, np.concatenate(self.lb),
+                             np.concatenate(self.ub), self.blocks, rows, info)
+
+
+def _windows(problem) -> list[np.ndarray]:
+    """Steps of each 15-minute window (as :func:`industriverse.kpis.fifteen_minute_means`)."""
+    if problem.dt_h >= PEAK_WINDOW_H - 1e-12:
+        return [np.array([k]) for k in range(problem.H)]
+    per = int(round(PEAK_WINDOW_H / problem.dt_h))
+    return [np.arange(s, min(s + per, problem.H)) for s in range(0, problem.H, per)]
+
+
+def _power_range(problem, power: PowerModel, u_lo: np.ndarray, u_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of ``P_k`` over the actuator box (kW), for finite bounds of imp/exp/peak."""
+    J = power.J.tocsr()
+    Jp, Jn = J.maximum(0), J.minimum(0)
+    lo_f, hi_f = u_lo.ravel(), u_hi.ravel()
+    pmin = power.p_const + Jp @ lo_f + Jn @ hi_f
+    pmax = power.p_const + Jp @ hi_f + Jn @ lo_f
+    for r in power.relaxed:
+        U = u_hi[:, r.actuator]
+        pmax = pmax + np.where(np.isfinite(r.g_hi), r.g_hi * U, np.inf)
+    return pmin, pmax
+
+
+def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo: np.ndarray | None = None,
+                      u_hi: np.ndarray | None = None, elastic: bool = False, cost_scale: float = 1.0,
+                      anchor: tuple[np.ndarray, np.ndarray] | None = None) -> LinearProgram:
+    """Assemble the planning LP (see the module docstring).
+
+    ``u_lo``/``u_hi``: (H, m) bounds replacing the actuator box (a trust region inside it).
+    ``cost_scale`` multiplies the cost; ``anchor = (u0, w)`` ((H, m) each) adds ``Σ w·|u − u0|``
+    to the objective (variables ``t ≥ |u − u0|``): the nearest feasible plan to ``u0``.
+    ``elastic``: every envelope row, budget, import and export limit gets a slack ``s ≥ 0``
+    and the objective becomes ``Σ s`` (per state unit, kWh or kW): the smallest relaxation that
+    makes the problem feasible (see :mod:`industriverse.infeasibility`).
+    """
+    H, m, n = problem.H, problem.m, problem.n
+    dt = problem.dt_h
+    box_lo = problem.u_lo if u_lo is None else u_lo
+    box_hi = problem.u_hi if u_hi is None else u_hi
+    pmin, pmax = _power_range(problem, power, problem.u_lo, problem.u_hi)
+    demand = problem.demand_charge > 0 or problem.peak_budget is not None
+    export = problem.export_max > 0 or elastic
+    imp_max = np.minimum(np.maximum(pmax + (problem.export_max if export else 0.0), 0.0), problem.import_max)
+    if elastic:
+        imp_max = np.maximum(pmax + np.maximum(-pmin, 0.0), 0.0)  # the import limit becomes a soft row
+    exp_max = np.maximum(-pmin, 0.0) if elastic else np.minimum(problem.export_max, np.maximum(imp_max - pmin, 0.0))
+
+    asm = _Assembler()
+    zero = 0.0 if elastic else None
+    asm.var("u", H * m, 0.0, box_lo.ravel(), box_hi.ravel())
+    for i, r in enumerate(power.relaxed):
+        U = problem.u_hi[:, r.actuator]
+        asm.var(f"q{i}", H, 0.0, 0.0, np.where(np.isfinite(r.g_hi), r.g_hi * U, np.inf))
+    asm.var("imp", H, zero if elastic else cost_scale * dt * problem.price, 0.0, imp_max)
+    if export:
+        asm.var("exp", H, zero if elastic else -cost_scale * dt * problem.export_price, 0.0, exp_max)
+    if demand:
+        peak_hi = max(float(np.max(pmax)), 0.0)
+        if problem.peak_budget is not None and not elastic:
+            peak_hi = min(peak_hi, problem.peak_budget)
+        asm.var("peak", 1, zero if elastic else cost_scale * problem.demand_charge, 0.0, max(peak_hi, 0.0))
+    if anchor is not None:
+        u0, w = (np.asarray(v, dtype=float).ravel() for v in anchor)
+        asm.var("t", H * m, w, 0.0, np.maximum(box_hi.ravel() - u0, u0 - box_lo.ravel()).clip(min=0.0))
+        I = sparse.identity(H * m, format="csr")
+        asm.rows_le("anchor_up", {"u": I, "t": -I}, u0)
+        asm.rows_le("anchor_down", {"u": -I, "t": -I}, -u0)
+
+    # power balance: imp − exp − J u − Σ q = p_const
+    eye = sparse.identity(H, format="csr")
+    parts = {"imp": eye, "u": -power.J}
+    if export:
+        parts["exp"] = -eye
+    for i, _ in enumerate(power.relaxed):
+        parts[f"q{i}"] = -eye
+    asm.rows_eq(parts, power.p_const)
+
+    slack_rows: list[tuple[str, int]] = []  # (row block, count) that get slack columns
+
+    # envelope on predicted states k = 1..H
+    x_lo, x_hi = problem.envelope(backoff=backoff)
+    Gs = problem.G.reshape(H + 1, n, H * m)
+    xf = problem.x_free
+    terminal = set(problem.constraint.terminal) if problem.constraint is not None else set()
+    for side, bound, sign in (("max", x_hi, 1.0), ("min", x_lo, -1.0)):
+        ks, ids = np.nonzero(np.isfinite(bound[1:]))
+        ks = ks + 1
+        if len(ks) == 0:
+            continue
+        rows = Gs[ks, ids]  # (r, H·m)
+        rhs = bound[ks, ids] - xf[ks, ids]
+        keep = np.any(rows != 0, axis=1) | (sign * rhs < 0) if not elastic else np.ones(len(ks), bool)
+        keep |= sign * rhs < 0
+        ks, ids, rows, rhs = ks[keep], ids[keep], rows[keep], rhs[keep]
+        name = f"envelope_{side}"
+        is_term = np.array([(k == H and problem.nodes[i] in terminal) for k, i in zip(ks, ids)], dtype=bool)
+        asm.rows_le(name, {"u": sparse.csr_matrix(sign * rows)}, sign * rhs,
+                    {"k": ks, "node": ids, "side": np.full(len(ks), side), "bound": bound[ks, ids], "terminal": is_term})
+        if elastic:
+            slack_rows.append((name, len(ks)))
+
+    # ramp limits
+    for a in range(m):
+        r = problem.ramp[a]
+        if not np.isfinite(r) or H < 2:
+            continue
+        D = sparse.diags([-np.ones(H - 1), np.ones(H - 1)], [0, 1], shape=(H - 1, H), format="csr")
+        sel = sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * m + a)), shape=(H, H * m))
+        Da = D @ sel
+        asm.rows_le(f"ramp_up_{a}", {"u": Da}, np.full(H - 1, r), {"k": np.arange(1, H), "actuator": np.full(H - 1, a)})
+        asm.rows_le(f"ramp_down_{a}", {"u": -Da}, np.full(H - 1, r), {"k": np.arange(1, H), "actuator": np.full(H - 1, a)})
+
+    # peak: mean of P over each 15-minute window ≤ peak
+    if demand:
+        wins = _windows(problem)
+        rows_i = np.concatenate([np.full(len(w), j) for j, w in enumerate(wins)])
+        cols = np.concatenate(wins)
+        vals = np.concatenate([np.full(len(w), 1.0 / len(w)) for w in wins])
+        Mw = sparse.csr_matrix((vals, (rows_i, cols)), shape=(len(wins), H))
+        parts = {"imp": Mw, "peak": -sparse.csr_matrix(np.ones((len(wins), 1)))}
+        if export:
+            parts["exp"] = -Mw
+        asm.rows_le("peak_window", parts, np.zeros(len(wins)), {"k": np.array([w[0] for w in wins])})
+        if elastic and problem.peak_budget is not None:
+            asm.rows_le("peak_budget", {"peak": sparse.csr_matrix([[1.0]])}, [problem.peak_budget], {"bound": np.array([problem.peak_budget])})
+            slack_rows.append(("peak_budget", 1))
+
+    if problem.energy_budget is not None:
+        asm.rows_le("energy_budget", {"imp": sparse.csr_matrix(np.full((1, H), dt))}, [problem.energy_budget],
+                    {"bound": np.array([problem.energy_budget])})
+        if elastic:
+            slack_rows.append(("energy_budget", 1))
+
+    if elastic:
+        if np.isfinite(problem.import_max):
+            asm.rows_le("import_max", {"imp": eye}, np.full(H, problem.import_max), {"k": np.arange(H), "bound": np.full(H, problem.import_max)})
+            slack_rows.append(("import_max", H))
+        asm.rows_le("export_max", {"exp": eye}, np.full(H, problem.export_max), {"k": np.arange(H), "bound": np.full(H, problem.export_max)})
+        slack_rows.append(("export_max", H))
+
+    # relaxation of temperature-dependent COPs: g_lo·u ≤ q ≤ g_hi·u, perspective cuts
+    for i, r in enumerate(power.relaxed):
+        sel = sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * m + r.actuator)), shape=(H, H * m))
+        asm.rows_le(f"relax_lo_{i}", {"u": sel.multiply(r.g_lo[:, None]).tocsr(), f"q{i}": -eye}, np.zeros(H))
+        fin = np.isfinite(r.g_hi)
+        if fin.any():
+            asm.rows_le(f"relax_hi_{i}", {"u": -sel[fin].multiply(r.g_hi[fin][:, None]).tocsr(), f"q{i}": eye[fin]}, np.zeros(int(fin.sum())))
+        Gn = Gs[:H, r.node]  # x_node[k] = xf[k] + Gn[k] u for k = 0..H-1
+        for j, (alpha, beta, gamma) in enumerate(r.cuts):
+            # q ≥ α u + β x + γ  ⇔  α u + β Gn u − q ≤ −β xf − γ
+            A = sel.multiply(alpha[:, None]).tocsr() + sparse.csr_matrix(beta[:, None] * Gn)
+            asm.rows_le(f"relax_cut_{i}_{j}", {"u": A, f"q{i}": -eye}, -beta * xf[:H, r.node] - gamma)
+
+    if elastic:
+        total = sum(cnt for _, cnt in slack_rows)
+        asm.var("slack", total, 1.0, 0.0, np.inf)
+        offset = 0
+        new_rows = []
+        for name, parts, rhs, info in asm.ub_rows:
+            cnt = dict(slack_rows).get(name)
+            if cnt is not None:
+                S = sparse.csr_matrix((-np.ones(cnt), (np.arange(cnt), offset + np.arange(cnt))), shape=(cnt, total))
+                parts = dict(parts, slack=S)
+                info = dict(info, slack_offset=offset)
+                offset += cnt
+            new_rows.append((name, parts, rhs, info))
+        asm.ub_rows = new_rows
+    return asm.build()
+
+
+@dataclass
+class LPSolution:
+    """A solved LP: ``z`` primal, ``objective`` HiGHS' primal objective, ``lower_bound`` the
+    dual bound proven from the marginals (see :func:`dual_bound`)."""
+
+    status: int
+    message: str
+    z: np.ndarray | None
+    objective: float | None
+    lower_bound: float | None
+    dual_objective: float | None
+    dual_residual: float | None
+    iterations: int
+    seconds: float
+
+
+def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
+    """``(bound, dual_objective, dual_residual)`` from HiGHS marginals.
+
+    ``dual_objective = Σ y·rhs`` over rows plus ``Σ`` bound marginals × finite bounds (the value
+    the brief asks for); ``dual_residual`` = ∞-norm of ``c − Aᵀy − λ_lo − λ_hi`` (dual
+    feasibility).  ``bound`` is the safe version that stays valid with a residual: the row
+    marginals alone with the reduced costs minimised over the variable box, minus a rounding
+    allowance.
+    """
+    y_ub = np.minimum(res.ineqlin.marginals, 0.0) if lp.b_ub.size else np.zeros(0)
+    y_eq = res.eqlin.marginals if lp.b_eq.size else np.zeros(0)
+    lam_lo, lam_hi = res.lower.marginals, res.upper.marginals
+    r = lp.c.copy()
+    if lp.b_ub.size:
+        r -= lp.A_ub.T @ y_ub
+    if lp.b_eq.size:
+        r -= lp.A_eq.T @ y_eq
+    fin_lo, fin_hi = np.isfinite(lp.lb), np.isfinite(lp.ub)
+    dual_obj = float(y_ub @ lp.b_ub + y_eq @ lp.b_eq + lam_lo[fin_lo] @ lp.lb[fin_lo] + lam_hi[fin_hi] @ lp.ub[fin_hi])
+    residual = float(np.max(np.abs(r - lam_lo - lam_hi), initial=0.0))
+    # min over l ≤ z ≤ h of r_j z_j (−∞ if the needed bound is infinite and r_j pushes to it)
+    with np.errstate(invalid="ignore"):
+        at_lo = np.where(r > 0, r * lp.lb, 0.0)
+        at_hi = np.where(r < 0, r * lp.ub, 0.0)
+    terms = np.concatenate([y_ub * lp.b_ub, y_eq * lp.b_eq, at_lo, at_hi])
+    if not np.all(np.isfinite(terms)):
+        return -np.inf, dual_obj, residual
+    total = float(np.sum(terms))
+    rounding = 8 * np.finfo(float).eps * (terms.size + 10) * float(np.sum(np.abs(terms)))
+    return total - rounding, dual_obj, residual
+
+
+def solve(lp: LinearProgram, options: dict | None = None) -> LPSolution:
+    """Solve with HiGHS (``scipy.optimize.linprog(method="highs")``) and prove the dual bound."""
+    t0 = time.perf_counter()
+    res = linprog(lp.c, A_ub=lp.A_ub if lp.b_ub.size else None, b_ub=lp.b_ub if lp.b_ub.size else None,
+                  A_eq=lp.A_eq if lp.b_eq.size else None, b_eq=lp.b_eq if lp.b_eq.size else None,
+                  bounds=np.column_stack([lp.lb, lp.ub]), method="highs", options={**HIGHS_OPTIONS, **(options or {})})
+    seconds = time.perf_counter() - t0
+    iters = int(getattr(res, "nit", 0) or 0)
+    if res.status != 0:
+        return LPSolution(res.status, res.message, None, None, None, None, None, iters, seconds)
+    bound, dual_obj, resid = dual_bound(lp, res)
+    return LPSolution(0, res.message, res.x, float(res.fun), bound, dual_obj, resid, iters, seconds)
+
+
+# --------------------------------------------------------------------------------------------
+# the planning problem as an LP
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PlanningLPResult:
+    """The planning LP's optimum ``u`` (H, m) kW, its LP objective (the cost for exact models),
+    the proven ``lower_bound`` on the optimal cost, and how it was obtained."""
+
+    u: np.ndarray
+    objective: float
+    lower_bound: float
+    dual_objective: float
+    dual_residual: float
+    relaxed: bool
+    iterations: int
+    seconds: float
+    lp_solves: int
+    power: PowerModel
+    premise: dict | None = None
+
+
+def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True) -> PlanningLPResult:
+    """Solve the planning LP: exact for linear networks, the convex relaxation with ``relax=True``.
+
+    Raises :class:`industriverse.errors.Infeasible` naming the conflicting constraints (from the
+    elastic LP) when no plan meets them; ``ValueError`` for a temperature-dependent COP without
+    ``relax``.
+    """
+    t0 = time.perf_counter()
+    nonlinear = any(a.nonlinear for a in problem.network.actuators)
+    if nonlinear and not relax:
+        raise ValueError("this network has a temperature-dependent COP: solve the relaxation (relax=True) or use IDF")
+    power = relaxed_power(problem, backoff=backoff) if nonlinear else exact_power(problem)
+    lp = build_planning_lp(problem, power, backoff=backoff)
+    sol = solve(lp)
+    if sol.status == 2:
+        from .infeasibility import explain_infeasible
+        from .errors import Infeasible
+
+        raise Infeasible(explain_infeasible(problem, power, backoff=backoff))
+    if sol.status != 0:
+        raise RuntimeError(f"HiGHS failed on the planning LP: {sol.message}")
+    u = np.clip(sol.z[lp.blocks["u"]].reshape(problem.H, problem.m), problem.u_lo, problem.u_hi)
+    premise = None
+    if power.relaxed:
+        premise = check_relaxation_premise(problem, power, u)
+    return PlanningLPResult(u, sol.objective, sol.lower_bound, sol.dual_objective, sol.dual_residual, bool(power.relaxed),
+                            sol.iterations, time.perf_counter() - t0, 1, power, premise)
+
+
+def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: float = 1e-6) -> dict:
+    """Does plan ``u`` stay inside the temperature intervals the relaxation assumed?
+
+    The intervals are proven for every envelope-feasible plan, so this holds for any feasible
+    ``u``; it is checked on the returned plan as a guard (and compared with the band extreme
+    :meth:`PlanningProblem.linear_power` assumes).
+    """
+    x = problem.predict(u)
+    out = {"holds": True, "nodes": {}}
+    for r in power.relaxed:
+        t = x[:-1, r.node]
+        worst = float(max(np.max(t - r.t_hi), np.max(r.t_lo - t)))
+        name = problem.nodes[r.node]
+        out["nodes"][name] = {"t_min_c": float(np.min(r.t_lo)), "t_max_c": float(np.max(r.t_hi)),
+                              "plan_t_min_c": float(t.min()), "plan_t_max_c": float(t.max()), "outside_by": max(worst, 0.0)}
+        if worst > tol:
+            out["holds"] = False
+    return out

@@ -1,0 +1,177 @@
+"""The optimizer's entry point: a planning problem in, the optimization JSON out.
+
+``method``:
+
+* ``lp``  — the planning LP through HiGHS (:mod:`industriverse.lp`).  Exact for networks whose
+  electric power is affine; the lower bound is the dual bound.  With a temperature-dependent COP
+  the LP is the convex relaxation: it gives the bound, and its plan is polished on the true cost
+  by sequential LP (deterministic, no seed).
+* ``idf`` — the energy-based diffusion engine (:mod:`industriverse.idf`); the bound comes from the
+  (relaxed) LP's dual.
+* ``auto`` — ``lp`` for affine power, ``idf`` for temperature-dependent COPs (the relaxation's plan
+  joins the polished starts).
+
+The result never claims optimality without a bound: ``lower_bound`` is proven from dual values
+(or null), ``gap = (cost − lower_bound) / |cost|``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import BadInput, Infeasible
+from .idf import FEAS_TOL, IDFSettings, Landscape, idf, polish, true_violation
+from .lp import solve_planning_lp
+
+METHODS = ("auto", "idf", "lp")
+
+
+def _floats(a) -> list[float]:
+    return [float(v) for v in np.asarray(a, dtype=float).ravel()]
+
+
+def untightened_violation(problem, u: np.ndarray, x: np.ndarray | None = None) -> float:
+    """Largest violation by plan ``u`` (H, m) of the client's own (un-tightened) envelope at
+    ``k = 1..H``, the actuator limits and the ramp limits, in state units or kW (0 if none)."""
+    x = problem.predict(u) if x is None else x
+    lo, hi = problem.x_lo[1:], problem.x_hi[1:]
+    with np.errstate(invalid="ignore"):
+        env = np.maximum(np.where(np.isfinite(lo), lo - x[1:], 0.0), np.where(np.isfinite(hi), x[1:] - hi, 0.0))
+    out = max(float(env.max(initial=0.0)), float(np.max(problem.u_lo - u)), float(np.max(u - problem.u_hi)), 0.0)
+    if problem.H > 1 and np.any(np.isfinite(problem.ramp)):
+        out = max(out, float(np.max(np.abs(np.diff(u, axis=0)) - problem.ramp)))
+    return out
+
+
+def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str | Path | None = None,
+             settings: IDFSettings | None = None,
+             progress: Callable[[str, int, int, float], None] | None = None) -> dict:
+    """Optimise the plan of ``problem`` (a :class:`industriverse.mapping.PlanningProblem`).
+
+    Returns the optimization JSON (a dict; field names fixed by DESIGN.md §4, see the README).
+    Raises :class:`Infeasible` naming the conflicting constraints when no plan meets them, and
+    :class:`BadInput` for an unknown method or a negative seed.
+    """
+    if method not in METHODS:
+        raise BadInput(None, "--method", f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BadInput(None, "--seed", f"must be a non-negative integer, got {seed!r}")
+    t0 = time.perf_counter()
+    nonlinear = any(a.nonlinear for a in problem.network.actuators)
+    used = method if method != "auto" else ("idf" if nonlinear else "lp")
+    # the LP (exact, or the relaxation) always runs: it proves the bound or the infeasibility
+    lp = solve_planning_lp(problem, relax=nonlinear)
+    stats: dict = {"lp_seconds": lp.seconds, "lp_solves": lp.lp_solves, "lp_iterations": lp.iterations,
+                   "dual_objective": lp.dual_objective, "dual_residual": lp.dual_residual}
+    if lp.premise is not None:
+        stats["relaxation_premise"] = lp.premise
+    settings = settings or IDFSettings()
+    evaluations, iterations, particles = 1, lp.iterations, 0
+    if used == "lp" and not nonlinear:
+        u = lp.u
+    elif used == "lp":  # relaxation plan polished on the true cost (sequential LP)
+        land = Landscape(problem)
+        out = polish(problem, lp.u, land, settings)
+        u = lp.u if out is None else out[0]
+        if out is not None:
+            stats["lp_solves"] += out[4]
+            evaluations += out[5]
+        stats["start"] = "relaxation"
+    else:
+        extra = {"relaxation": lp.u} if (method == "auto" and nonlinear) else None
+        res = idf(problem, seed=int(seed), settings=settings, extra_starts=extra, progress=progress)
+        u = res.u
+        evaluations, iterations, particles = res.evaluations, res.iterations, res.particles
+        stats.update({"lp_solves": stats["lp_solves"] + res.lp_solves, "langevin_seconds": res.langevin_seconds,
+                      "polish_seconds": res.polish_seconds, "best_start": res.best_start,
+                      "candidates": [{k: (None if v is None else (float(v) if not isinstance(v, str) else v))
+                                      for k, v in c.items()} for c in res.candidates]})
+    x = problem.predict(u)
+    power = problem.site_power(u, x)
+    k = problem.kpis(u, x)
+    cost = float(k["cost"])
+    violation = true_violation(problem, u)
+    feasible = violation <= FEAS_TOL
+    if not feasible:
+        raise Infeasible([f"no plan found that meets every constraint (best plan misses by {violation:.3g}); "
+                          f"the {'relaxation' if nonlinear else 'LP'} is feasible, so this is not proven — "
+                          f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
+    lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
+    gap = None
+    if lb is not None:
+        gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
+    bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (COP at its maximum over proven temperature intervals)")
+    backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
+    stats.update({"seconds": time.perf_counter() - t0, "evaluations": int(evaluations), "iterations": int(iterations),
+                  "particles": int(particles)})
+    return {
+        "request": problem.request,
+        "request_dir": None if request_dir is None else str(request_dir),
+        "domain": problem.domain,
+        "kind": problem.kind,
+        "method": used,
+        "seed": int(seed),
+        "backoff": {name: float(b) for name, b in zip(problem.nodes, backoff)},
+        "horizon": {"start": problem.start.isoformat(timespec="minutes"), "steps": problem.H,
+                    "step_minutes": problem.dt_s / 60.0, "times": problem.step_times()},
+        "plan": {name: _floats(u[:, j]) for j, name in enumerate(problem.actuators)},
+        "states": {name: _floats(x[:, i]) for i, name in enumerate(problem.nodes)},
+        "power_kw": _floats(power),
+        "objective": {"cost": cost, "energy_kwh": float(k["energy_kwh"]), "emissions_kg": float(k["emissions_kg"]),
+                      "peak_kw": float(k["peak_kw"]), "export_kwh": float(k["export_kwh"]),
+                      "currency": problem.constraint.tariff.currency},
+        "lower_bound": lb,
+        "lower_bound_method": bound_method,
+        "gap": gap,
+        "feasible": bool(feasible),
+        "max_violation": untightened_violation(problem, u, x),
+        "stats": _json_safe(stats),
+    }
+
+
+def _json_safe(v):
+    """Replace non-finite floats by None, numpy scalars by Python ones (strict JSON)."""
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
+
+
+def load_plan(opt_doc: dict):
+    """Rebuild ``(problem, u)`` from an optimization JSON: the problem from ``domain``,
+    ``request``, ``request_dir`` (base of relative CSV paths) and ``backoff``; ``u`` (H, m) kW from
+    ``plan``.  Raises :class:`BadInput` naming the field when the document does not fit."""
+    from .mapping import map_constraint
+
+    for key in ("domain", "request", "plan"):
+        if key not in opt_doc:
+            raise BadInput(None, key, "is missing from the optimization JSON")
+    base = opt_doc.get("request_dir")
+    problem = map_constraint(opt_doc["domain"], opt_doc["request"], base_dir=Path(base) if base else None)
+    backoff = opt_doc.get("backoff") or {}
+    unknown = set(backoff) - set(problem.nodes)
+    if unknown:
+        raise BadInput(None, "backoff", f"names unknown node(s) {sorted(unknown)}")
+    if any(backoff.values()):
+        problem = problem.with_backoff(np.array([float(backoff.get(n, 0.0)) for n in problem.nodes]))
+    plan = opt_doc["plan"]
+    missing = [a for a in problem.actuators if a not in plan]
+    if missing:
+        raise BadInput(None, "plan", f"has no values for actuator(s) {missing}")
+    cols = []
+    for a in problem.actuators:
+        v = np.asarray(plan[a], dtype=float)
+        if v.shape != (problem.H,):
+            raise BadInput(None, f"plan.{a}", f"has {v.size} values, the horizon has {problem.H} steps")
+        cols.append(v)
+    return problem, np.column_stack(cols)
