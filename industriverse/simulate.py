@@ -116,13 +116,60 @@ def _dot(X: np.ndarray, MT: np.ndarray) -> np.ndarray:
     return np.dot(X, MT)
 
 
+def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
+    """Per plan step k: what does not depend on the controllers, for all S sub-steps at once.
+
+    Yields ``(D, W, xi)``: the true disturbances ``D`` (S, Nc or 1, n_d) (forecast + OU error,
+    clipped to physical limits); for linear networks ``W`` (S, Nc, n), the state increment of the
+    process noise and of the disturbances' departure from the forecast (``None`` without either);
+    for networks with radiation ``xi`` (S, J, Nc, n), the standard normals of the Wiener
+    increments.  Draws are standard normals in float32 (the arithmetic is float64), in a fixed
+    order: process noise then forecast-error innovations, step by step.
+    """
+    nonlinear = problem.network.has_nonlinear_dynamics
+    H, S, n, n_d = problem.H, model.S, problem.n, problem.d.shape[1]
+    d_lo, d_hi = _disturbance_clips(problem)
+    clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
+    fe, q = model.fe_index, len(model.fe_index)
+    noisy_state = noise and bool(np.any(model.Qd if not nonlinear else model.Qc))
+    noisy_dist = noise and q > 0
+    LT, EdT = model.noise_factor.T, model.Ed.T
+    err = np.zeros((Nc, q))
+    for k in range(H):
+        xi = rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None
+        if noisy_dist:
+            innov = rng.standard_normal((S, Nc, q), dtype=np.float32).astype(float)
+            D = np.repeat(np.repeat(problem.d[k][None, None, :], S, axis=0), Nc, axis=1)
+            for s in range(S):
+                D[s][:, fe] += err
+                err = model.ou_a * err + model.ou_s * innov[s]
+        else:
+            D = np.repeat(problem.d[k][None, None, :], S, axis=0)
+        if clip_d:
+            D = np.clip(D, d_lo, d_hi[k])
+        W = None
+        if not nonlinear:
+            if noisy_dist or clip_d:
+                dep = (D - problem.d[k]).reshape(-1, n_d)
+                if np.any(dep):
+                    W = _dot(dep, EdT).reshape(S, -1, n)
+            if noisy_state:
+                w = _dot(xi[:, 0].reshape(S * Nc, n), LT).reshape(S, Nc, n)
+                W = w if W is None else W + w
+        yield D, W, (xi if nonlinear else None)
+
+
 def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, model: SubstepModel | None = None,
-                 noise: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
+                 noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
     """Simulate ``controllers`` (each ``start(N)``, ``__call__(j, x, d) -> u``) on the same draws.
 
-    ``noise=False`` gives the nominal run (forecast disturbances, no process noise).  The draws
-    (standard normals generated in float32, the arithmetic in float64) come from ``seed`` and are
-    shared by all controllers; they depend on ``seed`` and ``N`` only.
+    ``noise=False`` gives the nominal run (forecast disturbances, no process noise);
+    ``kpis=False`` skips the energy KPIs and the actuator travel (``energy`` stays empty,
+    ``travel`` zero: the states and the step-mean power are still computed).  The draws
+    come from ``seed`` (see :func:`_exogenous`) and are shared by all controllers; they depend on
+    ``seed`` and ``N`` only.  The exogenous inputs of the next plan step are prepared on a helper
+    thread while this one integrates (numpy releases the GIL in its loops; one generator, used
+    in the same order, gives the same numbers).
     """
     model = model or substep_model(problem)
     net = problem.network
@@ -134,21 +181,11 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     nonlinear = net.has_nonlinear_dynamics
     J = _heun_substeps(model) if nonlinear else 1
     hh = model.h / J
-    d_lo, d_hi = _disturbance_clips(problem)
-    clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
-    fe, q = model.fe_index, len(model.fe_index)
-    n_d = problem.d.shape[1]
-    scatter = np.zeros((q, n_d))  # forecast errors → disturbance columns
-    scatter[np.arange(q), fe] = 1.0
-    fe_is_d = q == n_d and np.array_equal(fe, np.arange(n_d))
-    noisy_state = noise and bool(np.any(model.Qd if not nonlinear else model.Qc))
-    noisy_dist = noise and q > 0
     sq_qc = np.sqrt(np.diag(model.Qc) * hh)  # Heun: Wiener increments per inner step
-    LT = model.noise_factor.T
-    AdT, BdT, EdT = model.Ad.T, model.Bd.T, model.Ed.T
+    noisy_state = noise and bool(np.any(model.Qc))
+    AdT, BdT = model.Ad.T, model.Bd.T
     AT, BT, ET = model.A.T, model.B.T, model.E.T
-    forecast_drive = problem.d @ EdT  # (H, n)
-    err_drive = scatter @ EdT  # (q, n)
+    forecast_drive = problem.d @ model.Ed.T  # (H, n)
     export_floor = -float(problem.export_max)
     h_h = model.h / 3600.0
     block = _kpi_block_steps(problem, model.h, S)
@@ -161,16 +198,14 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     travel = np.zeros((C, N))
     u_mean = np.empty((C, N, H, m))
     children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
-    # numpy's generators release the GIL while they fill arrays: drawing on a helper thread
-    # overlaps the draws with the integration (one generator, the same order: the same numbers)
-    prefetch = ThreadPoolExecutor(1, thread_name_prefix="noise-draws") if (noisy_state or noisy_dist) else None
+    helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise else None
     try:
         for c_i, c0 in enumerate(range(0, N, CHUNK)):
             c1 = min(N, c0 + CHUNK)
             Nc = c1 - c0
-            rng = np.random.default_rng(children[c_i])
+            exo = _exogenous(problem, model, np.random.default_rng(children[c_i]), Nc, noise, J)
+            pending = helper.submit(next, exo) if helper else None
             X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
-            err = np.zeros((Nc, q))
             for ctrl in controllers:
                 ctrl.start(Nc)
             x_out[:, c0:c1, 0] = X
@@ -178,27 +213,17 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
             p_blk = np.empty((block * S, C, Nc))
             u_blk = np.empty((block * S + 1, C, Nc, m))
             acc: dict[str, np.ndarray] = {}
-
-            def draw(rng=rng, Nc=Nc):
-                """The next plan step's standard normals (process noise, forecast-error innovations)."""
-                return (rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None,
-                        rng.standard_normal((S, Nc, q), dtype=np.float32).astype(float) if noisy_dist else None)
-
-            pending = prefetch.submit(draw) if prefetch else None
             for k in range(H):
-                if prefetch:  # the helper thread draws step k+1 while this one integrates step k
-                    xi_w, xi_e = pending.result()
+                if helper:  # step k's inputs are ready; the helper prepares step k+1 meanwhile
+                    Dk, Wk, xik = pending.result()
                     if k + 1 < H:
-                        pending = prefetch.submit(draw)
+                        pending = helper.submit(next, exo)
+                else:
+                    Dk, Wk, xik = next(exo)
                 b0 = (k % block) * S
                 for s in range(S):
                     j = k * S + s
-                    if not q:
-                        D = problem.d[k][None, :]
-                    else:
-                        D = problem.d[k] + (err if fe_is_d else _dot(err, scatter))
-                    if clip_d:
-                        D = np.clip(D, d_lo, d_hi[k])
+                    D = Dk[s]
                     U = u_blk[b0 + s + 1]
                     for c, ctrl in enumerate(controllers):
                         U[c] = ctrl(j, X[c], D)
@@ -206,26 +231,20 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                     if not nonlinear:
                         X = (_dot(X.reshape(C * Nc, n), AdT) + _dot(U.reshape(C * Nc, m), BdT)).reshape(C, Nc, n)
                         X += forecast_drive[k]
-                        if clip_d:  # the true disturbance's departure from the forecast
-                            X += _dot(D - problem.d[k], EdT)
-                        elif q:
-                            X += _dot(err, err_drive)
-                        if noisy_state:
-                            X += _dot(xi_w[s, 0], LT)
+                        if Wk is not None:
+                            X += Wk[s]
                     else:
-                        drive = (_dot(U.reshape(C * Nc, m), BT)).reshape(C, Nc, n) + _dot(np.broadcast_to(D, (Nc, n_d)), ET)
+                        drive = _dot(U.reshape(C * Nc, m), BT).reshape(C, Nc, n) + _dot(D, ET)
                         for i in range(J):
-                            dW = xi_w[s, i] * sq_qc if noisy_state else 0.0
+                            dW = xik[s, i] * sq_qc if noisy_state else 0.0
                             f0 = X @ AT + drive + net.radiation_correction(X, D)
                             Xp = X + f0 * hh + dW
                             f1 = Xp @ AT + drive + net.radiation_correction(Xp, D)
                             X = X + 0.5 * (f0 + f1) * hh + dW
-                    if noisy_dist:
-                        err = model.ou_a * err + model.ou_s * xi_e[s]
                 x_out[:, c0:c1, k + 1] = X
                 u_mean[:, c0:c1, k] = u_blk[b0 + 1:b0 + S + 1].mean(axis=0)
                 p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
-                if (k + 1) % block == 0 or k == H - 1:  # a whole block of 15-minute windows (or the tail)
+                if kpis and ((k + 1) % block == 0 or k == H - 1):  # a whole block of 15-minute windows (or the tail)
                     T, t0 = b0 + S, (k - k % block) * S
                     power = np.ascontiguousarray(np.moveaxis(p_blk[:T], 0, -1))
                     _add_energy(acc, energy_kpis(power, h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T], 0.0))
@@ -234,12 +253,13 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                     u_blk[0] = u_blk[T]
                 if progress is not None:
                     progress((c0 + Nc * (k + 1) / H) / N)
-            acc["cost"] = acc["cost"] + problem.demand_charge * acc["peak_kw"]  # the demand charge on the horizon's peak
+            if kpis:
+                acc["cost"] = acc["cost"] + problem.demand_charge * acc["peak_kw"]  # the demand charge on the horizon's peak
             for name, v in acc.items():
                 energy.setdefault(name, np.empty((C, N)))[:, c0:c1] = v
     finally:
-        if prefetch:
-            prefetch.shutdown(cancel_futures=True)
+        if helper:
+            helper.shutdown(cancel_futures=True)
     method = (f"stochastic Heun, {J} inner steps per {model.h:g} s control sub-step (radiation)" if nonlinear
               else f"exact ZOH + Van Loan at the {model.h:g} s control sub-step")
     return Ensemble(names=[c.name for c in controllers], x=x_out, power=p_out, energy=energy, travel=travel, u_mean=u_mean,
@@ -389,6 +409,29 @@ def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | 
 
     ``ensemble_size`` and ``seed`` default to the constraint's ``uncertainty``; ``file`` names the
     constraint file in errors about the baseline settings; ``progress`` gets the fraction done.
+
+    The JSON: ``domain``, ``kind``, ``request``, ``request_dir``, ``ensemble_size``, ``seed``,
+    ``confidence``, ``horizon`` {start, steps, step_minutes, times (H+1), control_minutes,
+    substeps}, ``noise`` {process_noise_per_sqrt_h, forecast_error, method,
+    common_random_numbers}, ``baseline`` and (with a plan) ``plan``, each:
+
+    * ``controller`` (``tracking`` for the plan) and its ``settings``;
+    * ``bands`` {node: {p1, p5, p50, p95, p99: [H+1]}} — state percentiles at k = 0..H;
+    * ``power_bands`` {p1..p99: [H]} — site power, kW, averaged over each step;
+    * ``violations`` {count: trajectories leaving the envelope at some k ≥ 1 by more than
+      ``tolerance``, by_node: {node: such trajectories}, first_steps: {node: earliest k at which
+      any trajectory leaves that node's band, or null}, first_step, tolerance};
+    * ``violation_probability`` {estimate, upper (one-sided Clopper–Pearson at ``confidence``),
+      confidence, limit (the constraint's maximum)};
+    * ``kpis`` {energy_kwh, cost, emissions_kg, peak_kw, discomfort_kh, travel_kw, export_kwh:
+      {mean, std, p5, p50, p95}}, ``per_trajectory`` {kpi: [N]}, ``final_state`` {node: summary};
+    * ``nominal`` {states {node: [H+1]}, power_kw [H], plan_kw {actuator: [H] step means},
+      violation} — the same controller without noise, on the forecast;
+    * ``stability_score`` {value: one-sided Clopper–Pearson lower bound of P(no violation), definition}.
+
+    With a plan also ``paired_differences`` {kpi: {mean, ci95 [lo, hi] (Student t on the paired
+    per-trajectory differences), per_trajectory}} of plan − baseline (a saving is negative), and
+    always ``stats`` {seconds, path_steps, trajectories, controllers}.
     """
     t0 = time.perf_counter()
     unc = problem.constraint.uncertainty

@@ -182,6 +182,7 @@ class PlanTracking:
             "design": f"discrete LQR at the control sub-step, weight {TRACKING_WEIGHT:g} per band width² on banded nodes, 1 per actuator range²",
         }
         self._history = None
+        self._ramped = bool(np.isfinite(problem.ramp).any())
 
     def start(self, N: int) -> None:
         self._history = np.zeros((self.model.S, N, self.problem.m))
@@ -191,10 +192,11 @@ class PlanTracking:
         dev = x - self.x_ref[j]
         u = self.plan[k] + (dev * self.K[0, 0] if self.K.shape == (1, 1) else np.dot(dev, self.K.T))
         u = np.clip(u, self.problem.u_lo[k], self.problem.u_hi[k])
-        if k > 0 and np.isfinite(self.problem.ramp).any():
-            before = self._history[j % S]
-            u = np.clip(u, before - self.problem.ramp, before + self.problem.ramp)
-        self._history[j % S] = u
+        if self._ramped:
+            if k > 0:
+                before = self._history[j % S]
+                u = np.clip(u, before - self.problem.ramp, before + self.problem.ramp)
+            self._history[j % S] = u
         return u
 
 

@@ -302,3 +302,19 @@ def test_help_explains_the_flags():
     assert r.returncode == 0
     for flag in ("--domain", "--constraint_json", "--plan", "--ensemble", "--seed", "--output", "kW", "°C"):
         assert flag in r.stdout
+
+
+def test_tracking_respects_the_ramp_limit():
+    raw = json.loads(EXAMPLE.read_text())
+    raw["uncertainty"]["process_noise"] = 1.0  # large deviations: the feedback wants big moves
+    free = map_constraint("hvac", raw)
+    raw["actuators"] = {"heater": {"ramp_kw_per_step": 0.3}}
+    ramped = map_constraint("hvac", raw)
+    k = np.arange(ramped.H)
+    u = (4.0 + np.sin(k / 5.0))[:, None]  # the plan itself moves ≤ 0.2 kW per step
+    jumps = []
+    for p in (free, ramped):
+        ens = run_ensemble(p, [PlanTracking(p, u)], 50, seed=4)
+        jumps.append(np.abs(np.diff(ens.u_mean[0, :, :, 0], axis=1)).max())
+    assert jumps[0] > 0.3  # without the limit the tracking law moves faster
+    assert jumps[1] <= 0.3 + 1e-9
