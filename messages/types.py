@@ -99,6 +99,7 @@ class StrikeCompleted(Body):
     outcome: Literal["deployed", "rejected"]
     activity_id: str | None = Field(None, description="deployed activity ID (None when rejected)")
     value_ref: Sha256 | None = Field(None, description="artifact: value.json")
+    report_ref: Sha256 | None = Field(None, description="artifact: bundle of the report directory (report.md|html|pdf, plots, value.json)")
     report_paths: dict[str, str] = Field(default_factory=dict, description="{'md'|'html'|'pdf'|'value': path}")
     run_dir: str | None = None
     optimization_ref: Sha256 | None = None

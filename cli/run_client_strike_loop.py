@@ -1,0 +1,139 @@
+"""Run the whole value loop for one client: optimize, simulate, verify, deploy, report.
+
+Without --broker the five workers run in this process on the embedded bus (nothing to
+install or start). With --broker (or INDUSTRIVERSE_AMQP_URL) the strike is published to
+RabbitMQ and this command waits for its outcome from the worker fleet.
+
+stdout: the proof path, then the deployed activity ID as the last line.
+Exit codes: 0 deployed · 1 rejected by the shield or infeasible (nothing deployed) ·
+2 bad input · 3 infrastructure failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from cli._common import one_line_errors
+from industriverse.errors import BadInput, InfrastructureError
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--domain", required=True, help="shipped domain: hvac, hvac_two_zone, cold_storage, microgrid")
+    p.add_argument("--constraint_json", required=True, metavar="FILE", help="the client constraint (JSON; see examples/)")
+    p.add_argument("--broker", metavar="URL", default=None,
+                   help="RabbitMQ URL (amqp://user:pass@host:5672/%%2F); default: $INDUSTRIVERSE_AMQP_URL, else the embedded bus")
+    p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
+    p.add_argument("--output_dir", metavar="DIR", default=None, help="run directory to write (default: runs/<strike_id>/)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for the outcome on RabbitMQ (default 600)")
+    p.add_argument("--method", choices=("auto", "idf", "lp"), default="auto",
+                   help="optimizer: exact LP where the problem is linear, IDF otherwise (auto); or force one")
+    p.add_argument("--seed", type=int, default=None, help="seed of the optimizer and the ensemble (default: the constraint's uncertainty.seed)")
+    p.add_argument("--backoff", type=float, default=1.0, metavar="K",
+                   help="envelope back-off in multiples of the noise back-off that meets the chance constraint (default 1; 0 = none)")
+    p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ (default: $INDUSTRIVERSE_AMQP_PREFIX or industriverse)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def _progress(quiet: bool):
+    start = time.monotonic()
+    show = not quiet
+
+    def on_progress(message) -> None:
+        if not show:
+            return
+        extra = f" (round {message.round})" if message.round else ""
+        print(f"[{time.monotonic() - start:6.2f}s] {message.type}{extra}", file=sys.stderr, flush=True)
+
+    return on_progress
+
+
+def _absolute_csv_paths(raw: dict, base: Path) -> dict:
+    """CSV series paths made absolute, so a worker anywhere reads the same file."""
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "csv" and isinstance(node.get("path"), str) and not os.path.isabs(node["path"]):
+                node = {**node, "path": str((base / node["path"]).resolve())}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+    return walk(raw)
+
+
+def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
+    """Write the run directory of a finished strike from the store; returns key paths."""
+    from industriverse import store
+    from industriverse.rundir import restore_files, write_documents
+
+    body = outcome.body
+    get = lambda ref: store.get_json_artifact(ref) if ref else None  # noqa: E731
+    deployment = {"activity_id": body.activity_id, "capsule_id": body.capsule_id} if body.outcome == "deployed" else None
+    write_documents(run_dir, {
+        "request": request, "optimization": get(body.optimization_ref), "simulation": get(body.simulation_ref),
+        "verdict": get(body.verdict_ref), "proof": get(body.proof_ref), "deployment": deployment,
+    })
+    if body.capsule_ref:
+        restore_files(get(body.capsule_ref), run_dir / "capsule")
+    if body.report_ref:
+        restore_files(get(body.report_ref), run_dir / "report")
+    return {"proof": run_dir / "proof.json", "report": run_dir / "report" / "report.pdf"}
+
+
+@one_line_errors
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    from industriverse import store
+    from industriverse.constraint import read_constraint_file
+    from industriverse.mapping import map_constraint
+    from messages import Message, StrikeRequested
+
+    path = Path(args.constraint_json)
+    raw = read_constraint_file(path)
+    problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
+    if args.backoff < 0:
+        raise BadInput(None, "--backoff", "must not be negative")
+    request = _absolute_csv_paths(raw, path.parent)
+    seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
+    message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
+                                            backoff_k=args.backoff), contract_id=request.get("contract_id"))
+    run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / message.strike_id
+    broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
+    store.record_strike(message.strike_id, contract_id=message.contract_id, domain=args.domain, status="requested",
+                        run_dir=str(run_dir.resolve()))
+    on_progress = _progress(args.quiet or not sys.stderr.isatty())
+    print(f"strike {message.strike_id}: {args.domain} on the {'RabbitMQ' if broker else 'embedded'} bus", file=sys.stderr)
+    if broker:
+        from workers.rabbitmq import request as broker_request
+
+        outcome = broker_request(message, url=broker, prefix=args.prefix, timeout=args.timeout, on_progress=on_progress)
+    else:
+        from workers.actor import load_actors
+        from workers.embedded import EmbeddedBus
+
+        outcome = EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
+
+    if outcome.type == "strike.failed":
+        print(f"error: strike {message.strike_id} failed at {outcome.body.stage}: {outcome.body.reason}", file=sys.stderr)
+        return outcome.body.exit_code
+    if outcome.type != "strike.completed":
+        raise InfrastructureError(f"unexpected outcome {outcome.type} of strike {message.strike_id}")
+    paths = materialize(outcome, run_dir, request)
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    print(f"report: {paths['report']}", file=sys.stderr)
+    print(paths["proof"])
+    if outcome.body.outcome != "deployed":
+        print("rejected by the shield, nothing deployed:", file=sys.stderr)
+        for reason in outcome.body.reasons:
+            print(f"  {reason}", file=sys.stderr)
+        return 1
+    print(outcome.body.activity_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Deployer worker: ``plan.verified`` → signed capsule registered with the gateway, monitor armed → ``capsule.deployed``.
+
+Registration is idempotent in the gateway (the same capsule content returns the same
+activity), so a redelivered message never deploys twice.
+"""
+from __future__ import annotations
+
+from industriverse import store
+from industriverse.capsule import pack_capsule
+from industriverse.gateway import CapsuleGatewayService
+from industriverse.monitor import arm_monitor
+from industriverse.rundir import bundle_files, write_documents
+from messages import CapsuleDeployed, Message, PlanVerified
+from workers.actor import actor
+
+
+def work_dir(strike_id: str, round_: int):
+    """This worker's scratch run directory for one strike round, under the data directory."""
+    suffix = f"-r{round_}" if round_ else ""
+    return store.data_home() / "work" / f"{strike_id}{suffix}"
+
+
+@actor("deployer", consumes="plan.verified")
+def deploy_capsule(message: Message) -> list[Message]:
+    body: PlanVerified = message.body
+    optimization = store.get_json_artifact(body.optimization_ref)
+    run_dir = write_documents(work_dir(message.strike_id, message.round), {
+        "request": optimization["request"],
+        "optimization": optimization,
+        "simulation": store.get_json_artifact(body.simulation_ref),
+        "verdict": store.get_json_artifact(body.verdict_ref),
+        "proof": store.get_json_artifact(body.proof_ref),
+    })
+    manifest = pack_capsule(run_dir)
+    gateway = CapsuleGatewayService()
+    activity_id = gateway.register(manifest.parent)
+    arm_monitor(gateway, manifest.parent, activity_id)
+    capsule_id = gateway.get_activity(activity_id)["capsule_id"]
+    capsule_ref = store.put_json_artifact(bundle_files(manifest.parent))
+    return [message.follow(CapsuleDeployed(
+        optimization_ref=body.optimization_ref, simulation_ref=body.simulation_ref, verdict_ref=body.verdict_ref,
+        proof_ref=body.proof_ref, capsule_id=capsule_id, activity_id=activity_id, capsule_ref=capsule_ref,
+    ))]

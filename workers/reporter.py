@@ -1,0 +1,56 @@
+"""Reporter worker: ``capsule.deployed`` or ``plan.rejected`` → value report → ``strike.completed``.
+
+The report files travel through the store as one bundle (``report_ref``), so the strike loop
+can write the run directory on any machine.
+"""
+from __future__ import annotations
+
+from industriverse import store
+from industriverse.canonical import read_json
+from industriverse.report import write_report
+from industriverse.rundir import bundle_files, restore_files, write_documents
+from messages import CapsuleDeployed, Message, PlanRejected, StrikeCompleted
+from workers.actor import actor
+from workers.deployer import work_dir
+
+
+def _report(message: Message, body, deployment: dict | None) -> StrikeCompleted:
+    optimization = store.get_json_artifact(body.optimization_ref)
+    run_dir = write_documents(work_dir(message.strike_id, message.round), {
+        "request": optimization["request"],
+        "optimization": optimization,
+        "simulation": store.get_json_artifact(body.simulation_ref),
+        "verdict": store.get_json_artifact(body.verdict_ref),
+        "proof": store.get_json_artifact(body.proof_ref),
+        "deployment": deployment,
+    })
+    if deployment is not None and body.capsule_ref:
+        restore_files(store.get_json_artifact(body.capsule_ref), run_dir / "capsule")
+    paths = write_report(run_dir)
+    report_dir = run_dir / "report"
+    deployed = deployment is not None
+    return StrikeCompleted(
+        outcome="deployed" if deployed else "rejected",
+        activity_id=deployment["activity_id"] if deployed else None,
+        value_ref=store.put_json_artifact(read_json(paths["value"])),
+        report_ref=store.put_json_artifact(bundle_files(report_dir)),
+        report_paths={k: str(v) for k, v in paths.items()},
+        optimization_ref=body.optimization_ref, simulation_ref=body.simulation_ref,
+        verdict_ref=body.verdict_ref, proof_ref=body.proof_ref,
+        capsule_id=deployment["capsule_id"] if deployed else None,
+        capsule_ref=getattr(body, "capsule_ref", None),
+        reasons=list(getattr(body, "reasons", []) or []),
+    )
+
+
+@actor("reporter", consumes="capsule.deployed", stage="reporter")
+def report_deployed(message: Message) -> list[Message]:
+    body: CapsuleDeployed = message.body
+    deployment = {"activity_id": body.activity_id, "capsule_id": body.capsule_id}
+    return [message.follow(_report(message, body, deployment))]
+
+
+@actor("reporter", consumes="plan.rejected", stage="reporter.rejected")
+def report_rejected(message: Message) -> list[Message]:
+    body: PlanRejected = message.body
+    return [message.follow(_report(message, body, None))]
