@@ -273,11 +273,27 @@ def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Gen
     return U, E, cost, viol
 
 
-def _merit(problem, land: Landscape, u: np.ndarray) -> tuple[float, float, float]:
-    """(merit, cost, violation): the true cost plus an exact ℓ∞ penalty on the power-side limits."""
+def power_side_violation(problem, P: np.ndarray) -> np.ndarray:
+    """ℓ1 excess of site powers ``P`` (..., H) kW over the import/export limits (kW summed over
+    steps), the energy budget (kWh) and the peak budget (kW): the soft part of the polish LP."""
+    from .kpis import fifteen_minute_means
+
+    v = np.maximum(P - problem.import_max, 0.0).sum(axis=-1) + np.maximum(-P - problem.export_max, 0.0).sum(axis=-1)
+    if problem.energy_budget is not None:
+        v = v + np.maximum(problem.dt_h * np.maximum(P, 0.0).sum(axis=-1) - problem.energy_budget, 0.0)
+    if problem.peak_budget is not None:
+        peak = np.maximum(fifteen_minute_means(P, problem.dt_h).max(axis=-1), 0.0)
+        v = v + np.maximum(peak - problem.peak_budget, 0.0)
+    return v
+
+
+def _merit(problem, land: Landscape, u: np.ndarray, mu: float) -> tuple[float, float, float]:
+    """(merit, cost, violation): the true cost plus μ × the ℓ1 power-side violation (the LP's
+    exact-penalty model of the same quantities), and the largest violation of any constraint."""
+    X = problem.predict(u[None])
+    P = land.power(u[None], X)[0]
     _, _, cost, viol = land.evaluate(u[None], 0.0, grad=False)
-    mu = 1e3 * land.c_ref / land.p_ref
-    return float(cost[0] + mu * viol[0]), float(cost[0]), float(viol[0])
+    return float(cost[0] + mu * power_side_violation(problem, P)[0]), float(cost[0]), float(viol[0])
 
 
 def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, backoff: bool = True):
@@ -286,26 +302,31 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     1. the nearest feasible plan in ℓ1 (LP, power linearised at ``u0``);
     2. sequential LP with an ∞-norm trust region on the true cost (ratio test on the merit).
 
-    Returns ``(u, merit, cost, violation, lp_solves, evaluations)``, or None when no feasible
-    plan is near (the phase-1 LP is infeasible).
+    The envelope, box and ramp rows are exact in every LP, so every iterate meets them; the
+    limits on the power (import, export, budgets) enter through the linearised power as an ℓ1
+    exact penalty, so no LP is made infeasible by the linearisation.
+
+    Returns ``(u, merit, cost, violation, lp_solves, evaluations)``, or None when no plan meets
+    the envelope near ``u0`` (the phase-1 LP is infeasible).
     """
     H, m = problem.H, problem.m
     span = problem.u_hi - problem.u_lo
     w = 1.0 / (np.maximum(span, 1e-9) * H * m)
+    mu = 1e2 * land.c_ref / land.p_ref  # per kW·step: above any marginal value of power
     lp = build_planning_lp(problem, linearized_power(problem, u0), backoff=backoff, cost_scale=1e-3 / land.c_ref,
-                           anchor=(u0, w))
+                           anchor=(u0, w), soft_power=1e3 / land.p_ref)
     sol = solve(lp)
     solves, evals = 1, 0
     if sol.status != 0:
         return None
     uc = np.clip(sol.z[lp.blocks["u"]].reshape(H, m), problem.u_lo, problem.u_hi)
-    merit_c, cost_c, viol_c = _merit(problem, land, uc)
+    merit_c, cost_c, viol_c = _merit(problem, land, uc, mu)
     evals += 1
     radius = settings.trust_radius
     for _ in range(settings.polish_iterations):
         lo = np.maximum(problem.u_lo, uc - radius * span)
         hi = np.minimum(problem.u_hi, uc + radius * span)
-        lp = build_planning_lp(problem, linearized_power(problem, uc), backoff=backoff, u_lo=lo, u_hi=hi)
+        lp = build_planning_lp(problem, linearized_power(problem, uc), backoff=backoff, u_lo=lo, u_hi=hi, soft_power=mu)
         sol = solve(lp)
         solves += 1
         if sol.status != 0:
@@ -317,7 +338,7 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
         pred = merit_c - sol.objective
         if pred <= settings.polish_tol * max(abs(merit_c), 1e-9):  # first-order stationary on the LP model
             break
-        merit_n, cost_n, viol_n = _merit(problem, land, un)
+        merit_n, cost_n, viol_n = _merit(problem, land, un, mu)
         evals += 1
         ratio = (merit_c - merit_n) / pred
         at_edge = np.any(np.isclose(np.abs(un - uc), radius * span) & (span > 0))

@@ -461,12 +461,16 @@ def _power_range(problem, power: PowerModel, u_lo: np.ndarray, u_hi: np.ndarray)
 
 def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo: np.ndarray | None = None,
                       u_hi: np.ndarray | None = None, elastic: bool = False, cost_scale: float = 1.0,
-                      anchor: tuple[np.ndarray, np.ndarray] | None = None) -> LinearProgram:
+                      anchor: tuple[np.ndarray, np.ndarray] | None = None,
+                      soft_power: float | None = None) -> LinearProgram:
     """Assemble the planning LP (see the module docstring).
 
     ``u_lo``/``u_hi``: (H, m) bounds replacing the actuator box (a trust region inside it).
     ``cost_scale`` multiplies the cost; ``anchor = (u0, w)`` ((H, m) each) adds ``Σ w·|u − u0|``
     to the objective (variables ``t ≥ |u − u0|``): the nearest feasible plan to ``u0``.
+    ``soft_power = μ``: the import and export limits and the energy and peak budgets may be
+    exceeded at a price of μ per kW per step (or per kWh, per kW of peak): an ℓ1 exact penalty for
+    sequential LP, where the power is only a linearisation and may leave those limits artificially.
     ``elastic``: every envelope row, budget, import and export limit gets a slack ``s ≥ 0``
     and the objective becomes ``Σ s`` (per state unit, kWh or kW): the smallest relaxation that
     makes the problem feasible (see :mod:`industriverse.infeasibility`).
@@ -494,9 +498,16 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         asm.var("exp", H, zero if elastic else -cost_scale * dt * problem.export_price, 0.0, exp_max)
     if demand:
         peak_hi = max(float(np.max(pmax)), 0.0)
-        if problem.peak_budget is not None and not elastic:
+        if problem.peak_budget is not None and not elastic and soft_power is None:
             peak_hi = min(peak_hi, problem.peak_budget)
         asm.var("peak", 1, zero if elastic else cost_scale * problem.demand_charge, 0.0, max(peak_hi, 0.0))
+    if soft_power is not None:
+        asm.var("sig_lo", H, soft_power, 0.0, np.inf)
+        asm.var("sig_hi", H, soft_power, 0.0, np.inf)
+        if problem.energy_budget is not None:
+            asm.var("sig_energy", 1, soft_power, 0.0, np.inf)
+        if demand and problem.peak_budget is not None:
+            asm.var("sig_peak", 1, soft_power, 0.0, np.inf)
     if anchor is not None:
         u0, w = (np.asarray(v, dtype=float).ravel() for v in anchor)
         asm.var("t", H * m, w, 0.0, np.maximum(box_hi.ravel() - u0, u0 - box_lo.ravel()).clip(min=0.0))
@@ -511,6 +522,8 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         parts["exp"] = -eye
     for i, _ in enumerate(power.relaxed):
         parts[f"q{i}"] = -eye
+    if soft_power is not None:  # imp − exp = P + σ_lo − σ_hi
+        parts["sig_lo"], parts["sig_hi"] = -eye, eye
     asm.rows_eq(parts, power.p_const)
 
     slack_rows: list[tuple[str, int]] = []  # (row block, count) that get slack columns
@@ -562,10 +575,15 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         if elastic and problem.peak_budget is not None:
             asm.rows_le("peak_budget", {"peak": sparse.csr_matrix([[1.0]])}, [problem.peak_budget], {"bound": np.array([problem.peak_budget])})
             slack_rows.append(("peak_budget", 1))
+        elif soft_power is not None and problem.peak_budget is not None:
+            asm.rows_le("peak_budget", {"peak": sparse.csr_matrix([[1.0]]), "sig_peak": sparse.csr_matrix([[-1.0]])},
+                        [problem.peak_budget], {"bound": np.array([problem.peak_budget])})
 
     if problem.energy_budget is not None:
-        asm.rows_le("energy_budget", {"imp": sparse.csr_matrix(np.full((1, H), dt))}, [problem.energy_budget],
-                    {"bound": np.array([problem.energy_budget])})
+        parts = {"imp": sparse.csr_matrix(np.full((1, H), dt))}
+        if soft_power is not None:
+            parts["sig_energy"] = sparse.csr_matrix([[-1.0]])
+        asm.rows_le("energy_budget", parts, [problem.energy_budget], {"bound": np.array([problem.energy_budget])})
         if elastic:
             slack_rows.append(("energy_budget", 1))
 

@@ -1,0 +1,225 @@
+"""The planning LP: optimum against an independent model, proven bounds, infeasibility reports."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.optimize import linprog
+
+from industriverse.errors import Infeasible
+from industriverse.idf import IDFSettings, Landscape, idf, polish
+from industriverse.lp import (build_planning_lp, dual_bound, exact_power, relaxed_power, solve, solve_planning_lp,
+                              state_intervals, tighten_intervals)
+from industriverse.mapping import load_problem, map_constraint
+from industriverse.optimize import optimize
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"
+DAY = {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}
+DOMAINS = ["hvac", "hvac_two_zone", "cold_storage", "microgrid"]
+
+
+def _independent_testcase1_lp() -> float:
+    """BOPTEST testcase1 as a state-space LP written from the physics, not from the project's code.
+
+    R1C1: C dT/dt = (T_amb − T)/R + Q, Q = heater output (W).  With Q and T_amb held over a step of
+    dt seconds the exact update is T[k+1] = a T[k] + (1 − a)(T_amb[k] + R Q[k]), a = exp(−dt/(R C)).
+    """
+    C, R, dt = 1e6, 0.01, 900.0
+    H = 96
+    a = np.exp(-dt / (R * C))
+    start = datetime(2026, 1, 13)
+    hours = np.arange(H) * 0.25
+    t_amb = 5 + 5 * np.sin(2 * np.pi * hours / 24)
+    price = np.empty(H)
+    for k in range(H):
+        when = start + timedelta(hours=float(hours[k]))
+        h = when.hour + when.minute / 60
+        weekday = when.weekday() < 5
+        if weekday and 14 <= h < 18:
+            price[k] = 0.0888
+        elif weekday and (9 <= h < 14 or 18 <= h < 21):
+            price[k] = 0.05413
+        else:
+            price[k] = 0.0444
+    # variables: q[0..H-1] kW thermal, T[1..H] °C
+    nq, nT = H, H
+    c = np.concatenate([price * 0.25 / 0.99, np.zeros(nT)])
+    rows, cols, vals, rhs = [], [], [], []
+    for k in range(H):  # T[k+1] − a T[k] − (1 − a) R 1000 q[k] = (1 − a) T_amb[k]   (T[0] = 21 known)
+        rows += [k, k]
+        cols += [nq + k, k]
+        vals += [1.0, -(1 - a) * R * 1000.0]
+        if k > 0:
+            rows.append(k)
+            cols.append(nq + k - 1)
+            vals.append(-a)
+        rhs.append((1 - a) * t_amb[k] + (a * 21.0 if k == 0 else 0.0))
+    A_eq = sparse.csr_matrix((vals, (rows, cols)), shape=(H, nq + nT))
+    bounds = [(0.0, 10.0)] * nq + [(21.0, 24.0)] * nT
+    res = linprog(c, A_eq=A_eq, b_eq=rhs, bounds=bounds, method="highs")
+    assert res.status == 0
+    return float(res.fun)
+
+
+def test_testcase1_optimum_matches_an_independent_linprog_model():
+    reference = _independent_testcase1_lp()
+    problem = load_problem("hvac", EXAMPLE)
+    doc = optimize(problem, method="lp")
+    assert doc["method"] == "lp" and doc["feasible"]
+    assert doc["objective"]["cost"] == pytest.approx(reference, rel=1e-6)
+    assert doc["lower_bound"] <= doc["objective"]["cost"] + 1e-12
+    assert doc["lower_bound"] == pytest.approx(reference, rel=1e-6)
+    assert doc["gap"] < 1e-6
+    assert doc["max_violation"] < 1e-6
+
+
+def test_dual_bound_is_computed_from_marginals_and_is_valid():
+    # min −x − 2y  s.t. x + y ≤ 4, x + 3y ≤ 6, 0 ≤ x ≤ 3, 0 ≤ y: optimum −5 at (3, 1)
+    from industriverse.lp import LinearProgram
+
+    lp = LinearProgram(c=np.array([-1.0, -2.0]), A_ub=sparse.csr_matrix([[1.0, 1.0], [1.0, 3.0]]), b_ub=np.array([4.0, 6.0]),
+                       A_eq=sparse.csr_matrix((0, 2)), b_eq=np.zeros(0), lb=np.zeros(2), ub=np.array([3.0, 10.0]),
+                       blocks={"z": slice(0, 2)}, rows={}, row_info={})
+    sol = solve(lp)
+    assert sol.objective == pytest.approx(-5.0)
+    assert sol.lower_bound <= -5.0 + 1e-12
+    assert sol.lower_bound == pytest.approx(-5.0, abs=1e-9)
+    assert sol.dual_objective == pytest.approx(-5.0, abs=1e-9)
+    assert sol.dual_residual < 1e-9
+    # a perturbed (dual infeasible) multiplier still gives a valid, lower bound
+    res = linprog(lp.c, A_ub=lp.A_ub, b_ub=lp.b_ub, bounds=np.column_stack([lp.lb, lp.ub]), method="highs")
+    res.ineqlin.marginals = res.ineqlin.marginals * 0.7
+    bound, _, residual = dual_bound(lp, res)
+    assert residual > 0.1
+    assert bound <= -5.0
+
+
+def _problems():
+    out = [(d, map_constraint(d, {"horizon": DAY})) for d in DOMAINS]
+    for path in sorted((ROOT / "examples").glob("*.json")):
+        raw = json.loads(path.read_text())
+        if raw.get("domain") in DOMAINS and "horizon" in raw:
+            out.append((path.name, load_problem(raw["domain"], path)))
+    return out
+
+
+@pytest.mark.parametrize("name,problem", _problems(), ids=lambda v: v if isinstance(v, str) else "")
+def test_lower_bound_never_above_the_cost_of_any_plan_found(name, problem):
+    costs = []
+    lp_doc = optimize(problem, method="lp")
+    costs.append(lp_doc["objective"]["cost"])
+    for seed in (0, 1):
+        doc = optimize(problem, method="idf", seed=seed, settings=IDFSettings(particles=16, iterations=150, polish=2))
+        assert doc["feasible"]
+        costs.append(doc["objective"]["cost"])
+        assert doc["lower_bound"] == pytest.approx(lp_doc["lower_bound"], rel=1e-9, abs=1e-12)
+    lb = lp_doc["lower_bound"]
+    assert lb is not None and np.isfinite(lb)
+    for c in costs:
+        assert lb <= c + 1e-9 * max(abs(c), 1.0)
+    if problem.is_linear:
+        assert min(costs) == pytest.approx(lb, rel=1e-6, abs=1e-9)
+
+
+def test_relaxation_bound_holds_for_many_feasible_plans_of_the_nonlinear_problem():
+    """Random feasible cold-storage plans (random starts made feasible and polished) never beat the bound,
+    and their states stay inside the proven intervals the relaxation relies on."""
+    problem = map_constraint("cold_storage", {"horizon": DAY, "tariff": {"energy": 0.2, "demand_charge_per_kw": 2.0}})
+    res = solve_planning_lp(problem, relax=True)
+    assert res.relaxed and res.premise["holds"]
+    lo, hi = state_intervals(problem)
+    lo, hi, _ = tighten_intervals(problem, lo, hi, [problem.nodes.index("wall")])
+    land = Landscape(problem)
+    rng = np.random.default_rng(7)
+    settings = IDFSettings(polish_iterations=0)  # phase 1 only: the nearest feasible plan, not an optimum
+    checked = 0
+    for _ in range(8):
+        u0 = problem.u_lo + rng.uniform(size=(problem.H, problem.m)) * (problem.u_hi - problem.u_lo)
+        out = polish(problem, u0, land, settings)
+        assert out is not None
+        u = out[0]
+        x = problem.predict(u)
+        assert np.all(x[:-1] >= lo[:-1] - 1e-6) and np.all(x[:-1] <= hi[:-1] + 1e-6)
+        cost = float(problem.kpis(u)["cost"])
+        assert res.lower_bound <= cost + 1e-9
+        checked += 1
+    assert checked == 8
+    # the bound is tight enough to be useful: within 20 % of the best plan IDF finds
+    best = idf(problem, seed=0).cost
+    assert res.lower_bound <= best and res.lower_bound >= 0.8 * best
+
+
+def test_state_intervals_contain_every_simulated_plan():
+    problem = map_constraint("hvac_two_zone", {"horizon": DAY})
+    lo, hi = state_intervals(problem, backoff=False)
+    rng = np.random.default_rng(3)
+    U = problem.u_lo + rng.uniform(size=(50, problem.H, problem.m)) * (problem.u_hi - problem.u_lo)
+    X = problem.predict(U)
+    lo_box, hi_box = problem.x_lo.copy(), problem.x_hi.copy()
+    inside = np.all((X >= lo_box - 1e-9) & (X <= hi_box + 1e-9), axis=(1, 2))
+    # every plan that keeps the band stays inside the intervals (and plans that leave the band may leave them)
+    for x, ok in zip(X, inside):
+        if ok:
+            assert np.all(x >= lo - 1e-9) and np.all(x <= hi + 1e-9)
+    # without the band, the interval arithmetic bounds every plan
+    free = map_constraint("hvac_two_zone", {"horizon": DAY, "envelope": {"north": {"min": -100, "max": 100}, "south": {"min": -100, "max": 100}}})
+    lo, hi = state_intervals(free)
+    X = free.predict(U)
+    assert np.all(X >= lo - 1e-9) and np.all(X <= hi + 1e-9)
+
+
+def test_exact_lp_matches_a_brute_force_check_of_its_constraints():
+    problem = map_constraint("microgrid", {"horizon": DAY, "tariff": {"energy": {"type": "time_of_use", "periods": [{"hours": [17, 20], "value": 0.5}], "default": 0.2},
+                                                                         "export": 0.05, "demand_charge_per_kw": 1.5},
+                                           "budgets": {"peak_kw": 4.0}})
+    res = solve_planning_lp(problem)
+    u = res.u
+    k = problem.kpis(u)
+    assert res.objective == pytest.approx(float(k["cost"]), rel=1e-7, abs=1e-9)
+    assert float(k["peak_kw"]) <= 4.0 + 1e-6
+    x = problem.predict(u)
+    assert np.all(x[1:, 0] >= problem.x_lo[1:, 0] - 1e-7) and np.all(x[1:, 0] <= problem.x_hi[1:, 0] + 1e-7)
+    assert res.lower_bound <= float(k["cost"]) + 1e-9
+
+
+def test_infeasible_band_names_node_bound_steps_and_shortfall():
+    problem = map_constraint("hvac", {"horizon": DAY, "envelope": {"zone": {"min": 30, "max": 35}}})
+    with pytest.raises(Infeasible) as exc:
+        solve_planning_lp(problem)
+    (line,) = exc.value.conflicts
+    assert "envelope zone.min 30 °C" in line
+    assert "step 1 (00:15)" in line
+    assert "heater at full power" in line
+    assert "reaches at most 28.2 °C" in line
+    assert "short by 1.77 K" in line
+
+
+def test_infeasible_budget_and_band_conflicts_are_named():
+    problem = map_constraint("hvac", {"horizon": DAY, "budgets": {"energy_kwh": 20}})
+    with pytest.raises(Infeasible) as exc:
+        optimize(problem)
+    assert any(c.startswith("budget energy_kwh 20 kWh") and "over by" in c for c in exc.value.conflicts)
+    two = map_constraint("hvac_two_zone", {"horizon": DAY, "envelope": {"north": {"min": 26, "max": 30}, "south": {"min": 10, "max": 14}}})
+    with pytest.raises(Infeasible) as exc:
+        optimize(two)
+    text = "\n".join(exc.value.conflicts)
+    assert "envelope north.min 26 °C" in text and "envelope south.max 14 °C" in text
+    tight = map_constraint("hvac", {"horizon": DAY}, backoff=2.0)
+    with pytest.raises(Infeasible) as exc:
+        optimize(tight)
+    assert "back-off of 2 K" in exc.value.conflicts[0] and "leaves no room" in exc.value.conflicts[0]
+
+
+def test_nonlinear_problem_needs_the_relaxation():
+    problem = map_constraint("cold_storage", {"horizon": DAY})
+    with pytest.raises(ValueError):
+        solve_planning_lp(problem)
+    lp = build_planning_lp(problem, relaxed_power(problem))
+    assert any(name.startswith("relax_lo") for name in lp.rows)
+    with pytest.raises(ValueError):
+        exact_power(problem)
