@@ -139,7 +139,7 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
     sim, opt = run["simulation"], run.get("optimization") or {}
     nodes = banded_nodes(run, ctx)
     t = ctx.times
-    fig = _new_figure(10.0, 0.4 + 2.7 * max(1, len(nodes)))
+    fig = _new_figure(10.0, 0.9 + 2.6 * max(1, len(nodes)))
     axes = fig.subplots(max(1, len(nodes)), 2, sharex=True, squeeze=False)
     for row, node in enumerate(nodes):
         unit = ctx.units.get(node, "")
@@ -167,24 +167,40 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
                     if np.isfinite(edge).any():
                         ax.plot(tt, np.where(np.isfinite(edge[:n_t]), edge[:n_t], np.nan), color=ENVELOPE_COLOR,
                                 lw=1.0, ls="--")
-            ax.fill_between(tt, b["p1"][:n_t], b["p99"][:n_t], color=color, alpha=0.15, lw=0, label="1–99 % of trajectories")
-            ax.fill_between(tt, b["p5"][:n_t], b["p95"][:n_t], color=color, alpha=0.35, lw=0, label="5–95 %")
-            ax.plot(tt, b["p50"][:n_t], color=color, lw=1.6, label="median")
+                # a bound on the final state only (e.g. the battery back to its start) is one point: mark it
+                for edge, marker in ((lo_env, "^"), (hi_env, "v")):
+                    if len(edge) > 2 and np.isfinite(edge[-1]) and edge[-1] != edge[-2]:
+                        ax.plot([tt[-1]], [edge[-1]], marker=marker, ms=9, color=ENVELOPE_COLOR, ls="none",
+                                clip_on=False, label="terminal bound")
+            ax.fill_between(tt, b["p1"][:n_t], b["p99"][:n_t], color=color, alpha=0.15, lw=0, label=f"{side}: 1–99 % of trajectories")
+            ax.fill_between(tt, b["p5"][:n_t], b["p95"][:n_t], color=color, alpha=0.35, lw=0, label=f"{side}: 5–95 %")
+            ax.plot(tt, b["p50"][:n_t], color=color, lw=1.6, label=f"{side}: median")
             if side == "plan" and node in (opt.get("states") or {}):
                 planned = np.asarray(opt["states"][node], dtype=float)[:n_t]
                 ax.plot(tt, planned, color="black", lw=1.0, ls=":", label="planned (nominal)")
-            viol = ((sim[side].get("violations") or {}).get("count"))
+            violations = sim[side].get("violations") or {}
+            by_node = violations.get("by_node") or {}
             n = sim.get("ensemble_size")
             title = f"{'Baseline' if side == 'baseline' else 'Plan'}: {node}"
-            if viol is not None and n:
-                title += f"  ({viol} of {n} trajectories leave the envelope)"
+            if node in by_node and n:
+                title += f"  ({by_node[node]} of {n} trajectories leave this band)"
+            elif violations.get("count") is not None and n:
+                title += f"  ({violations['count']} of {n} trajectories leave the envelope)"
             ax.set_title(title, fontsize=10)
             ax.set_ylim(y_min, y_max)
-            ax.set_ylabel(f"{node} ({unit})" if unit else node)
+            quantity = {"°C": "temperature", "kWh": "stored energy"}.get(unit, "")
+            ax.set_ylabel(f"{node} {quantity} ({unit})".replace("  ", " ") if unit else node)
             _time_axis(ax, t)
             if row == len(nodes) - 1:
                 ax.set_xlabel("local time")
-            ax.legend(loc="best", fontsize=7.5, framealpha=0.85)
+    # one legend for the figure, below the plots, so no curve hides behind it
+    entries: dict[str, object] = {}
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries.keys()), loc="outside lower center", ncol=min(5, len(entries)),
+                   fontsize=8, frameon=False)
     fig.suptitle("Ensemble of states under noise against the envelope", fontsize=12)
     return _save(fig, path)
 

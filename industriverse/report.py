@@ -182,8 +182,8 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
     """The report as blocks, from value.json and the plot files."""
     cur = value["currency"]
     blocks: list[Block] = []
-    who = value.get("client") or "client"
-    title = f"Value report: {who} ({value.get('domain')})"
+    who = value.get("client")
+    title = f"Value report: {who} ({value.get('domain')})" if who else f"Value report: {value.get('domain')}"
     blocks.append(Block("h1", title))
     hz = value.get("horizon") or {}
     meta = [f"Strike {value.get('strike_id') or 'n/a'}",
@@ -205,8 +205,10 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
             rows.append([f"{label} ({unit})", "n/a", "n/a", "n/a"])
             continue
         f = format_figure(fig, "")
-        rows.append([f"{label} ({unit})", f["mean"], f"{f['lo']} to {f['hi']}", "yes" if fig["significant"] else "NO"])
-    blocks.append(Block("table", header=["Figure", "Mean", "95% interval", "Significant"], items=rows))
+        verdict = ("not significant" if not fig["significant"] else
+                   "significant saving" if fig["mean"] > 0 else "significant LOSS")
+        rows.append([f"{label} ({unit})", f["mean"], f"{f['lo']} to {f['hi']}", verdict])
+    blocks.append(Block("table", header=["Figure", "Mean", "95% interval", "Verdict"], items=rows))
     blocks.append(Block("note", f"Savings are baseline − plan per trajectory on the same noise draws; {value['interval']}. "
                                 "Significant = the interval excludes zero. A negative saving is a loss. "
                                 f"Energy saved in % = {value['energy_saved_pct']['definition']}."))

@@ -109,7 +109,8 @@ def _decimals(x: float, significant: int) -> int:
 
 
 def format_number(x: float | None, decimals: int | None = None, significant: int = 3) -> str:
-    """``x`` as text: ``decimals`` places, or ``significant`` significant digits (at least the integer part).
+    """``x`` as text: ``decimals`` places, or ``significant`` significant digits (at least the integer part,
+    trailing zeros dropped).
 
     ASCII minus sign; never "-0"; thousands are not grouped (so the text is easy to search).
     """
@@ -121,6 +122,8 @@ def format_number(x: float | None, decimals: int | None = None, significant: int
     d = _decimals(x, significant) if decimals is None else decimals
     d = min(d, 8)
     text = f"{x:.{d}f}"
+    if decimals is None and "." in text:  # free-standing number: no trailing zeros (0.05, not 0.0500)
+        text = text.rstrip("0").rstrip(".")
     if float(text) == 0.0:
         text = text.lstrip("-")
     return text
@@ -155,11 +158,11 @@ def format_probability(p: float | None) -> str:
 
 
 def format_percent(fraction: float | None) -> str:
-    """A fraction as a percentage with 2 significant digits (at least 1 decimal), e.g. '0.37 %'."""
+    """A fraction as a percentage: 2 significant digits, 1 or 2 decimals, e.g. '0.37 %', '10.5 %'."""
     if fraction is None:
         return "n/a"
     pct = 100.0 * float(fraction)
-    return f"{format_number(pct, max(1, _decimals(pct, 2)))} %"
+    return f"{format_number(pct, min(2, max(1, _decimals(pct, 2))))} %"
 
 
 # --- reading the run's documents ---------------------------------------------------------
@@ -429,7 +432,8 @@ def display_strings(value: dict) -> dict[str, str]:
 
 
 # --- honest wording -------------------------------------------------------------------------
-def _saving_sentence(label: str, fig: dict, unit: str, *, gain: str, loss: str, extra: str = "") -> str:
+def _saving_sentence(label: str, fig: dict, unit: str, *, gain: str, loss: str, extra: str = "",
+                     extra_loss: str | None = None) -> str:
     """One sentence for one paired saving: its number, its interval and whether it is significant.
 
     ``gain`` / ``loss`` are templates with ``{x}`` (the amount with its unit), e.g.
@@ -444,7 +448,7 @@ def _saving_sentence(label: str, fig: dict, unit: str, *, gain: str, loss: str, 
                 "the interval excludes zero, so the saving is significant.")
     if fig["significant"] and fig["mean"] < 0:
         amount = f"{neg['mean']} {unit}".rstrip()
-        return (f"{label}: the plan {loss.format(x=amount)}{extra} ({interval}, entirely below zero): "
+        return (f"{label}: the plan {loss.format(x=amount)}{extra if extra_loss is None else extra_loss} ({interval}, entirely below zero): "
                 "this is a loss against the baseline, not a saving.")
     return (f"{label}: the saving of {f['mean']} {unit} ({interval}) is not significant: "
             "the interval includes zero, so no saving can be claimed.")
@@ -490,11 +494,13 @@ def summary_sentences(value: dict) -> list[str]:
     e, c = value["energy_saved_kwh"], value["cost_saved"]
     pct = value["energy_saved_pct"]
     base_kwh = format_number(pct.get("baseline_mean_kwh"))
-    extra = ""
+    extra = extra_loss = ""
     if pct["mean"] is not None:
-        extra = f", {format_number(abs(pct['mean']))} % of the baseline's {base_kwh} kWh"
+        pct_text = format_figure(pct, "", scale=-1.0 if pct["mean"] < 0 else 1.0)["mean"]
+        extra = f", {pct_text} % of the baseline's {base_kwh} kWh"
+        extra_loss = f" ({pct_text} % above its {base_kwh} kWh)"
     out.append(_saving_sentence("Energy", e, "kWh", gain="saves {x}", loss="uses {x} more than the baseline",
-                                extra=extra))
+                                extra=extra, extra_loss=extra_loss))
     out.append(_saving_sentence("Cost", c, cur, gain="saves {x}", loss="costs {x} more than the baseline"))
 
     # energy and cost of opposite sign: show both (done above) and say why
@@ -516,6 +522,13 @@ def summary_sentences(value: dict) -> list[str]:
             out.append("Energy and cost move in opposite directions: the plan uses less electricity but pays more for it, "
                        f"because it consumes at dearer hours than the baseline;{price_text}{caveat}.")
 
+    viol = value["stability_score"]["violating_trajectories"]
+    n_traj = value["stability_score"]["ensemble_size"]
+    losses = [name for name, fig in (("energy", e), ("cost", c)) if fig["significant"] and fig["mean"] < 0]
+    if losses and viol["baseline"] > viol["plan"]:
+        out.append(f"The baseline's lower {' and '.join(losses)} is not like for like: it leaves the envelope in "
+                   f"{viol['baseline']} of {n_traj} trajectories against the plan's {viol['plan']}; "
+                   "the plan pays for keeping the client's constraints.")
     out.append(_saving_sentence("CO2", value["emissions_saved_kg"], "kg", gain="avoids {x} of emissions",
                                 loss="emits {x} more than the baseline"))
 
@@ -527,7 +540,6 @@ def summary_sentences(value: dict) -> list[str]:
 
     s = value["stability_score"]
     n = s["ensemble_size"]
-    viol = s["violating_trajectories"]
     sentence = (f"Stability score ({s['definition']}, ensemble of {n}): plan {format_probability(s['plan'])}, "
                 f"baseline {format_probability(s['baseline'])}; the plan left the envelope in {viol['plan']} of {n} "
                 f"trajectories, the baseline in {viol['baseline']}.")

@@ -1,0 +1,218 @@
+"""The value report on real runs: optimizer, simulator, shield and proof of every shipped domain.
+
+Each run directory is built the way the strike loop builds it (request, optimization,
+simulation with the plan, verdict, signed proof; capsule and gateway deployment for the
+deployed case), with small ensembles (50) for speed.  The report must carry the numbers of
+value.json into the PDF, keep the HTML free of external references, and say plainly when
+a plan was rejected.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from industriverse.report import read_run, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+HVAC_EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"
+HORIZON = {"horizon": {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}}
+# 59 trajectories is the smallest ensemble that can ever prove a 5 % violation limit at 95 %
+# confidence (zero violations bound it at 1 − 0.05^(1/N)); 60 keeps the runs small and passable.
+ENSEMBLE = 60
+
+
+def write_json(path: Path, doc) -> None:
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False))
+
+
+def make_run(run_dir: Path, domain: str, raw: dict, *, strike_id: str, deploy: bool = False,
+             backoff_k: float = 1.0, ensemble_size: int = ENSEMBLE, seed: int = 0) -> Path:
+    """A real run directory: optimize (envelope backed off by ``backoff_k`` noise deviations, as the
+    strike loop's retry does) → simulate (plan and baseline, same draws) → shield → proof (→ capsule →
+    gateway when ``deploy``), files named as DESIGN.md §4 names them."""
+    from industriverse.mapping import map_constraint
+    from industriverse.optimize import load_plan, optimize
+    from industriverse.proof import build_proof
+    from industriverse.shield import check_plan
+    from industriverse.simulate import simulate
+    from industriverse.tracking import noise_backoff
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    problem = map_constraint(domain, raw)
+    problem = problem.with_backoff(noise_backoff(problem, backoff_k))
+    optimization = optimize(problem, "auto", seed)
+    optimization["strike_id"] = strike_id
+    plan_problem, u = load_plan(optimization)
+    simulation = simulate(plan_problem, u, ensemble_size=ensemble_size, seed=seed)
+    shield = check_plan(optimization, simulation)
+    proof = build_proof(strike_id=strike_id, optimization=optimization, simulation=simulation, shield=shield)
+    write_json(run_dir / "request.json", raw)
+    write_json(run_dir / "optimization.json", optimization)
+    write_json(run_dir / "simulation.json", simulation)
+    write_json(run_dir / "verdict.json", shield)
+    write_json(run_dir / "proof.json", proof)
+    if deploy:
+        assert shield["passed"], [c for c in shield["checks"] if not c["passed"]]
+        from industriverse.capsule import load_manifest, manifest_path_of, pack_capsule
+        from industriverse.gateway import CapsuleGatewayService
+
+        manifest_path = manifest_path_of(pack_capsule(run_dir))
+        manifest = load_manifest(manifest_path)
+        activity_id = CapsuleGatewayService().register(manifest_path)
+        write_json(run_dir / "deployment.json", {"activity_id": activity_id, "capsule_id": manifest.id})
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One real run per shipped example domain, plus a rejected one (built once per module)."""
+    home = tmp_path_factory.mktemp("home")
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INDUSTRIVERSE_HOME", str(home))
+        mp.delenv("INDUSTRIVERSE_DB_URL", raising=False)
+        hvac = json.loads(HVAC_EXAMPLE.read_text())
+        out = {
+            "hvac": make_run(root / "hvac", "hvac", hvac, strike_id="test-hvac", deploy=True, backoff_k=1.5),
+            "cold_storage": make_run(root / "cold_storage", "cold_storage", dict(HORIZON), strike_id="test-cold"),
+            "microgrid": make_run(root / "microgrid", "microgrid", dict(HORIZON), strike_id="test-microgrid"),
+            "hvac_two_zone": make_run(root / "hvac_two_zone", "hvac_two_zone", dict(HORIZON), strike_id="test-two-zone"),
+        }
+        # a chance limit no ensemble of 60 can prove (even 0 violations bound it at 0.049): rejected
+        strict = dict(hvac, uncertainty=dict(hvac["uncertainty"], max_violation_probability=0.01))
+        out["rejected"] = make_run(root / "rejected", "hvac", strict, strike_id="test-rejected", backoff_k=1.5)
+        for name, run_dir in out.items():
+            write_report(run_dir)
+        yield out
+
+
+def pdf_text(path: Path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True).stdout
+
+
+def headline_numbers(value: dict) -> list[str]:
+    """The digits a reader looks for first: every saving's mean and interval, the stability scores."""
+    numbers = []
+    for field in ("energy_saved_kwh", "energy_saved_pct", "cost_saved", "emissions_saved_kg"):
+        text = value["display"][field]
+        numbers += re.findall(r"-?\d+(?:\.\d+)?", text.split("(95% CI")[0])[:1]
+        numbers += re.findall(r"-?\d+(?:\.\d+)?", text.split("(95% CI")[1])[:2]
+    numbers += [value["display"]["stability_score_plan"], value["display"]["stability_score_baseline"]]
+    return numbers
+
+
+@pytest.mark.parametrize("domain", ["hvac", "cold_storage", "microgrid", "hvac_two_zone"])
+def test_report_of_each_domain(runs, domain):
+    report = runs[domain] / "report"
+    value = json.loads((report / "value.json").read_text())
+    assert value["domain"] == domain
+    assert value["ensemble_size"] == ENSEMBLE
+    for field in ("energy_saved_kwh", "energy_saved_pct", "cost_saved", "emissions_saved_kg"):
+        lo, hi = value[field]["ci95"]
+        assert lo <= value[field]["mean"] <= hi
+        assert value[field]["significant"] == (lo > 0 or hi < 0)
+    assert value["stability_score"]["definition"].startswith("one-sided 95% Clopper")
+
+    # the PDF prints the numbers of value.json, formatted the same way
+    text = pdf_text(report / "report.pdf")
+    for number in headline_numbers(value):
+        assert number in text, (number, domain)
+    assert value["stability_score"]["definition"] in " ".join(text.split())
+    if value["proof"]:
+        assert value["proof"]["plan_sha256"] in text
+        assert value["proof"]["signature_key_id"] in text
+
+    # one self-contained HTML file: plots inline, no web reference anywhere
+    html = (report / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert html.count('src="data:image/png;base64,') == 4
+    for number in headline_numbers(value):
+        assert number in html, (number, domain)
+
+    # Markdown links the PNG files written beside it
+    md = (report / "report.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(images) == 4
+    for rel in images:
+        assert (report / rel).is_file() and (report / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for sentence in value["summary"]:
+        assert sentence in md
+
+
+def test_deployed_report_names_activity_and_capsule(runs):
+    value = json.loads((runs["hvac"] / "report" / "value.json").read_text())
+    deployment = json.loads((runs["hvac"] / "deployment.json").read_text())
+    assert value["outcome"] == "deployed"
+    assert value["deployment"]["activity_id"] == deployment["activity_id"]
+    assert value["deployment"]["capsule_id"] == deployment["capsule_id"]
+    text = pdf_text(runs["hvac"] / "report" / "report.pdf")
+    assert deployment["activity_id"] in text and deployment["capsule_id"] in text
+    assert value["summary"][0].startswith("Deployed:")
+
+
+def test_rejected_plan_gets_a_report_saying_what_failed(runs):
+    value = json.loads((runs["rejected"] / "report" / "value.json").read_text())
+    verdict = json.loads((runs["rejected"] / "verdict.json").read_text())
+    assert value["outcome"] == "rejected" and not verdict["passed"]
+    failed = {c["name"] for c in verdict["checks"] if not c["passed"]}
+    assert "chance_constraint" in failed
+    summary = " ".join(value["summary"])
+    assert summary.startswith("Rejected:")
+    assert "nothing was deployed" in summary and "none of its savings will be realised" in summary
+    # what the engineer could relax: 60 trajectories can never prove 1 %, so a bigger ensemble is named
+    assert "raise uncertainty.ensemble_size to at least 299" in summary
+    assert "max_violation_probability" in summary
+    text = " ".join(pdf_text(runs["rejected"] / "report" / "report.pdf").split())
+    assert "REJECTED" in text and "chance_constraint" in text and "FAIL" in text
+
+
+def test_cli_writes_the_requested_formats(runs, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "cli" / "generate_value_report.py"), "--run", str(runs["microgrid"]),
+                           "--output_dir", str(out), "--format", "md,html"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "value.json").is_file() and (out / "report.md").is_file() and (out / "report.html").is_file()
+    assert not (out / "report.pdf").exists()
+    assert f"md: {out / 'report.md'}" in proc.stdout
+
+
+def test_cli_bad_input_exits_2_with_one_line(runs, tmp_path, home):
+    script = str(ROOT / "cli" / "generate_value_report.py")
+    proc = subprocess.run([sys.executable, script, "--run", "no-such-strike"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no-such-strike" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, script, "--run", str(runs["hvac"]), "--format", "docx"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--format" in proc.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "optimization.json").write_text((runs["hvac"] / "optimization.json").read_text())
+    proc = subprocess.run([sys.executable, script, "--run", str(broken)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "simulation.json" in proc.stderr
+
+
+def test_report_from_a_strike_id_in_the_store(runs, tmp_path, home):
+    """A strike whose documents live only in the store (artifacts referenced by its stage results)."""
+    from cli.generate_value_report import main
+    from industriverse import store
+
+    run = read_run(runs["hvac"])
+    refs = {key: store.put_json_artifact(run[key]) for key in ("optimization", "simulation", "verdict", "proof")}
+    strike_id = "store-strike-1"
+    store.record_strike(strike_id, domain="hvac", status="running")
+    store.put_stage_result(strike_id, "optimizer", {"optimization_ref": refs["optimization"]})
+    store.put_stage_result(strike_id, "simulator", {"optimization_ref": refs["optimization"], "simulation_ref": refs["simulation"]})
+    store.put_stage_result(strike_id, "shield", {"verdict_ref": refs["verdict"], "proof_ref": refs["proof"],
+                                                 "optimization_ref": refs["optimization"], "simulation_ref": refs["simulation"]})
+    store.put_stage_result(strike_id, "deployer", {"capsule_id": "cap-1", "activity_id": "act-1"})
+    out = tmp_path / "report"
+    assert main(["--run", strike_id, "--output_dir", str(out), "--format", "pdf"]) == 0
+    value = json.loads((out / "value.json").read_text())
+    expected = json.loads((runs["hvac"] / "report" / "value.json").read_text())
+    assert value["energy_saved_kwh"] == expected["energy_saved_kwh"]
+    assert value["deployment"]["activity_id"] == "act-1" and value["outcome"] == "deployed"
+    assert "act-1" in pdf_text(out / "report.pdf")
