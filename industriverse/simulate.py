@@ -20,7 +20,11 @@ over plan steps and control sub-steps.  Per control sub-step of ``h`` seconds
   :mod:`industriverse.kpis` use it at that resolution (so the 15-minute peak is real).
 
 The plan and the baseline run in the same pass on the same random draws (common random
-numbers), so their per-trajectory differences are paired.
+numbers), so their per-trajectory differences are paired.  The draws are standard normals
+generated in float32 (the arithmetic is float64) from ``numpy.random.SeedSequence(seed)``, one
+child per chunk of trajectories, so a result depends on the seed and the ensemble size only.
+What does not depend on the controllers (draws, true disturbances, noise increments) is
+prepared one plan step ahead on a helper thread.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ VIOLATION_TOL = 1e-6        # state units; excesses below this are round-off, no
 CHUNK = 8192                # trajectories per vectorised pass (bounds memory; results depend on seed and N only)
 HEUN_STIFFNESS = 0.25       # inner step × fastest rate of the linearised network
 MAX_BYTES = 3e9             # refuse ensembles whose state storage would not fit in memory
+KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
 
 
@@ -85,9 +90,6 @@ def _disturbance_clips(problem) -> tuple[np.ndarray, np.ndarray]:
 def _heun_substeps(model: SubstepModel) -> int:
     rate = float(np.max(np.abs(np.linalg.eigvals(model.A)))) if model.A.size else 0.0
     return max(1, int(np.ceil(model.h * rate / HEUN_STIFFNESS)))
-
-
-KPI_BLOCK_SUBSTEPS = 32      # sub-steps per KPI block: long rows make the reductions cheap
 
 
 def _kpi_block_steps(problem, h: float, S: int) -> int:
@@ -442,20 +444,14 @@ def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | 
     confidence = float(unc.confidence)
     model = substep_model(problem)
 
-    def controllers():
-        out = []
-        if plan_u is not None:
-            out.append(PlanTracking(problem, np.asarray(plan_u, dtype=float), model))
-        out.append(make_baseline(problem, model, file))
-        return out
-
+    ctrls = []
     if plan_u is not None:
         u = np.asarray(plan_u, dtype=float)
         if u.shape != (problem.H, problem.m) or not np.all(np.isfinite(u)):
             raise ValueError(f"plan_u must be finite with shape {(problem.H, problem.m)}, got {u.shape}")
-    nominal_ctrls = controllers()
-    nom = run_ensemble(problem, nominal_ctrls, 1, seed, model=model, noise=False)
-    ctrls = controllers()
+        ctrls.append(PlanTracking(problem, u, model))
+    ctrls.append(make_baseline(problem, model, file))
+    nom = run_ensemble(problem, ctrls, 1, seed, model=model, noise=False)  # controllers reset on each run
     ens = run_ensemble(problem, ctrls, N, seed, model=model, progress=progress)
     kpis = _kpis(problem, ens)
     results = [_controller_result(problem, ens, nom, c, kpis, ctrl, confidence) for c, ctrl in enumerate(ctrls)]

@@ -269,39 +269,52 @@ def test_cli_plan_and_baseline(tmp_path, hvac_plan):
     assert doc["ensemble_size"] == 40 and doc["seed"] == 9 and "paired_differences" in doc
     assert doc["plan"]["controller"] == "tracking" and doc["baseline"]["controller"] == "proportional"
     assert doc["request_dir"] == str(EXAMPLE.parent)
-    r = _cli("--domain", "hvac", "--constraint_json", str(EXAMPLE), "--ensemble", "20")
-    assert r.returncode == 0, r.stderr
-    doc = json.loads(r.stdout)
-    assert "plan" not in doc and doc["baseline"]["violations"]["count"] >= 0
 
 
-def test_cli_bad_input(tmp_path):
+
+def test_cli_baseline_alone_to_stdout(capsys):
+    from cli.simulate_tnn_dynamics import main
+
+    assert main(["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--ensemble", "20"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "plan" not in doc and "paired_differences" not in doc and doc["ensemble_size"] == 20
+    assert doc["baseline"]["controller"] == "proportional" and doc["seed"] == 0  # the constraint's seed
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    from cli.simulate_tnn_dynamics import main
+
     opt = tmp_path / "opt.json"
     opt.write_text(json.dumps({"domain": "microgrid", "plan": {}}))
-    cases = [
-        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--plan", str(opt)], "domain"),
-        (["--domain", "hvac", "--constraint_json", str(tmp_path / "missing.json")], "no such file"),
-        (["--domain", "nowhere", "--constraint_json", str(EXAMPLE)], "--domain"),
-        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--ensemble", "5"], "--ensemble"),
-        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--plan", str(tmp_path / "none.json")], "no such file"),
-    ]
-    for args, word in cases:
-        r = _cli(*args)
-        assert r.returncode == 2, (args, r.stderr)
-        assert word in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad_baseline.json"
     raw = json.loads(EXAMPLE.read_text())
     raw["baseline"] = {"controller": "proportional", "gain_kw_per_k": -1}
     bad.write_text(json.dumps(raw))
-    r = _cli("--domain", "hvac", "--constraint_json", str(bad))
-    assert r.returncode == 2 and "baseline.gain_kw_per_k" in r.stderr and str(bad) in r.stderr
+    cases = [
+        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--plan", str(opt)], "field 'domain'"),
+        (["--domain", "hvac", "--constraint_json", str(tmp_path / "missing.json")], "no such file"),
+        (["--domain", "nowhere", "--constraint_json", str(EXAMPLE)], "--domain"),
+        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--ensemble", "5"], "--ensemble"),
+        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--seed", "-1"], "--seed"),
+        (["--domain", "hvac", "--constraint_json", str(EXAMPLE), "--plan", str(tmp_path / "none.json")], "no such file"),
+        (["--domain", "hvac", "--constraint_json", str(bad)], "baseline.gain_kw_per_k"),
+    ]
+    for args, word in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert word in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert str(bad) in err
 
 
-def test_help_explains_the_flags():
-    r = _cli("--help")
-    assert r.returncode == 0
+def test_help_explains_the_flags(capsys):
+    from cli.simulate_tnn_dynamics import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
     for flag in ("--domain", "--constraint_json", "--plan", "--ensemble", "--seed", "--output", "kW", "°C"):
-        assert flag in r.stdout
+        assert flag in out
 
 
 def test_tracking_respects_the_ramp_limit():
