@@ -36,6 +36,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="envelope back-off in multiples of the noise back-off that meets the chance constraint (default 1; 0 = none)")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ (default: $INDUSTRIVERSE_AMQP_PREFIX or industriverse)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--log-level", default=None, metavar="LEVEL",
+                   help="worker log level on stderr for the embedded bus (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL:"
+                        " the outcome is reported in one line anyway)")
     return p
 
 
@@ -114,7 +117,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     else:
         from workers.actor import load_actors
         from workers.embedded import EmbeddedBus
+        from workers.logging import configure_logging
 
+        configure_logging(args.log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
         outcome = EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
 
     if outcome.type == "strike.failed":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from industriverse import store
+from industriverse.errors import Infeasible
 from industriverse.mapping import map_constraint
 from industriverse.optimize import optimize
 from industriverse.tracking import noise_backoff
@@ -10,11 +11,22 @@ from workers.actor import actor
 
 
 def plan_for(request: StrikeRequested) -> dict:
-    """The optimization JSON of one request (the envelope tightened by ``backoff_k`` noise back-offs)."""
+    """The optimization JSON of one request (the envelope tightened by ``backoff_k`` noise back-offs).
+
+    When the tightened envelope is infeasible but the client's own envelope is not, the plan is
+    made without back-off and says so (``backoff_dropped``): the shield's chance constraint then
+    decides, on the simulated ensemble, whether the plan is safe enough.
+    """
     problem = map_constraint(request.domain, request.constraint, file="strike.requested constraint")
+    seed = request.seed or 0
     if request.backoff_k > 0:
-        problem = problem.with_backoff(noise_backoff(problem, request.backoff_k))
-    return optimize(problem, method=request.method, seed=request.seed or 0)
+        try:
+            return optimize(problem.with_backoff(noise_backoff(problem, request.backoff_k)), method=request.method, seed=seed)
+        except Infeasible as tightened:
+            doc = optimize(problem, method=request.method, seed=seed)  # still infeasible: the client's constraint is
+            doc["backoff_dropped"] = str(tightened)
+            return doc
+    return optimize(problem, method=request.method, seed=seed)
 
 
 @actor("optimizer", consumes="strike.requested")

@@ -21,6 +21,8 @@ def next_round(optimization: dict, failed: list[str], round_: int) -> StrikeRequ
     """The re-request of a rejected plan with a larger back-off, or None when it would not help."""
     if round_ >= MAX_ROUNDS or not failed or not set(failed) <= CURABLE_BY_BACKOFF:
         return None
+    if optimization.get("backoff_dropped"):
+        return None  # a larger back-off is infeasible already: re-optimizing cannot cure it
     previous = float(optimization.get("backoff_k") or 0.0)
     return StrikeRequested(
         domain=optimization["domain"], constraint=optimization["request"], method=optimization.get("method", "auto"),
