@@ -248,10 +248,10 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                 p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
                 if kpis and ((k + 1) % block == 0 or k == H - 1):  # a whole block of 15-minute windows (or the tail)
                     T, t0 = b0 + S, (k - k % block) * S
-                    power = np.ascontiguousarray(np.moveaxis(p_blk[:T], 0, -1))
+                    power = np.moveaxis(p_blk[:T], 0, -1)  # a strided view: cheaper than a transposed copy
                     _add_energy(acc, energy_kpis(power, h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T], 0.0))
                     first = 1 if t0 == 0 else 0  # no set-point before the horizon
-                    travel[:, c0:c1] += actuator_travel_kw(np.ascontiguousarray(np.moveaxis(u_blk[first:T + 1], 0, 2)))
+                    travel[:, c0:c1] += actuator_travel_kw(np.moveaxis(u_blk[first:T + 1], 0, 2))
                     u_blk[0] = u_blk[T]
                 if progress is not None:
                     progress((c0 + Nc * (k + 1) / H) / N)
