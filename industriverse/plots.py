@@ -305,9 +305,9 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
     fig = _new_figure(10.0, 3.4)
     axes = fig.subplots(1, len(panels))
     n = value.get("ensemble_size")
-    for ax, (kpi, field, label, unit) in zip(axes, panels):
+    for ax, (kpi, name, label, unit) in zip(axes, panels):
         saved = np.asarray(sim["baseline"]["per_trajectory"][kpi], float) - np.asarray(sim["plan"]["per_trajectory"][kpi], float)
-        fig_v = value[field]
+        fig_v = value[name]
         lo, hi = fig_v["ci95"]
         ax.hist(saved, bins=min(30, max(8, saved.size // 5)), color="#8aa9cc", edgecolor="white", label=f"{n} paired trajectories")
         ax.axvspan(lo, hi, color=PLAN_COLOR, alpha=0.25, label="95% CI of the mean")

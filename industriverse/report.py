@@ -88,13 +88,14 @@ def read_run(run_dir: str | Path) -> dict:
 
 
 def _refs(payload: Any, found: dict) -> None:
-    """Collect ``*_ref`` artifact keys and the deployment IDs from a stage payload (any nesting)."""
+    """Collect ``*_ref`` artifact keys and the deployment IDs from a stage payload (any nesting);
+    later finds replace earlier ones (the stages are read in the order they were stored)."""
     if isinstance(payload, dict):
         for key, val in payload.items():
             if isinstance(val, str) and key.endswith("_ref"):
-                found.setdefault(key[:-4], val)
+                found[key[:-4]] = val
             elif key in ("activity_id", "capsule_id", "run_dir") and isinstance(val, str):
-                found.setdefault(key, val)
+                found[key] = val
             else:
                 _refs(val, found)
     elif isinstance(payload, list):
@@ -102,12 +103,19 @@ def _refs(payload: Any, found: dict) -> None:
             _refs(item, found)
 
 
+def _round_of(stage: str) -> int:
+    """The re-optimization round of a stage key (``stage`` is round 0, ``stage#r`` round r)."""
+    _, sep, tail = stage.rpartition("#")
+    return int(tail) if sep and tail.isdigit() else 0
+
+
 def read_strike(strike_id: str, *, engine=None) -> dict | None:
     """The documents of a strike from the store, or None when the store knows no such strike.
 
     Uses the strike's run directory when it still holds the files; otherwise resolves the
-    ``*_ref`` artifacts (optimization, simulation, verdict, proof) of its stage results and
-    the deployment IDs (activity_id, capsule_id) they carry.
+    ``*_ref`` artifacts (optimization, simulation, verdict, proof) and the deployment IDs
+    (activity_id, capsule_id) of the stage results of the strike's last round that got as far
+    as a simulation (a strike the shield rejected may have been re-optimized in later rounds).
     """
     from industriverse import store
 
@@ -115,9 +123,11 @@ def read_strike(strike_id: str, *, engine=None) -> dict | None:
     stages = store.list_stage_results(strike_id, engine=engine)
     if row is None and not stages:
         return None
-    found: dict[str, str] = {}
-    for payload in stages.values():
-        _refs(payload, found)
+    by_round: dict[int, dict[str, str]] = {}
+    for stage, payload in stages.items():
+        _refs(payload, by_round.setdefault(_round_of(stage), {}))
+    complete = [r for r, f in by_round.items() if "optimization" in f and "simulation" in f]
+    found = by_round.get(max(complete) if complete else max(by_round, default=0), {})
     run_dir = (row or {}).get("run_dir") or found.get("run_dir")
     if run_dir and (Path(run_dir) / RUN_FILES["optimization"]).is_file() and (Path(run_dir) / RUN_FILES["simulation"]).is_file():
         run = read_run(run_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from industriverse.report import read_run, write_report
+from industriverse.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 HVAC_EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"
@@ -195,24 +195,33 @@ def test_cli_bad_input_exits_2_with_one_line(runs, tmp_path, home):
     assert proc.returncode == 2 and "simulation.json" in proc.stderr
 
 
-def test_report_from_a_strike_id_in_the_store(runs, tmp_path, home):
-    """A strike whose documents live only in the store (artifacts referenced by its stage results)."""
+def test_report_from_a_strike_id_in_the_store(tmp_path, home):
+    """A real strike on the embedded bus; its run directory is then removed, so the report must be
+    rebuilt from the stage results and artifacts in the store alone."""
+    import shutil
+
     from cli.generate_value_report import main
+    from cli.run_client_strike_loop import main as strike
     from industriverse import store
 
-    run = read_run(runs["hvac"])
-    refs = {key: store.put_json_artifact(run[key]) for key in ("optimization", "simulation", "verdict", "proof")}
-    strike_id = "store-strike-1"
-    store.record_strike(strike_id, domain="hvac", status="running")
-    store.put_stage_result(strike_id, "optimizer", {"optimization_ref": refs["optimization"]})
-    store.put_stage_result(strike_id, "simulator", {"optimization_ref": refs["optimization"], "simulation_ref": refs["simulation"]})
-    store.put_stage_result(strike_id, "shield", {"verdict_ref": refs["verdict"], "proof_ref": refs["proof"],
-                                                 "optimization_ref": refs["optimization"], "simulation_ref": refs["simulation"]})
-    store.put_stage_result(strike_id, "deployer", {"capsule_id": "cap-1", "activity_id": "act-1"})
+    raw = json.loads(HVAC_EXAMPLE.read_text())
+    raw["uncertainty"]["ensemble_size"] = ENSEMBLE
+    constraint = tmp_path / "hvac.json"
+    constraint.write_text(json.dumps(raw))
+    run_dir = tmp_path / "run"
+    assert strike(["--domain", "hvac", "--constraint_json", str(constraint), "--output_dir", str(run_dir), "--quiet"]) == 0
+    expected = json.loads((run_dir / "report" / "value.json").read_text())
+    deployment = json.loads((run_dir / "deployment.json").read_text())
+    (strike_row,) = store.list_strikes()
+    shutil.rmtree(run_dir)
+
     out = tmp_path / "report"
-    assert main(["--run", strike_id, "--output_dir", str(out), "--format", "pdf"]) == 0
+    assert main(["--run", strike_row["strike_id"], "--output_dir", str(out), "--format", "pdf"]) == 0
     value = json.loads((out / "value.json").read_text())
-    expected = json.loads((runs["hvac"] / "report" / "value.json").read_text())
-    assert value["energy_saved_kwh"] == expected["energy_saved_kwh"]
-    assert value["deployment"]["activity_id"] == "act-1" and value["outcome"] == "deployed"
-    assert "act-1" in pdf_text(out / "report.pdf")
+    assert value["strike_id"] == strike_row["strike_id"]
+    for field in ("energy_saved_kwh", "cost_saved", "emissions_saved_kg", "stability_score", "optimizer", "shield"):
+        assert value[field] == expected[field], field
+    assert value["outcome"] == "deployed"
+    assert value["deployment"]["activity_id"] == deployment["activity_id"]
+    assert value["deployment"]["capsule_id"] == deployment["capsule_id"]
+    assert deployment["activity_id"] in pdf_text(out / "report.pdf")
