@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from industriverse.value import format_figure, format_number
 
 DPI = 110
+FIG_WIDTH = 8.5  # inches: text stays legible when the PDF scales the figure to the page width
 PLAN_COLOR = "#1f5fa8"
 BASE_COLOR = "#c8571b"
 ENVELOPE_COLOR = "#2e9e4a"
@@ -139,7 +140,7 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
     sim, opt = run["simulation"], run.get("optimization") or {}
     nodes = banded_nodes(run, ctx)
     t = ctx.times
-    fig = _new_figure(10.0, 0.9 + 2.6 * max(1, len(nodes)))
+    fig = _new_figure(FIG_WIDTH, 0.9 + 2.4 * max(1, len(nodes)))
     axes = fig.subplots(max(1, len(nodes)), 2, sharex=True, squeeze=False)
     for row, node in enumerate(nodes):
         unit = ctx.units.get(node, "")
@@ -212,7 +213,7 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(10.0, 5.6)
+    fig = _new_figure(FIG_WIDTH, 5.0)
     ax, ax_p = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
     for side, color, label in (("baseline", BASE_COLOR, "baseline"), ("plan", PLAN_COLOR, "plan")):
         bands = sim[side].get("power_bands") or {}
@@ -256,17 +257,19 @@ def cumulative_cost(power_kw: np.ndarray, price: np.ndarray, export_price: np.nd
 
 
 def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None = None) -> Path:
-    """Cumulative energy cost of the nominal (noise-free) plan and baseline trajectories over the horizon."""
+    """Cumulative energy cost of the nominal (noise-free) plan and baseline trajectories over the horizon,
+    and underneath the cumulative saving (baseline − plan): where in the day the plan gains or loses."""
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(10.0, 3.8)
-    ax = fig.subplots()
+    fig = _new_figure(FIG_WIDTH, 4.8)
     if ctx.price is None:
+        ax = fig.subplots()
         ax.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center", va="center",
                 transform=ax.transAxes)
         return _save(fig, path)
-    totals = {}
+    ax, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    curves = {}
     for side, color in (("baseline", BASE_COLOR), ("plan", PLAN_COLOR)):
         nominal = (sim[side].get("nominal") or {}).get("power_kw")
         source = "nominal run"
@@ -276,20 +279,31 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
             else:
                 nominal, source = sim[side]["power_bands"]["p50"], "median power"
         cum = cumulative_cost(nominal, ctx.price, ctx.export_price, ctx.dt_h)
-        totals[side] = cum[-1]
+        curves[side] = cum
         ax.plot(t, cum, color=color, lw=1.8, label=f"{side} ({source}): {format_number(cum[-1])} {ctx.currency}")
     kpis = {side: ((sim[side].get("kpis") or {}).get("cost") or {}).get("mean") for side in ("plan", "baseline")}
     note = "noise-free trajectories × price"
     if ctx.demand_charge > 0:
         note += ", without the demand charge"
+    ax.set_title(f"Cumulative energy cost ({note})", fontsize=10)
     if all(v is not None for v in kpis.values()):
-        note += (f"; ensemble mean totals (all charges): plan {format_number(kpis['plan'])}, "
-                 f"baseline {format_number(kpis['baseline'])} {ctx.currency}")
-    ax.set_title(f"Cumulative energy cost ({note})", fontsize=9.5)
+        ax.text(0.99, 0.04, f"ensemble means (all charges): plan {format_number(kpis['plan'])}, "
+                f"baseline {format_number(kpis['baseline'])} {ctx.currency}", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=8.5, color="#333333")
     ax.set_ylabel(f"cumulative cost ({ctx.currency})")
-    ax.set_xlabel("local time")
     ax.legend(loc="upper left", fontsize=8.5)
     _time_axis(ax, t)
+    saved = curves["baseline"] - curves["plan"]
+    ax_d.fill_between(t, saved, 0.0, where=saved >= 0, color="#2e9e4a", alpha=0.45, lw=0, interpolate=True,
+                      label="plan ahead")
+    ax_d.fill_between(t, saved, 0.0, where=saved < 0, color="#c0392b", alpha=0.45, lw=0, interpolate=True,
+                      label="plan behind")
+    ax_d.plot(t, saved, color="black", lw=1.0)
+    ax_d.axhline(0.0, color="black", lw=0.6)
+    ax_d.set_ylabel(f"saved so far\n({ctx.currency})")
+    ax_d.set_xlabel("local time")
+    ax_d.legend(loc="upper left", fontsize=8)
+    _time_axis(ax_d, t)
     return _save(fig, path)
 
 
@@ -302,7 +316,7 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
     panels = (("energy_kwh", "energy_saved_kwh", "energy saved (kWh)", "kWh"),
               ("cost", "cost_saved", f"cost saved ({cur})", cur),
               ("emissions_kg", "emissions_saved_kg", "CO2 avoided (kg)", "kg"))
-    fig = _new_figure(10.0, 3.4)
+    fig = _new_figure(FIG_WIDTH, 3.6)
     axes = fig.subplots(1, len(panels))
     n = value.get("ensemble_size")
     for ax, (kpi, name, label, unit) in zip(axes, panels):
@@ -312,14 +326,25 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
         ax.hist(saved, bins=min(30, max(8, saved.size // 5)), color="#8aa9cc", edgecolor="white", label=f"{n} paired trajectories")
         ax.axvspan(lo, hi, color=PLAN_COLOR, alpha=0.25, label="95% CI of the mean")
         ax.axvline(fig_v["mean"], color=PLAN_COLOR, lw=2.0, label=f"mean {format_number(fig_v['mean'], None)}")
-        ax.axvline(0.0, color="black", lw=1.2, ls="--", label="zero (no saving)")
+        lo_x, hi_x = float(min(saved.min(), lo)), float(max(saved.max(), hi))
+        spread = max(hi_x - lo_x, 1e-12)
+        distance = 0.0 if lo_x <= 0.0 <= hi_x else min(abs(lo_x), abs(hi_x))
+        if distance <= 3.0 * spread:  # zero fits without squashing the histogram
+            ax.axvline(0.0, color="black", lw=1.2, ls="--", label="zero (no saving)")
+        else:  # zero is far off: say where it is instead of drawing it
+            side = "left" if lo_x > 0 else "right"
+            ax.set_xlim(lo_x - 0.15 * spread, hi_x + 0.15 * spread)
+            ax.annotate(f"zero (no saving) is off\nto the {side}: " + ("every trajectory saves" if lo_x > 0 else
+                        "every trajectory loses"), xy=(0.02 if side == "left" else 0.98, 0.97), xycoords="axes fraction",
+                        ha="left" if side == "left" else "right", va="top", fontsize=7.5,
+                        bbox={"boxstyle": "round", "fc": "white", "ec": "#999999", "alpha": 0.9})
         f = format_figure(fig_v, unit)
         verdict = "significant" if fig_v["significant"] else "not significant"
         ax.set_title(f"{f['mean']} {unit} [{f['lo']}, {f['hi']}]\n{verdict}", fontsize=9)
         ax.set_xlabel(label)
         ax.set_ylabel("trajectories")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+        ax.legend(fontsize=7, loc="lower right" if distance > 3.0 * spread else "best", framealpha=0.85)
     fig.suptitle("Per-trajectory savings, baseline − plan on the same noise draws (> 0 = the plan saves)", fontsize=11)
     return _save(fig, path)
 

@@ -35,6 +35,7 @@ from industriverse.value import (
     format_number,
     format_percent,
     format_probability,
+    format_spread,
 )
 
 FORMATS = ("md", "html", "pdf")
@@ -219,7 +220,7 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
                    "significant saving" if fig["mean"] > 0 else "significant LOSS")
         rows.append([f"{label} ({unit})", f["mean"], f"{f['lo']} to {f['hi']}", verdict])
     blocks.append(Block("table", header=["Figure", "Mean", "95% interval", "Verdict"], items=rows))
-    blocks.append(Block("note", f"Savings are baseline − plan per trajectory on the same noise draws; {value['interval']}. "
+    blocks.append(Block("note", f"Each figure: mean and {value['interval']}. "
                                 "Significant = the interval excludes zero. A negative saving is a loss. "
                                 f"Energy saved in % = {value['energy_saved_pct']['definition']}."))
 
@@ -229,8 +230,7 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
         k = value["kpis"].get(kpi)
         if not k:
             continue
-        cell = lambda s: f"{format_number(s['mean'])} ({format_number(s['p5'])} to {format_number(s['p95'])})"
-        rows.append([label.format(cur=cur), cell(k["plan"]), cell(k["baseline"])])
+        rows.append([label.format(cur=cur), format_spread(k["plan"]), format_spread(k["baseline"])])
     blocks.append(Block("table", header=["KPI (ensemble mean, 5th to 95th percentile)", "Plan", "Baseline"], items=rows))
 
     s = value["stability_score"]

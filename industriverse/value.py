@@ -152,6 +152,14 @@ def format_figure(fig: dict, unit: str, *, scale: float = 1.0) -> dict[str, str]
     return {"mean": mean, "lo": lo_s, "hi": hi_s, "text": f"{mean}{unit_s} (95% CI {lo_s} to {hi_s}{unit_s})"}
 
 
+def format_spread(summary: dict) -> str:
+    """An ensemble summary ``{mean, p5, p95}`` as 'mean (p5 to p95)', one number of decimals for all three
+    (3 significant digits of the largest)."""
+    values = [summary["mean"], summary["p5"], summary["p95"]]
+    d = min(_decimals(max(abs(v) for v in values), 3), 6)
+    return f"{format_number(values[0], d)} ({format_number(values[1], d)} to {format_number(values[2], d)})"
+
+
 def format_probability(p: float | None) -> str:
     """A probability (0–1) with 3 decimals, e.g. '0.942'."""
     return format_number(p, 3)
