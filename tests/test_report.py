@@ -225,3 +225,16 @@ def test_report_from_a_strike_id_in_the_store(tmp_path, home):
     assert value["deployment"]["activity_id"] == deployment["activity_id"]
     assert value["deployment"]["capsule_id"] == deployment["capsule_id"]
     assert deployment["activity_id"] in pdf_text(out / "report.pdf")
+
+
+def test_pdf_without_a_unicode_font_falls_back_to_latin1(runs, tmp_path, monkeypatch):
+    """Where no DejaVu font exists the PDF is set in the core fonts: text reduced to latin-1, same numbers."""
+    import industriverse.report as report
+
+    monkeypatch.setattr(report, "_font_files", lambda: None)
+    paths = write_report(runs["cold_storage"], tmp_path / "latin1", formats=("pdf",))
+    value = json.loads(Path(paths["value"]).read_text())
+    text = pdf_text(Path(paths["pdf"]))
+    assert "Clopper-Pearson" in text  # the en dash became a hyphen
+    for number in headline_numbers(value):
+        assert number in text, number
