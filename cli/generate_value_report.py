@@ -28,11 +28,11 @@ from industriverse.errors import BadInput
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Write the value report of a run: energy, cost and CO2 saved against the baseline with 95%% "
+        description="Write the value report of a run: energy, cost and CO2 saved against the baseline with 95% "
                     "intervals, the stability score, plots; Markdown, self-contained HTML, PDF and value.json.",
     )
     parser.add_argument("--run", required=True, metavar="RUN", help="run directory, or a strike ID found in the store")
-    parser.add_argument("--output_dir", metavar="DIR", help="where to write (default: RUN/report/)")
+    parser.add_argument("--output_dir", metavar="DIR", help="where to write (default: RUN/report/; for a strike ID its run directory's report/, else runs/<strike_id>/report/)")
     parser.add_argument("--format", default="md,html,pdf", metavar="LIST",
                         help="comma-separated subset of md,html,pdf (default: all three); value.json is always written")
     parser.add_argument("--db", metavar="URL", help="store database URL for a strike ID (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
