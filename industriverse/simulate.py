@@ -136,28 +136,34 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
     noisy_state = noise and bool(np.any(model.Qd if not nonlinear else model.Qc))
     noisy_dist = noise and q > 0
     LT, EdT = model.noise_factor.T, model.Ed.T
+    err_drive = EdT[fe]  # (q, n): state drive per unit of forecast error
     err = np.zeros((Nc, q))
     for k in range(H):
         xi = rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None
+        E = None
         if noisy_dist:
             innov = rng.standard_normal((S, Nc, q), dtype=np.float32).astype(float)
-            D = np.repeat(np.repeat(problem.d[k][None, None, :], S, axis=0), Nc, axis=1)
-            for s in range(S):
-                D[s][:, fe] += err
+            E = np.empty((S, Nc, q))
+            for s in range(S):  # exact OU steps (elementwise: no BLAS threads next to the integrating thread)
+                E[s] = err
                 err = model.ou_a * err + model.ou_s * innov[s]
+            D = np.broadcast_to(problem.d[k], (S, Nc, n_d)).copy()
+            D[:, :, fe] += E
         else:
-            D = np.repeat(problem.d[k][None, None, :], S, axis=0)
+            D = np.broadcast_to(problem.d[k], (S, 1, n_d))
         if clip_d:
             D = np.clip(D, d_lo, d_hi[k])
         W = None
-        if not nonlinear:
-            if noisy_dist or clip_d:
-                dep = (D - problem.d[k]).reshape(-1, n_d)
-                if np.any(dep):
-                    W = _dot(dep, EdT).reshape(S, -1, n)
-            if noisy_state:
-                w = _dot(xi[:, 0].reshape(S * Nc, n), LT).reshape(S, Nc, n)
-                W = w if W is None else W + w
+        if not nonlinear and (clip_d or E is not None or noisy_state):
+            # per sub-step products: small enough for one BLAS thread (no oversubscription)
+            W = np.zeros((S, Nc if (E is not None or noisy_state) else 1, n))
+            for s in range(S):
+                if clip_d:  # the clipped truth's departure from the forecast
+                    W[s] += _dot(D[s] - problem.d[k], EdT)
+                elif E is not None:
+                    W[s] += _dot(E[s], err_drive)
+                if noisy_state:
+                    W[s] += _dot(xi[s, 0], LT)
         yield D, W, (xi if nonlinear else None)
 
 

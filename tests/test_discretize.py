@@ -142,3 +142,29 @@ def radiation_network():
         "disturbances": {"ambient": 5.0, "sky": -10.0},
         "uncertainty": {"process_noise": 0.1, "forecast_error": {"ambient": {"std": 1.0, "correlation_hours": 6.0}}},
     }
+
+
+def test_coupled_network_spread_matches_the_closed_loop_covariance():
+    """Two coupled zones, process noise + OU ambient error (the gains are clipped at zero but exact)."""
+    p = map_constraint("hvac_two_zone", {"horizon": HORIZON, "uncertainty": {
+        "process_noise": 0.3, "forecast_error": {"ambient": {"std": 1.5, "correlation_hours": 2.0},
+                                                 "internal_gains": {"std": 0.0, "correlation_hours": 1.0}}}})
+    model = substep_model(p)
+    tracker = PlanTracking(p, np.full((p.H, p.m), 6.0), model)
+    N = 6000
+    ens = run_ensemble(p, [tracker], N, seed=5, model=model)
+    std = closed_loop_std(p, tracker.K, model)
+    dev = ens.x[0] - tracker.x_ref[:: model.S]
+    for k in (6, 24, 48):
+        for i in range(p.n):
+            assert abs(dev[:, k, i].mean()) < 4 * std[k, i] / np.sqrt(N)
+            assert abs(dev[:, k, i].std(ddof=1) / std[k, i] - 1) < 4 * np.sqrt(1 / (2 * (N - 1)))
+
+
+@pytest.mark.parametrize("domain", ["hvac_two_zone", "cold_storage", "microgrid"])
+def test_noise_free_open_loop_run_is_the_planning_prediction(domain):
+    p = map_constraint(domain, {"horizon": HORIZON})
+    u = np.random.default_rng(1).uniform(p.u_lo, p.u_hi)
+    ens = run_ensemble(p, [PlanTracking(p, u, K=np.zeros((p.m, p.n)))], 2, seed=0, noise=False)
+    np.testing.assert_allclose(ens.x[0, 0], p.predict(u), atol=1e-9)
+    np.testing.assert_allclose(ens.u_mean[0, 0], u, atol=1e-12)
