@@ -68,7 +68,7 @@ def test_proportional_cools_with_a_chiller():
 
 
 def test_hysteresis_switches_per_trajectory():
-    p = problem("cold_storage")
+    p = problem("cold_storage", baseline={"controller": "hysteresis", "node": "air", "on_above": 4.0, "off_below": 1.0})
     ctrl = make_baseline(p)
     assert isinstance(ctrl, Hysteresis) and ctrl.on_above == 4.0 and ctrl.off_below == 1.0
     ctrl.start(3)
