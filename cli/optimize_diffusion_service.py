@@ -8,8 +8,13 @@ contradict each other (each conflict named on its own stderr line), 2 on bad inp
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# the optimizer's matrices are small (a few hundred rows): one BLAS thread is faster than several,
+# and far faster on a loaded machine; only effective before numpy is first imported
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

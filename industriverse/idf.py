@@ -100,6 +100,7 @@ class Landscape:
         bounds = {b.name: b.disturbance for b in net.boundaries}
         self.cops = [(a_i, net.index(a.node), a, problem.d[:, dist.index(bounds[a.cop.boundary])])
                      for a_i, a in enumerate(net.actuators) if a.nonlinear]
+        self.convex = not self.cops  # affine power, linear dynamics: a convex (LP-representable) problem
         self.dt = problem.dt_h
         self.demand = problem.demand_charge > 0 or problem.peak_budget is not None
         wins = _windows(problem)
@@ -296,7 +297,8 @@ def _merit(problem, land: Landscape, u: np.ndarray, mu: float) -> tuple[float, f
     return float(cost[0] + mu * power_side_violation(problem, P)[0]), float(cost[0]), float(viol[0])
 
 
-def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, backoff: bool = True):
+def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, backoff: bool = True,
+           radius: float | None = None):
     """Polish plan ``u0`` to exact feasibility and local optimality.
 
     1. the nearest feasible plan in ℓ1 (LP, power linearised at ``u0``);
@@ -322,7 +324,7 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     uc = np.clip(sol.z[lp.blocks["u"]].reshape(H, m), problem.u_lo, problem.u_hi)
     merit_c, cost_c, viol_c = _merit(problem, land, uc, mu)
     evals += 1
-    radius = settings.trust_radius
+    radius = settings.trust_radius if radius is None else radius
     for _ in range(settings.polish_iterations):
         lo = np.maximum(problem.u_lo, uc - radius * span)
         hi = np.minimum(problem.u_hi, uc + radius * span)
@@ -382,12 +384,16 @@ def idf(problem, *, seed: int = 0, settings: IDFSettings | None = None, backoff:
     t1 = time.perf_counter()
     span = problem.u_hi - problem.u_lo
     order = np.argsort(E, kind="stable")
-    starts = [(f"particle {i}", U[i]) for i in _distinct(U, order, span, settings.polish)]
+    convex = land.convex
+    # affine power: the problem is convex, every local optimum is global: polish the best particle only,
+    # with the trust region open from the start (the LP model is exact, so every step is accepted)
+    n_polish = 1 if convex else settings.polish
+    starts = [(f"particle {i}", U[i]) for i in _distinct(U, order, span, n_polish)]
     starts += list((extra_starts or {}).items())
     candidates, solves, evals = [], 0, settings.particles * (settings.iterations + 1)
     best = None
     for j, (name, u0) in enumerate(starts):
-        out = polish(problem, u0, land, settings, backoff=backoff)
+        out = polish(problem, u0, land, settings, backoff=backoff, radius=1.0 if convex else None)
         if progress is not None:
             progress("polish", j + 1, len(starts), float("nan") if out is None else out[2])
         if out is None:
