@@ -68,6 +68,9 @@ def configure_logging(level: str | int | None = None, *, json_output: bool | Non
     handler = logging.StreamHandler(stream)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
+    # third-party chatter (font subsetting in the PDF report) is not an operator's business
+    for noisy in ("fontTools", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

@@ -501,16 +501,20 @@ class RabbitPublisher:
         self.close()
 
 
-def outcome_from_store(strike_id: str, round: int = 0, *, engine: Any = None) -> Message | None:
+def outcome_from_store(strike_id: str, round: int | None = None, *, engine: Any = None) -> Message | None:
     """The strike's ``strike.completed``/``strike.failed`` as far as the store knows it, or None.
 
     Used when the wait for the outcome lost its connection: the outcome published meanwhile is
-    gone with the exclusive queue, but the stage result that published it is stored.
+    gone with the exclusive queue, but the stage result that published it is stored.  The last
+    round's outcome wins (``round`` restricts it to one round).
     """
-    for payload in reversed(list(store.list_stage_results(strike_id, engine=engine).values())):
+    found: list[Message] = []
+    for payload in store.list_stage_results(strike_id, engine=engine).values():
         for data in payload.get("messages", []):
-            if data.get("type") in TERMINAL_TYPES and data.get("round", 0) == round:
-                return decode(data)
+            if data.get("type") in TERMINAL_TYPES and (round is None or data.get("round", 0) == round):
+                found.append(decode(data))
+    if found:
+        return max(found, key=lambda m: m.round)
     row = store.get_strike(strike_id, engine=engine)
     if row and row["status"] == "failed":
         stage, _, reason = (row["reason"] or "").partition(": ")
@@ -553,7 +557,7 @@ def request(
                 if not published:
                     pub.publish(message)
                     published = True
-                elif (found := outcome_from_store(sid, message.round, engine=engine)) is not None:
+                elif (found := outcome_from_store(sid, engine=engine)) is not None:
                     return found
                 for method, _props, body in channel.consume(q, auto_ack=True, inactivity_timeout=0.5):
                     if time.monotonic() > deadline:
@@ -564,7 +568,7 @@ def request(
                         m = decode(body)
                     except InvalidMessage:
                         continue
-                    if m.strike_id != sid or m.round != message.round:
+                    if m.strike_id != sid:  # any round: a rejected plan may be re-optimized as round 1, 2...
                         continue
                     if on_progress is not None:
                         on_progress(m)

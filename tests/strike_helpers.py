@@ -1,0 +1,105 @@
+"""Helpers of the strike tests: small real constraints, real worker processes, broker probes."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pika
+
+from workers.rabbitmq import Topology
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = {
+    "hvac": "hvac_testcase1.json",
+    "hvac_two_zone": "hvac_two_zone_office.json",
+    "cold_storage": "cold_storage_display_case.json",
+    "microgrid": "microgrid_pv_battery.json",
+}
+
+
+def example(domain: str, *, ensemble: int = 40, hours: float | None = None) -> dict:
+    """The shipped example of ``domain`` with a smaller ensemble (and horizon) for test speed."""
+    raw = json.loads((ROOT / "examples" / EXAMPLES[domain]).read_text())
+    raw.setdefault("uncertainty", {})["ensemble_size"] = ensemble
+    if hours is not None:
+        raw["horizon"]["hours"] = hours
+    return raw
+
+
+def write_constraint(tmp_path: Path, raw: dict, name: str = "constraint.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def queue_state(url: str, queue: str) -> tuple[int, int]:
+    """(ready messages, consumers) of ``queue``."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ok = conn.channel().queue_declare(queue, passive=True).method
+        return ok.message_count, ok.consumer_count
+    finally:
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            conn.close()
+
+
+def delete_topology(url: str, prefix: str) -> None:
+    from workers.actor import load_actors
+
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        Topology.for_actors(load_actors(["all"]), prefix).delete(conn.channel())
+    finally:
+        conn.close()
+
+
+def start_workers(url: str, prefix: str, log_dir: Path, kinds=("all",), concurrency: int = 1) -> subprocess.Popen:
+    """A real ``industriverse worker`` process; returns once it consumes from the optimizer queue."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        before = queue_state(url, f"{prefix}.optimizer")[1]
+    except pika.exceptions.ChannelClosedByBroker:
+        before = 0
+    err = open(log_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", *kinds, "--broker", url, "--prefix", prefix,
+                             "--concurrency", str(concurrency), "--grace", "20"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "INDUSTRIVERSE_LOG_LEVEL": "INFO"})
+    proc.log_path = err.name  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, Path(err.name).read_text()[-3000:]
+        with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+            if "optimizer" not in kinds and "all" not in kinds:
+                return proc
+            if queue_state(url, f"{prefix}.optimizer")[1] > before:
+                return proc
+        assert time.monotonic() < deadline, "worker did not start consuming"
+        time.sleep(0.2)
+
+
+def stop_workers(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
