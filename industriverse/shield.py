@@ -508,7 +508,24 @@ def check_plan(optimization: dict, simulation: dict, *, opt_file: str = "optimiz
             raise BadInput(file, None, "must be a JSON object")
     for f in ("request", "domain", "plan", "states"):
         _get(optimization, f, opt_file)
-    problem, u = load_plan(optimization)
+    if not isinstance(optimization["request"], dict):
+        raise BadInput(opt_file, "request", "must be the constraint object the plan answers")
+    plan = optimization["plan"]
+    if not isinstance(plan, dict):
+        raise BadInput(opt_file, "plan", "must be an object {actuator: [kW per step]}")
+    for name, values in plan.items():
+        if not isinstance(values, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise BadInput(opt_file, f"plan.{name}", "must be a list of finite numbers (kW per step)")
+    try:
+        problem, u = load_plan(optimization)
+    except BadInput as exc:
+        if exc.file is not None:
+            raise
+        # load_plan names the document's own fields; everything else is a field of the request it maps
+        own = exc.field is None or exc.field.split(".")[0] in ("domain", "request", "plan", "backoff")
+        field = "domain" if exc.field == "--domain" else (exc.field if own else f"request.{exc.field}")
+        raise BadInput(opt_file, field, exc.problem) from None
     u = np.asarray(u, dtype=float)
     H, n = problem.H, problem.n
     if u.shape != (H, problem.m) or not np.all(np.isfinite(u)):
