@@ -12,12 +12,20 @@ activity's payload under ``monitor``.
 
 * ``envelope`` breaches (severity ``hard``): a node outside the client's envelope at the
   state in force (the plan step at or before the reading's time; step 0 is not enforced);
-* ``band`` breaches (``soft``): a node outside the predicted p1..p99 band;
-* ``energy`` breaches (``hard``): imported energy so far above the budget to date plus a
-  tolerance.  The budget to date follows the plan's own profile — ``budget × planned energy
+* ``band`` breaches (``soft``): a node outside the predicted band.  The simulation's p1..p99
+  band is per step; a healthy plant watched over H steps and n nodes leaves some per-step
+  98 % band almost surely, so the band is widened about its median by ``z / z₀.₉₉`` with
+  ``z = Φ⁻¹(1 − α / (2M))``: Bonferroni over the ``M`` watched (step, node) pairs, Gaussian
+  tails, so a healthy plant raises a band alert over the whole horizon with probability
+  ≤ ``band_false_alarm`` (α, default 1 %).  The p1/p99 of a small ensemble are noisy order
+  statistics, so each side takes the wider of the p1/p99 and the p5/p95 estimates;
+* ``energy`` breaches (``hard``): imported energy so far above the budget to date plus an
+  allowance.  The budget to date follows the plan's own profile — ``budget × planned energy
   to date / planned energy`` (linear in time if the plan imports nothing) — so pre-heating
-  is not an overrun; the tolerance is ``energy_tolerance`` (default 10 %) of the budget,
-  because a closed loop under noise never meets the nominal profile exactly;
+  is not an overrun.  The allowance is what the closed loop under noise may use beyond the
+  nominal plan: the ensemble's mean + 3 standard deviations of the plan's energy (from the
+  capsule's proof) minus the planned energy, and at least ``energy_tolerance`` (10 %) of the
+  budget;
 * ``sensor_stuck`` (``soft``): a node with process noise reporting the identical value
   ``stuck_readings`` times in a row (default 4) — a real temperature under noise never does.
 
@@ -37,12 +45,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from .errors import BadInput
 
 DEFAULT_CONSECUTIVE = 3
 DEFAULT_ENERGY_TOLERANCE = 0.10
 DEFAULT_STUCK_READINGS = 4
+DEFAULT_BAND_FALSE_ALARM = 0.01
+ENERGY_SPREAD_Z = 3.0
+BAND_KEYS = ("p1", "p5", "p50", "p95", "p99")
+BAND_FLOOR = 1e-6  # state units: a zero-width band (a node without noise) still allows round-off
 MONITOR_KEY = "monitor"
 
 
@@ -61,8 +74,10 @@ class MonitorConfig:
     """What the monitor holds a deployed capsule to (JSON-serialisable, stored at deployment).
 
     ``x_lo``/``x_hi``: (H+1) × n envelope (None = unbounded); ``band_lo``/``band_hi``: the
-    predicted p1/p99 band, (H+1) × n (None where there is no band); ``planned_energy_kwh``:
-    the plan's cumulative imported energy at each state time (H+1).
+    predicted p1/p99 band widened by ``band_factor`` (see the module docstring), (H+1) × n
+    (None where there is no band); ``planned_energy_kwh``: the plan's cumulative imported
+    energy at each state time (H+1); ``energy_allowance_kwh``: what the closed loop may use
+    beyond the budget to date.
     """
 
     capsule_id: str
@@ -80,6 +95,9 @@ class MonitorConfig:
     band_percentiles: list[str] | None
     energy_budget_kwh: float | None
     planned_energy_kwh: list[float]
+    energy_allowance_kwh: float = 0.0
+    band_factor: float | None = None
+    band_false_alarm: float = DEFAULT_BAND_FALSE_ALARM
     consecutive: int = DEFAULT_CONSECUTIVE
     energy_tolerance: float = DEFAULT_ENERGY_TOLERANCE
     stuck_readings: int = DEFAULT_STUCK_READINGS
@@ -96,7 +114,8 @@ class MonitorConfig:
 
 def config_from_capsule(capsule_dir: str | Path, *, consecutive: int = DEFAULT_CONSECUTIVE,
                         energy_tolerance: float = DEFAULT_ENERGY_TOLERANCE,
-                        stuck_readings: int = DEFAULT_STUCK_READINGS) -> MonitorConfig:
+                        stuck_readings: int = DEFAULT_STUCK_READINGS,
+                        band_false_alarm: float = DEFAULT_BAND_FALSE_ALARM) -> MonitorConfig:
     """Build the monitor's configuration from a capsule (manifest.yaml or its directory)."""
     from .canonical import read_json
     from .capsule import resolve_inside
@@ -110,20 +129,39 @@ def config_from_capsule(capsule_dir: str | Path, *, consecutive: int = DEFAULT_C
     u = np.asarray(u, dtype=float)
     power = problem.site_power(u)
     cum = np.concatenate([[0.0], np.cumsum(np.maximum(power, 0.0)) * problem.dt_h])
-    band_lo = band_hi = percentiles = None
+    band_lo = band_hi = percentiles = factor = None
     entry = next((f for f in manifest["files"] if f["role"] == "predicted_band"), None)
     if entry is not None:
         bands_doc = read_json(resolve_inside(root, entry["path"]))
         bands = bands_doc.get("bands") if isinstance(bands_doc, dict) else None
         if isinstance(bands, dict):
-            lo = np.full((problem.H + 1, problem.n), np.nan)
-            hi = np.full((problem.H + 1, problem.n), np.nan)
+            shape = (problem.H + 1, problem.n)
+            q = {k: np.full(shape, np.nan) for k in BAND_KEYS}
             for i, nd in enumerate(problem.nodes):
                 b = bands.get(nd)
-                if isinstance(b, dict) and "p1" in b and "p99" in b:
-                    lo[:, i], hi[:, i] = np.asarray(b["p1"], dtype=float), np.asarray(b["p99"], dtype=float)
-            band_lo, band_hi, percentiles = _finite_or_none(lo), _finite_or_none(hi), ["p1", "p99"]
+                if isinstance(b, dict) and all(k in b for k in BAND_KEYS):
+                    for k in BAND_KEYS:
+                        q[k][:, i] = np.asarray(b[k], dtype=float)
+            watched = int(np.isfinite(q["p50"][1:]).sum())
+            if watched:
+                z = float(norm.ppf(1.0 - band_false_alarm / (2.0 * watched)))
+                factor = z / float(norm.ppf(0.99))
+                f95 = z / float(norm.ppf(0.95))
+                # p1/p99 of a small ensemble are noisy order statistics: take the wider of the two estimates
+                below = np.maximum(factor * (q["p50"] - q["p1"]), f95 * (q["p50"] - q["p5"]))
+                above = np.maximum(factor * (q["p99"] - q["p50"]), f95 * (q["p95"] - q["p50"]))
+                lo = q["p50"] - np.maximum(below, 0.0) - BAND_FLOOR
+                hi = q["p50"] + np.maximum(above, 0.0) + BAND_FLOOR
+                band_lo, band_hi, percentiles = _finite_or_none(lo), _finite_or_none(hi), list(BAND_KEYS)
     budget = (manifest.get("runtime_budgets") or {}).get("energy_kwh")
+    allowance = 0.0
+    if budget is not None:
+        allowance = energy_tolerance * float(budget)
+        entry = next((f for f in manifest["files"] if f["role"] == "proof"), None)
+        proof = read_json(resolve_inside(root, entry["path"])) if entry is not None else None
+        stats = (((proof or {}).get("kpis") or {}).get("optimized") or {}).get("energy_kwh") if isinstance(proof, dict) else None
+        if isinstance(stats, dict) and isinstance(stats.get("mean"), (int, float)) and isinstance(stats.get("std"), (int, float)):
+            allowance = max(allowance, stats["mean"] + ENERGY_SPREAD_Z * stats["std"] - float(cum[-1]))
     return MonitorConfig(
         capsule_id=manifest["id"], version=int(manifest["version"]), domain=manifest["domain"],
         start=problem.start.isoformat(), step_minutes=problem.dt_s / 60.0, steps=problem.H,
@@ -133,26 +171,12 @@ def config_from_capsule(capsule_dir: str | Path, *, consecutive: int = DEFAULT_C
         band_lo=band_lo, band_hi=band_hi, band_percentiles=percentiles,
         energy_budget_kwh=None if budget is None else float(budget),
         planned_energy_kwh=[float(v) for v in cum],
+        energy_allowance_kwh=float(allowance), band_factor=factor, band_false_alarm=float(band_false_alarm),
         consecutive=int(consecutive), energy_tolerance=float(energy_tolerance), stuck_readings=int(stuck_readings),
     )
 
 
 # --- arming -----------------------------------------------------------------------------------------
-def _store_config(gateway, activity_id: str, config: MonitorConfig) -> None:
-    """Merge ``monitor: config`` into the deployment activity's payload."""
-    import sqlalchemy as sa
-
-    from . import store
-
-    with store.write_transaction(gateway.engine) as conn:
-        row = conn.execute(sa.select(store.activities.c.payload).where(store.activities.c.id == activity_id)).first()
-        if row is None:
-            raise BadInput(None, "activity_id", f"no gateway activity {activity_id}")
-        payload = dict(row[0] or {})
-        payload[MONITOR_KEY] = config.to_dict()
-        conn.execute(sa.update(store.activities).where(store.activities.c.id == activity_id).values(payload=payload))
-
-
 def arm_monitor(gateway, capsule_dir: str | Path, activity_id: str, *, consecutive: int = DEFAULT_CONSECUTIVE) -> str:
     """Arm the runtime monitor for a deployed capsule; store its config in the deployment activity.
 
@@ -160,14 +184,11 @@ def arm_monitor(gateway, capsule_dir: str | Path, activity_id: str, *, consecuti
     """
     config = config_from_capsule(capsule_dir, consecutive=consecutive)
     config.activity_id = activity_id
-    if hasattr(gateway, "record_monitor"):  # a gateway with its own API for it
-        gateway.record_monitor(activity_id, config.to_dict())
-    else:
-        _store_config(gateway, activity_id, config)
+    gateway.record_monitor(activity_id, config.to_dict())
     bounded = sum(1 for i in range(len(config.nodes)) if any(r[i] is not None for r in config.x_lo + config.x_hi))
     parts = [f"envelope on {bounded} node(s)"]
     if config.band_lo is not None:
-        parts.append("predicted band p1..p99")
+        parts.append(f"predicted band p1..p99 widened x{config.band_factor:.3g}")
     if config.energy_budget_kwh is not None:
         parts.append(f"energy budget {config.energy_budget_kwh:.4g} kWh")
     parts.append(f"rollback after {config.consecutive} consecutive hard breaches")
@@ -223,7 +244,7 @@ class Observation:
     time: str
     step: int | None
     breaches: list[Breach] = field(default_factory=list)
-    alerts: list[str] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)  # alert payloads raised by this reading, with "id" when recorded
     rollback: str | None = None
 
 
@@ -323,9 +344,9 @@ class ThermodynamicRuntimeMonitor:
                 if self.band_lo is not None:
                     blo, bhi = self.band_lo[step, i], self.band_hi[step, i]
                     if not np.isnan(blo) and v < blo:
-                        obs.breaches.append(Breach("band", "soft", name, v, blo, f"{name} {v:.4g} below the predicted p1 {blo:.4g}"))
+                        obs.breaches.append(Breach("band", "soft", name, v, blo, f"{name} {v:.4g} below the predicted band ({blo:.4g})"))
                     elif not np.isnan(bhi) and v > bhi:
-                        obs.breaches.append(Breach("band", "soft", name, v, bhi, f"{name} {v:.4g} above the predicted p99 {bhi:.4g}"))
+                        obs.breaches.append(Breach("band", "soft", name, v, bhi, f"{name} {v:.4g} above the predicted band ({bhi:.4g})"))
         for name, v in nodes.items():
             if name not in c.noisy_nodes:
                 continue
@@ -336,11 +357,11 @@ class ThermodynamicRuntimeMonitor:
                                            f"{name} reported {v:.6g} {self.same_count[name]} times in a row: sensor stuck?"))
         allowed = self.budget_to_date(t)
         if allowed is not None and power is not None:
-            limit = allowed + c.energy_tolerance * c.energy_budget_kwh
+            limit = allowed + c.energy_allowance_kwh
             if self.energy_kwh > limit:
                 obs.breaches.append(Breach("energy", "hard", None, self.energy_kwh, limit,
                                            f"{self.energy_kwh:.4g} kWh imported, budget to date {allowed:.4g} kWh "
-                                           f"+ {100 * c.energy_tolerance:g}% tolerance"))
+                                           f"+ allowance {c.energy_allowance_kwh:.4g} kWh"))
 
         hard = any(b.severity == "hard" for b in obs.breaches)
         self.consecutive_hard = self.consecutive_hard + 1 if hard else 0
@@ -360,7 +381,8 @@ class ThermodynamicRuntimeMonitor:
             if self.gateway is not None:
                 aid = self.gateway.record_alert(c.capsule_id, payload)
                 self.alert_ids.append(aid)
-                obs.alerts.append(aid)
+                payload = dict(payload, id=aid)
+            obs.alerts.append(payload)
         self.breaching = now
         if self.consecutive_hard >= c.consecutive:
             obs.rollback = self._roll_back(obs)
@@ -378,7 +400,9 @@ class ThermodynamicRuntimeMonitor:
             note = {"monitor": "ThermodynamicRuntimeMonitor", "kind": "rollback_skipped", "severity": "hard",
                     "message": f"version {c.version} is not the active one ({active}); not rolling back", "time": obs.time}
             self.alerts.append(note)
-            self.alert_ids.append(self.gateway.record_alert(c.capsule_id, note))
+            aid = self.gateway.record_alert(c.capsule_id, note)
+            self.alert_ids.append(aid)
+            obs.alerts.append(dict(note, id=aid))
             return None
         self.rollback_id = self.gateway.rollback(c.capsule_id, reason)
         return self.rollback_id

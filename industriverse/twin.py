@@ -38,6 +38,7 @@ import numpy as np
 from .discretize import zoh
 from .errors import BadInput
 from .network import electric_power
+from .simulate import _disturbance_clips as disturbance_limits  # the simulator's physical limits of disturbances
 from .tracking import PlanTracking, substep_model
 
 FAULTS = ("door_open", "sensor_stuck", "heater_failure")
@@ -147,6 +148,7 @@ def twin_telemetry(problem, u: np.ndarray, *, faults: list[Fault] | tuple = (), 
     net = problem.network
     n, q = problem.n, len(model.fe_index)
     rng = np.random.default_rng(seed)
+    d_lo, d_hi = disturbance_limits(problem)
     steps_h = h / 3600.0
 
     x = problem.x0.astype(float).copy()
@@ -180,6 +182,7 @@ def twin_telemetry(problem, u: np.ndarray, *, faults: list[Fault] | tuple = (), 
         d = problem.d[k].copy()
         if q:
             d[model.fe_index] += e
+        d = np.clip(d, d_lo, d_hi[k])  # the simulator's physical limits: no negative load or PV, no PV at night
         measured = x.copy()
         for i in stuck:
             if stuck[i] is None:
@@ -188,7 +191,7 @@ def twin_telemetry(problem, u: np.ndarray, *, faults: list[Fault] | tuple = (), 
         uj = ctrl(j, measured[None, :], d[None, :])[0].copy()
         for a in failed:
             uj[a] = 0.0
-        power_acc += float(electric_power(net, uj[None, :], x[None, :], d[None, :])[0])
+        power_acc += max(float(electric_power(net, uj[None, :], x[None, :], d[None, :])[0]), -problem.export_max)
         Ad, Bd, Ed = door_model if door_model is not None else (model.Ad, model.Bd, model.Ed)
         x_next = Ad @ x + Bd @ uj + Ed @ d
         if net.has_nonlinear_dynamics:

@@ -1,0 +1,94 @@
+"""``industriverse monitor --manifest M --telemetry FILE [--consecutive N] [--db URL] [--json]``.
+
+Replays telemetry (JSON lines ``{time, nodes: {node: value}, power_kw}``) of a deployed
+capsule through the runtime monitor (:class:`industriverse.monitor.ThermodynamicRuntimeMonitor`),
+armed with the configuration stored at deployment.  Breaches are recorded as gateway
+``alert`` activities; after N consecutive readings with a hard breach (envelope or energy
+budget) the capsule is rolled back and monitoring stops.
+
+Prints one line per alert and the rollback, then a summary.  Exit 0 nothing breached ·
+1 alerted · 2 bad input (unreadable telemetry — file, line and field named — or a capsule
+the gateway does not hold).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: python cli/monitor.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cli._common import one_line_errors
+from industriverse.errors import BadInput
+
+
+def read_telemetry(path: str | Path):
+    """Yield ``(where, reading)`` from a JSON-lines file; blank lines are skipped."""
+    path = Path(path)
+    try:
+        fh = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(str(path), None, "no such file") from None
+    except OSError as exc:
+        raise BadInput(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    with fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {n}"
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BadInput(where, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+@one_line_errors
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    from industriverse.capsule import manifest_path_of
+    from industriverse.gateway import CapsuleGatewayService
+    from industriverse.monitor import ThermodynamicRuntimeMonitor, armed_config
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Check telemetry of a deployed capsule against its envelope, predicted band and energy "
+                               "budget; record alerts and roll back after repeated hard breaches.",
+        epilog="Exit 0 nothing breached, 1 alerted, 2 bad input.")
+    parser.add_argument("--manifest", required=True, metavar="M", help="the deployed capsule's manifest.yaml (or its directory)")
+    parser.add_argument("--telemetry", required=True, metavar="FILE", help="readings as JSON lines {time, nodes, power_kw}")
+    parser.add_argument("--consecutive", type=int, default=None, metavar="N",
+                        help="roll back after N consecutive readings with a hard breach (default: as armed, 3)")
+    parser.add_argument("--db", metavar="URL", help="gateway database URL (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+
+    mpath = manifest_path_of(args.manifest)
+    if not mpath.exists():
+        raise BadInput(str(mpath), None, "no such file")
+    gateway = CapsuleGatewayService(args.db)
+    config, deployment = armed_config(gateway, mpath, consecutive=args.consecutive)
+    if deployment is None:
+        raise BadInput(str(mpath), None, f"capsule {config.capsule_id} version {config.version} is not deployed on this "
+                                         "gateway (deploy it with 'industriverse deploy --manifest ...')")
+    monitor = ThermodynamicRuntimeMonitor(config, gateway)
+    for where, reading in read_telemetry(args.telemetry):
+        obs = monitor.observe(reading, where=where)
+        for alert in obs.alerts:
+            if not args.json:
+                print(f"ALERT {alert.get('id')} [{alert['severity']}] {alert['time']} {alert['kind']}: {alert['message']}")
+        if obs.rollback and not args.json:
+            print(f"ROLLBACK {obs.rollback}: capsule {config.capsule_id} version {config.version} withdrawn at {obs.time}")
+        if monitor.stopped:
+            break
+    summary = monitor.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        state = "rolled back" if summary["rolled_back"] else ("alerted" if summary["alerts"] else "no breach")
+        print(f"{state}: {summary['readings']} readings, {summary['breached_readings']} with a breach, "
+              f"{summary['alerts']} alert(s), {summary['energy_kwh']:.4g} kWh imported")
+    return 1 if summary["alerts"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
