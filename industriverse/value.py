@@ -366,9 +366,9 @@ def compute_value(run: dict) -> dict:
     }
 
     # stability score and chance constraint, recomputed from the violation counts
-    violations = {side: int(_need(sim, f"{side}.violations.count", "simulation.json")) for side in ("plan", "baseline")}
+    violations = {side: _need(sim, f"{side}.violations.count", "simulation.json") for side in ("plan", "baseline")}
     for side, count in violations.items():
-        if not 0 <= count <= n:
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n:
             raise BadInput("simulation.json", f"{side}.violations.count", f"must be between 0 and the ensemble size {n}, got {count}")
     reported = {side: ((sim[side].get("stability_score") or {}).get("value")) for side in ("plan", "baseline")}
     value["stability_score"] = {
@@ -552,7 +552,7 @@ def summary_sentences(value: dict) -> list[str]:
                 f"baseline {format_probability(s['baseline'])}; the plan left the envelope in {viol['plan']} of {n} "
                 f"trajectories, the baseline in {viol['baseline']}.")
     if s["plan"] < s["baseline"]:
-        sentence += " The plan is less robust than the baseline."
+        sentence += " The plan's stability score is lower than the baseline's."
     out.append(sentence)
 
     vp = value["violation_probability"]
