@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from industriverse.catalog import load_domain  # noqa: E402
 from industriverse.errors import Infeasible  # noqa: E402
-from industriverse.idf import FEAS_TOL, IDFSettings, Landscape, idf  # noqa: E402
+from industriverse.idf import FEAS_TOL, Landscape, idf  # noqa: E402
 from industriverse.lp import build_planning_lp, exact_power, solve_planning_lp  # noqa: E402
 from industriverse.mapping import load_problem, map_constraint  # noqa: E402
 from industriverse.optimize import optimize  # noqa: E402

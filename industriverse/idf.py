@@ -27,7 +27,8 @@ product (P, (H+1)·n) @ ((H+1)·n, H·m); a temperature-dependent COP adds ``∂
 The best particles are then polished to exact feasibility by a deterministic local solver:
 the nearest feasible plan in ℓ1 (one LP), then sequential linear programming with a trust
 region on the true cost (HiGHS; the power is linearised around the current plan, the envelope,
-box and ramp rows are exact).  The best feasible polished plan wins.  Everything random comes
+box and ramp rows are exact).  The best feasible polished plan wins.  Where the power is affine
+the problem is convex, so only the best particle is polished (every local optimum is global).  Everything random comes
 from ``numpy.random.default_rng(seed)``: the same seed gives the same plan.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
 from .lp import (base_power, build_planning_lp, inverse_cop_and_slope, linear_columns, linearized_power, solve,
-                 _windows)
+                 peak_windows)
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
 
@@ -87,7 +88,7 @@ class Landscape:
 
     def __init__(self, problem, backoff: bool = True):
         self.p = problem
-        H, n, m = problem.H, problem.n, problem.m
+        H = problem.H
         self.Gf = problem.G_flat  # ((H+1)·n, H·m)
         self.xf = problem.x_free.ravel()
         lo, hi = problem.envelope(backoff=backoff)
@@ -103,7 +104,7 @@ class Landscape:
         self.convex = not self.cops  # affine power, linear dynamics: a convex (LP-representable) problem
         self.dt = problem.dt_h
         self.demand = problem.demand_charge > 0 or problem.peak_budget is not None
-        wins = _windows(problem)
+        wins = peak_windows(problem)
         self.Mw = np.zeros((len(wins), H))
         for j, w in enumerate(wins):
             self.Mw[j, w] = 1.0 / len(w)

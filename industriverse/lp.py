@@ -438,7 +438,7 @@ class _Assembler:
                              np.concatenate(self.ub), self.blocks, rows, info)
 
 
-def _windows(problem) -> list[np.ndarray]:
+def peak_windows(problem) -> list[np.ndarray]:
     """Steps of each 15-minute window (as :func:`industriverse.kpis.fifteen_minute_means`)."""
     if problem.dt_h >= PEAK_WINDOW_H - 1e-12:
         return [np.array([k]) for k in range(problem.H)]
@@ -488,19 +488,18 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
     exp_max = np.maximum(-pmin, 0.0) if elastic else np.minimum(problem.export_max, np.maximum(imp_max - pmin, 0.0))
 
     asm = _Assembler()
-    zero = 0.0 if elastic else None
     asm.var("u", H * m, 0.0, box_lo.ravel(), box_hi.ravel())
     for i, r in enumerate(power.relaxed):
         U = problem.u_hi[:, r.actuator]
         asm.var(f"q{i}", H, 0.0, 0.0, np.where(np.isfinite(r.g_hi), r.g_hi * U, np.inf))
-    asm.var("imp", H, zero if elastic else cost_scale * dt * problem.price, 0.0, imp_max)
+    asm.var("imp", H, 0.0 if elastic else cost_scale * dt * problem.price, 0.0, imp_max)
     if export:
-        asm.var("exp", H, zero if elastic else -cost_scale * dt * problem.export_price, 0.0, exp_max)
+        asm.var("exp", H, 0.0 if elastic else -cost_scale * dt * problem.export_price, 0.0, exp_max)
     if demand:
         peak_hi = max(float(np.max(pmax)), 0.0)
         if problem.peak_budget is not None and not elastic and soft_power is None:
             peak_hi = min(peak_hi, problem.peak_budget)
-        asm.var("peak", 1, zero if elastic else cost_scale * problem.demand_charge, 0.0, max(peak_hi, 0.0))
+        asm.var("peak", 1, 0.0 if elastic else cost_scale * problem.demand_charge, 0.0, max(peak_hi, 0.0))
     if soft_power is not None:
         asm.var("sig_lo", H, soft_power, 0.0, np.inf)
         asm.var("sig_hi", H, soft_power, 0.0, np.inf)
@@ -563,7 +562,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
 
     # peak: mean of P over each 15-minute window ≤ peak
     if demand:
-        wins = _windows(problem)
+        wins = peak_windows(problem)
         rows_i = np.concatenate([np.full(len(w), j) for j, w in enumerate(wins)])
         cols = np.concatenate(wins)
         vals = np.concatenate([np.full(len(w), 1.0 / len(w)) for w in wins])

@@ -65,7 +65,9 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     # the LP (exact, or the relaxation) always runs: it proves the bound or the infeasibility
     lp = solve_planning_lp(problem, relax=nonlinear)
     stats: dict = {"lp_seconds": lp.seconds, "lp_solves": lp.lp_solves, "lp_iterations": lp.iterations,
-                   "dual_objective": lp.dual_objective, "dual_residual": lp.dual_residual}
+                   "dual_objective": lp.dual_objective, "dual_residual": lp.dual_residual,
+                   # the bound stays valid with a residual (it is absorbed by the variable bounds); flag it anyway
+                   "dual_feasible": bool(lp.dual_residual is not None and lp.dual_residual <= 1e-7)}
     if lp.premise is not None:
         stats["relaxation_premise"] = lp.premise
     settings = settings or IDFSettings()
