@@ -153,11 +153,6 @@ class CapsuleGatewayService:
             if same_number.content_sha256 == content:
                 return same_number.deployment_activity_id
             raise DeploymentRefused([f"capsule {cid} version {version} is already registered with other content"])
-        newest = conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.capsule_id == cid)).scalar()
-        if newest is not None and version < newest:
-            raise DeploymentRefused([
-                f"capsule {cid} version {version} is older than version {newest} already registered "
-                f"(roll back with 'industriverse gateway rollback' instead)"])
         return None
 
     def _register_verified(self, manifest: CapsuleManifest, raw: dict, content: str, dedup_key: str,
@@ -175,8 +170,15 @@ class CapsuleGatewayService:
             if existing is not None:
                 return existing  # same content already registered: same activity, nothing changes
             versions = store.capsule_versions
+            newest = conn.execute(sa.select(sa.func.max(versions.c.version)).where(versions.c.capsule_id == cid)).scalar()
+            # Strikes of one client run concurrently in a fleet: a version made before the newest
+            # registered one but arriving after it is recorded as already superseded, never
+            # activated over the newer plan (and never refused: its strike did deploy it in order).
+            late = newest is not None and version < newest
+            status = "superseded" if late else "active"
             activity_id = self._insert_activity(conn, capsule_id=cid, version=version, activity_type="deployment",
-                                                status="active", dedup_key=dedup_key, payload={
+                                                status=status, dedup_key=dedup_key, payload={
+                "superseded_on_arrival_by": newest if late else None,
                 "capsule_dir": str(capsule_dir),
                 "manifest": str(capsule_dir / "manifest.yaml"),
                 "content_sha256": content,
@@ -187,9 +189,11 @@ class CapsuleGatewayService:
             })
             conn.execute(sa.insert(versions).values(
                 capsule_id=cid, version=version, content_sha256=content, manifest=raw,
-                capsule_dir=str(capsule_dir), status="active", deployment_activity_id=activity_id,
+                capsule_dir=str(capsule_dir), status=status, deployment_activity_id=activity_id,
                 created_at=now, updated_at=now,
             ))
+            if late:
+                return activity_id
             previous = capsule["active_version"]
             if previous is not None:
                 old = conn.execute(sa.select(versions.c.deployment_activity_id).where(

@@ -93,10 +93,16 @@ def test_new_version_supersedes_and_rollback_restores(gateway, tmp_path):
     assert gateway.active_version(cid) == 20240117055500000 and gateway.get_activity(v3)["status"] == "active"
 
 
-def test_versions_must_move_forward(gateway, tmp_path):
-    gateway.register(_capsule(tmp_path, "new", day=16))
-    with pytest.raises(DeploymentRefused, match="older than version 20240116055500000"):
-        gateway.register(_capsule(tmp_path, "old", day=15, heater_scale=1.2))
+def test_a_late_older_version_is_recorded_superseded_not_activated(gateway, tmp_path):
+    """Concurrent strikes of one client: the older plan arriving last never replaces the newer."""
+    new = gateway.register(_capsule(tmp_path, "new", day=16))
+    old = gateway.register(_capsule(tmp_path, "old", day=15, heater_scale=1.2))
+    assert old != new
+    cid = gateway.get_activity(new)["capsule_id"]
+    assert gateway.active_version(cid) == 20240116055500000
+    assert gateway.get_activity(new)["status"] == "active"
+    assert gateway.get_activity(old)["status"] == "superseded"
+    assert gateway.register(tmp_path / "old" / "capsule") == old  # idempotent still
     pack_capsule(tmp_path / "old", version=20240116055500000)
     with pytest.raises(DeploymentRefused, match="already registered with other content"):
         gateway.register(tmp_path / "old" / "capsule")

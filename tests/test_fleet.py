@@ -1,0 +1,187 @@
+"""The worker fleet on the real broker: competing processes, crashes, broker outages, poison
+messages and the regiment's deduplication — with the five real workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pika
+import pytest
+
+from industriverse import store
+from industriverse.gateway import CapsuleGatewayService
+from messages import Message, StrikeRequested, decode
+from strike_helpers import ROOT, delete_topology, example, queue_state, start_workers, stop_workers, wait_for
+from workers.rabbitmq import RabbitPublisher
+
+pytestmark = pytest.mark.broker
+RABBITMQCTL = "/usr/sbin/rabbitmqctl"
+
+
+@pytest.fixture()
+def prefix(amqp_url):
+    name = f"ivfleet-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topology(amqp_url, name)
+
+
+def small_strike(seed: int = 0) -> Message:
+    """A real 4-hour hvac strike with a 100-trajectory ensemble (deployable: 0 violations meet 5%)."""
+    raw = example("hvac", ensemble=100, hours=4)
+    return Message.start(StrikeRequested(domain="hvac", constraint=raw, seed=seed, backoff_k=1.0))
+
+
+def outcomes(ids) -> dict[str, str]:
+    """strike_id -> final status in the store, for the strikes that ended."""
+    rows = {sid: store.get_strike(sid) for sid in ids}
+    return {sid: r["status"] for sid, r in rows.items() if r and r["status"] in ("completed", "rejected", "failed")}
+
+
+def publish_all(url: str, prefix: str, messages) -> None:
+    with RabbitPublisher(url, prefix=prefix) as pub:
+        for m in messages:
+            store.record_strike(m.strike_id, domain="hvac", status="requested")
+            pub.publish(m)
+
+
+def deployments_by_strike() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in CapsuleGatewayService().list_activities(activity_type="deployment"):
+        sid = json.loads(a["payload"])["strike_id"] if isinstance(a["payload"], str) else a["payload"]["strike_id"]
+        counts[sid] = counts.get(sid, 0) + 1
+    return counts
+
+
+def test_twenty_strikes_through_two_processes_per_kind(amqp_url, prefix, home, tmp_path):
+    strikes = [small_strike(seed=i) for i in range(20)]
+    workers = [start_workers(amqp_url, prefix, tmp_path / f"w{i}") for i in range(2)]  # every kind in each
+    try:
+        publish_all(amqp_url, prefix, strikes)
+        ids = [m.strike_id for m in strikes]
+        wait_for(lambda: len(outcomes(ids)) == 20, timeout=240, what="20 outcomes")
+    finally:
+        stop_workers(*workers)
+    assert set(outcomes(ids).values()) == {"completed"}
+    assert deployments_by_strike() == {sid: 1 for sid in ids}
+    handled = [sum('"event": "handled"' in line for line in open(w.log_path)) for w in workers]
+    assert all(n > 0 for n in handled), f"both processes take work: {handled}"
+
+
+def test_sigkill_mid_message_the_strike_completes_once(amqp_url, prefix, home, tmp_path):
+    m = small_strike()
+    victim = start_workers(amqp_url, prefix, tmp_path / "victim")
+    publish_all(amqp_url, prefix, [m])
+    # kill -9 while a handler is busy with this strike (after the optimizer, in the middle of the cascade)
+    wait_for(lambda: store.get_stage_result(m.strike_id, "optimizer"), timeout=60, what="the optimizer stage")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    survivor = start_workers(amqp_url, prefix, tmp_path / "survivor")
+    try:
+        wait_for(lambda: outcomes([m.strike_id]), timeout=120, what="the outcome")
+    finally:
+        stop_workers(survivor)
+    assert outcomes([m.strike_id]) == {m.strike_id: "completed"}
+    assert deployments_by_strike() == {m.strike_id: 1}
+
+
+@pytest.fixture()
+def vhost(amqp_url):
+    """A throw-away vhost, so that closing its connections touches no other test."""
+    name = f"ivfleet-{uuid.uuid4().hex[:10]}"
+    subprocess.run([RABBITMQCTL, "add_vhost", name], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
+    yield name, amqp_url.rsplit("/", 1)[0] + "/" + name
+    subprocess.run([RABBITMQCTL, "delete_vhost", name], check=True, capture_output=True)
+
+
+def test_broker_closing_all_connections_loses_nothing(vhost, home, tmp_path):
+    name, url = vhost
+    strikes = [small_strike(seed=i) for i in range(4)]
+    worker = start_workers(url, "ivfleet", tmp_path, concurrency=2)
+    try:
+        publish_all(url, "ivfleet", strikes)
+        ids = [m.strike_id for m in strikes]
+        wait_for(lambda: store.get_stage_result(ids[0], "optimizer"), timeout=60, what="work under way")
+        closed = subprocess.run([RABBITMQCTL, "close_all_connections", "--vhost", name, "test: broker goes away"],
+                                capture_output=True, text=True)
+        assert closed.returncode == 0, closed.stderr
+        wait_for(lambda: len(outcomes(ids)) == 4, timeout=180, what="4 outcomes after the outage")
+        assert worker.poll() is None, "the worker survived the outage"
+    finally:
+        stop_workers(worker)
+    assert "reconnecting" in open(worker.log_path).read()
+    assert set(outcomes(ids).values()) == {"completed"}
+    assert deployments_by_strike() == {sid: 1 for sid in ids}
+
+
+def dead_letters(url: str, queue: str) -> list[tuple[dict, bytes]]:
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    out = []
+    while True:
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        out.append((props.headers or {}, body))
+    conn.close()
+    return out
+
+
+def test_poison_messages_end_in_the_dead_letter_queue_and_the_worker_goes_on(amqp_url, prefix, home, tmp_path):
+    bad = example("hvac")
+    bad["envelope"]["zone"]["min"] = "warm"  # a strike that fails every time: its constraint is invalid
+    failing = Message.start(StrikeRequested(domain="hvac", constraint=bad))
+    good = small_strike()
+    worker = start_workers(amqp_url, prefix, tmp_path)
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.basic_publish(prefix, "strike.requested.garbage", b"{not json", pika.BasicProperties(delivery_mode=2), mandatory=True)
+        conn.close()
+        publish_all(amqp_url, prefix, [failing, good])
+        wait_for(lambda: len(outcomes([failing.strike_id, good.strike_id])) == 2, timeout=120, what="both outcomes")
+        wait_for(lambda: queue_state(amqp_url, f"{prefix}.optimizer.dead")[0] == 2, timeout=30, what="2 dead letters")
+    finally:
+        stop_workers(worker)
+    assert outcomes([good.strike_id]) == {good.strike_id: "completed"}
+    row = store.get_strike(failing.strike_id)
+    assert row["status"] == "failed" and "envelope.zone.min" in row["reason"]
+    letters = dead_letters(amqp_url, f"{prefix}.optimizer.dead")
+    reasons = [h.get("x-error", "") for h, _ in letters]
+    assert any("not valid JSON" in r or "JSON" in r for r in reasons), reasons
+    assert any("envelope.zone.min" in r for r in reasons), reasons
+    assert b"{not json" in [body for _, body in letters]
+
+
+def _regiment(url: str, prefix: str, contracts) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), "--contracts", str(contracts),
+                           "--once", "--broker", url, "--prefix", prefix], capture_output=True, text=True, timeout=120)
+
+
+def test_regiment_restarted_within_a_period_publishes_no_duplicate(amqp_url, prefix, home, tmp_path):
+    contracts = ROOT / "examples" / "contracts.yaml"
+    first = _regiment(amqp_url, prefix, contracts)
+    assert first.returncode == 0, first.stderr
+    assert "4 strike(s) requested" in first.stderr
+    second = _regiment(amqp_url, prefix, contracts)  # a restarted daemon, same period
+    assert second.returncode == 0, second.stderr
+    assert "0 strike(s) requested" in second.stderr
+    ready, _ = queue_state(amqp_url, f"{prefix}.optimizer")
+    assert ready == 4  # no worker runs: exactly one request per contract waits in the queue
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    seen = []
+    for _ in range(4):
+        method, _p, body = ch.basic_get(f"{prefix}.optimizer", auto_ack=True)
+        seen.append(decode(body))
+    conn.close()
+    assert sorted(m.contract_id for m in seen) == sorted(["boptest-testcase1", "office-two-zone", "supermarket-display-case", "pv-battery-site"])
+    status = subprocess.run([sys.executable, "-m", "cli.main", "regiment", "status", "--json"], cwd=ROOT, capture_output=True, text=True)
+    rows = [json.loads(line) for line in status.stdout.splitlines()]
+    assert {r["strike_id"] for r in rows} == {m.strike_id for m in seen}
