@@ -17,8 +17,7 @@ from industriverse.errors import BadInput
 from messages.routing import WORKER_KINDS
 
 
-@one_line_errors
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("kinds", nargs="+", metavar="KIND", choices=[*WORKER_KINDS, "all"],
                         help=f"worker kinds to run in this process: {', '.join(WORKER_KINDS)} or all")
@@ -27,7 +26,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on this port")
     parser.add_argument("--prefix", help="exchange/queue name prefix (default: $INDUSTRIVERSE_AMQP_PREFIX or 'industriverse')")
     parser.add_argument("--grace", type=float, default=30.0, metavar="S", help="seconds to finish in-flight messages on SIGTERM; default 30")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@one_line_errors
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     if args.concurrency < 1:
         raise BadInput(None, "--concurrency", f"must be at least 1, not {args.concurrency}")
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
