@@ -93,9 +93,11 @@ def _progress_printer():
     if not sys.stderr.isatty():
         return None
 
-    def show(phase: str, i: int, n: int, best: float) -> None:
+    def show(phase: str, i: int, n: int, cost: float, violation: float) -> None:
+        what = "lowest-energy plan" if phase == "langevin" else "polished start"
         end = "\n" if (phase == "polish" and i == n) else ""
-        print(f"\rIDF {phase:8s} {i:4d}/{n:<4d} best cost {best:10.4f}   ", end=end, file=sys.stderr, flush=True)
+        print(f"\rIDF {phase:8s} {i:4d}/{n:<4d} {what}: cost {cost:10.4f}, violation {violation:8.2g}   ",
+              end=end, file=sys.stderr, flush=True)
 
     return show
 

@@ -229,7 +229,7 @@ def metric(problem, land: Landscape, settings: IDFSettings) -> tuple[np.ndarray,
 
 
 def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Generator,
-             progress: Callable[[str, int, int, float], None] | None = None):
+             progress: Callable[[str, int, int, float, float], None] | None = None):
     """Annealed, preconditioned Langevin dynamics of a population of plans.
 
     In box fractions ``z``: ``z ← proj(z − η_t d + √(2 η_t T_t) S ξ)`` with ``d = M_F ∇E / rms(M_F ∇E)``
@@ -270,7 +270,8 @@ def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Gen
             z = z + np.sqrt(2 * eta * T) * (rng.standard_normal((Pn, H * m)) @ S.T) * mask
         U = project(problem, problem.u_lo + np.clip(z, 0.0, 1.0).reshape(Pn, H, m) * span)
         if progress is not None and (t % 25 == 0 or t == N - 1):
-            progress("langevin", t + 1, N, float(np.min(cost + 1e3 * land.c_ref * viol)))
+            i = int(np.argmin(E))
+            progress("langevin", t + 1, N, float(cost[i]), float(viol[i]))
     E, _, cost, viol = land.evaluate(U, settings.rho_end, grad=False)
     return U, E, cost, viol
 
@@ -370,7 +371,7 @@ def _distinct(U: np.ndarray, order: np.ndarray, span: np.ndarray, k: int, tol: f
 
 def idf(problem, *, seed: int = 0, settings: IDFSettings | None = None, backoff: bool = True,
         extra_starts: dict[str, np.ndarray] | None = None,
-        progress: Callable[[str, int, int, float], None] | None = None) -> IDFResult:
+        progress: Callable[[str, int, int, float, float], None] | None = None) -> IDFResult:
     """Optimise a plan with IDF (see the module docstring).
 
     ``extra_starts``: named plans (H, m) polished alongside the best particles (e.g. the
@@ -396,7 +397,8 @@ def idf(problem, *, seed: int = 0, settings: IDFSettings | None = None, backoff:
     for j, (name, u0) in enumerate(starts):
         out = polish(problem, u0, land, settings, backoff=backoff, radius=1.0 if convex else None)
         if progress is not None:
-            progress("polish", j + 1, len(starts), float("nan") if out is None else out[2])
+            progress("polish", j + 1, len(starts), float("nan") if out is None else out[2],
+                     float("nan") if out is None else out[3])
         if out is None:
             solves += 1
             candidates.append({"start": name, "cost": None, "violation": None})

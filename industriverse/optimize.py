@@ -48,7 +48,7 @@ def untightened_violation(problem, u: np.ndarray, x: np.ndarray | None = None) -
 
 def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str | Path | None = None,
              settings: IDFSettings | None = None,
-             progress: Callable[[str, int, int, float], None] | None = None) -> dict:
+             progress: Callable[[str, int, int, float, float], None] | None = None) -> dict:
     """Optimise the plan of ``problem`` (a :class:`industriverse.mapping.PlanningProblem`).
 
     Returns the optimization JSON (a dict; field names fixed by DESIGN.md §4, see the README).
