@@ -91,9 +91,8 @@ class Regiment:
 
         published = 0
         for due in due_requests(self.contracts, self.base, now or datetime.now()):
-            if not store.claim_contract_period(due.contract.id, due.period_key, due.strike_id):
+            if not store.claim_contract_period(due.contract.id, due.period_key, due.strike_id, domain=due.contract.domain):
                 continue  # already requested for this period (by us before a restart, or by another daemon)
-            store.record_strike(due.strike_id, contract_id=due.contract.id, domain=due.contract.domain, status="requested")
             message = Message.start(
                 StrikeRequested(domain=due.contract.domain, constraint=due.request,
                                 seed=due.request.get("uncertainty", {}).get("seed", 0), backoff_k=1.0),

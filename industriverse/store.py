@@ -501,19 +501,29 @@ def list_strikes(contract_id: str | None = None, limit: int = 100, *, engine: En
 
 
 # --- regiment: one strike per contract and period -------------------------------------
-def claim_contract_period(contract_id: str, period_key: str, strike_id: str, *, engine: Engine | None = None) -> bool:
+def claim_contract_period(contract_id: str, period_key: str, strike_id: str, *, domain: str | None = None,
+                          engine: Engine | None = None) -> bool:
     """Claim ``(contract_id, period_key)`` for ``strike_id``; True only for the first claimer.
 
-    The primary key makes the claim atomic across processes and machines.
+    The primary key makes the claim atomic across processes and machines.  The winner's
+    strike is recorded (status ``requested``) in the same transaction, so a claim never
+    exists without its strike.
     """
     engine = _resolve(engine)
     with write_transaction(engine) as conn:
-        return insert_ignore(
+        now = _now()
+        won = insert_ignore(
             conn,
             contract_runs,
-            {"contract_id": contract_id, "period_key": period_key, "strike_id": strike_id, "created_at": _now()},
+            {"contract_id": contract_id, "period_key": period_key, "strike_id": strike_id, "created_at": now},
             ["contract_id", "period_key"],
         )
+        if won:
+            insert_ignore(conn, strikes, {
+                "strike_id": strike_id, "contract_id": contract_id, "domain": domain, "status": "requested",
+                "reason": None, "run_dir": None, "created_at": now, "updated_at": now,
+            }, ["strike_id"])
+        return won
 
 
 def list_contract_runs(contract_id: str | None = None, *, engine: Engine | None = None) -> list[dict]:

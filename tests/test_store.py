@@ -125,10 +125,12 @@ def test_contract_period_claimed_once(engine):
     store.record_strike("s-a", contract_id="c-1", domain="hvac", engine=engine)
     store.update_strike("s-a", status="completed", engine=engine)
     runs = store.list_contract_runs("c-1", engine=engine)
+    # the winner's strike is recorded with its claim; the loser's never is
     assert [(r["period_key"], r["strike_id"], r["status"]) for r in runs] == [
         ("2024-05-01", "s-a", "completed"),
-        ("2024-05-02", "s-c", None),
+        ("2024-05-02", "s-c", "requested"),
     ]
+    assert store.get_strike("s-b", engine=engine) is None
     assert len(store.list_contract_runs(engine=engine)) == 3
 
 

@@ -1,0 +1,137 @@
+"""Pipeline benchmark (DESIGN.md §6): strike latency embedded vs RabbitMQ, throughput with 1 vs 2
+worker processes, the regiment's confirmed publish rate.
+
+    python benchmarks/pipeline.py [--broker amqp://guest:guest@127.0.0.1:5672/%2F] [--strikes 8]
+
+Needs the RabbitMQ broker. Uses a throw-away data directory and queue prefix; deletes its queues.
+Targets: a 96-step hvac strike < 3 s embedded; messaging overhead < 100 ms per strike;
+2 worker processes >= 1.7x the throughput of 1; the regiment >= 500 confirmed requests/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def strike_message(raw: dict, seed: int = 0):
+    from messages import Message, StrikeRequested
+
+    return Message.start(StrikeRequested(domain="hvac", constraint=raw, seed=seed, backoff_k=1.0))
+
+
+def wait_all(ids, timeout=600.0):
+    from industriverse import store
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [store.get_strike(i) for i in ids]
+        if all(r and r["status"] in ("completed", "rejected", "failed") for r in rows):
+            return
+        time.sleep(0.05)
+    raise TimeoutError("strikes did not finish")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--broker", default=os.environ.get("INDUSTRIVERSE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    p.add_argument("--strikes", type=int, default=8, help="strikes per throughput run (default 8)")
+    p.add_argument("--repeat", type=int, default=3, help="latency repetitions (default 3)")
+    p.add_argument("--publish", type=int, default=2000, help="requests for the publish-rate run (default 2000)")
+    args = p.parse_args()
+
+    home = tempfile.mkdtemp(prefix="iv-bench-")
+    os.environ["INDUSTRIVERSE_HOME"] = home
+    os.environ.pop("INDUSTRIVERSE_DB_URL", None)
+    from industriverse import store
+    from strike_helpers import delete_topology, start_workers, stop_workers
+    from workers.actor import load_actors
+    from workers.embedded import EmbeddedBus
+    from workers.rabbitmq import RabbitPublisher, request
+
+    raw = json.loads((ROOT / "examples" / "hvac_testcase1.json").read_text())
+    rows = []
+
+    # 1. latency of one 96-step hvac strike (warm process: imports and keys done once)
+    bus = EmbeddedBus(load_actors(["all"]))
+    bus.request(strike_message(raw))  # warm-up
+    emb = []
+    for i in range(args.repeat):
+        t = time.perf_counter()
+        out = bus.request(strike_message(raw, seed=i))
+        emb.append(time.perf_counter() - t)
+        assert out.type == "strike.completed", out.body
+    prefix = f"ivbench-{uuid.uuid4().hex[:8]}"
+    logs = Path(home) / "logs"
+    worker = start_workers(args.broker, prefix, logs)
+    try:
+        request(strike_message(raw), url=args.broker, prefix=prefix, timeout=300)  # warm-up of the worker
+        rab = []
+        for i in range(args.repeat):
+            t = time.perf_counter()
+            out = request(strike_message(raw, seed=i), url=args.broker, prefix=prefix, timeout=300)
+            rab.append(time.perf_counter() - t)
+            assert out.type == "strike.completed", out.body
+    finally:
+        stop_workers(worker)
+    e, r = statistics.median(emb), statistics.median(rab)
+    rows.append(("96-step hvac strike, embedded (s)", f"{e:.3f}", "< 3", "yes" if e < 3 else "NO"))
+    rows.append(("same strike on RabbitMQ, 1 worker process (s)", f"{r:.3f}", "", ""))
+    rows.append(("messaging overhead per strike (ms)", f"{1000 * (r - e):.0f}", "< 100", "yes" if r - e < 0.1 else "NO"))
+
+    # 2. throughput with 1 and 2 worker processes (every kind in each; one BLAS thread per process)
+    os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    rates = {}
+    for n in (1, 2):
+        workers = [start_workers(args.broker, prefix, logs / f"n{n}-{i}") for i in range(n)]
+        try:
+            msgs = [strike_message(raw, seed=100 * n + i) for i in range(args.strikes)]
+            t = time.perf_counter()
+            with RabbitPublisher(args.broker, prefix=prefix) as pub:
+                for m in msgs:
+                    store.record_strike(m.strike_id, domain="hvac", status="requested")
+                    pub.publish(m)
+            wait_all([m.strike_id for m in msgs])
+            rates[n] = args.strikes / (time.perf_counter() - t)
+        finally:
+            stop_workers(*workers)
+    ratio = rates[2] / rates[1]
+    rows.append(("throughput, 1 worker process (strikes/s)", f"{rates[1]:.2f}", "", ""))
+    rows.append(("throughput, 2 worker processes (strikes/s)", f"{rates[2]:.2f}", "", ""))
+    rows.append(("2 processes / 1 process", f"{ratio:.2f}x", ">= 1.7x", "yes" if ratio >= 1.7 else "NO"))
+
+    # 3. the regiment's publish path: claim the period in the store, record the strike, publish with confirm
+    from industriverse.regiment import strike_id_for
+    from messages import Message, StrikeRequested
+
+    body = StrikeRequested(domain="hvac", constraint=raw, seed=0, backoff_k=1.0)
+    with RabbitPublisher(args.broker, prefix=prefix) as pub:
+        t = time.perf_counter()
+        for i in range(args.publish):
+            cid = f"contract-{i}"
+            sid = strike_id_for(cid, "bench")
+            if store.claim_contract_period(cid, "bench", sid, domain="hvac"):
+                pub.publish(Message.start(body, strike_id=sid, contract_id=cid))
+        rate = args.publish / (time.perf_counter() - t)
+    rows.append(("regiment: claimed + confirmed requests per second", f"{rate:.0f}", ">= 500", "yes" if rate >= 500 else "NO"))
+    delete_topology(args.broker, prefix)
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>10}  {'target':>8}  met")
+    for name, value, target, met in rows:
+        print(f"{name:<{width}}  {value:>10}  {target:>8}  {met}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
