@@ -112,7 +112,7 @@ def load_contracts(path: str | Path) -> tuple[list[Contract], Path]:
                 loc = ("contracts", cid or loc[1]) + tuple(loc[2:])
             except (AttributeError, IndexError, KeyError, TypeError):
                 pass
-        field = ".".join(str(p) for p in loc) or None
+        field = ".".join(str(p) for p in loc) or "contracts"  # the file-level check is on the list
         msg = "is required" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
         raise BadInput(str(path), field, msg) from None
     base = path.parent
