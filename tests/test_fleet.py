@@ -185,3 +185,23 @@ def test_regiment_restarted_within_a_period_publishes_no_duplicate(amqp_url, pre
     status = subprocess.run([sys.executable, "-m", "cli.main", "regiment", "status", "--json"], cwd=ROOT, capture_output=True, text=True)
     rows = [json.loads(line) for line in status.stdout.splitlines()]
     assert {r["strike_id"] for r in rows} == {m.strike_id for m in seen}
+
+
+def test_regiment_daemon_stops_gracefully_on_sigterm(amqp_url, prefix, home, tmp_path):
+    daemon = subprocess.Popen([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), "--contracts",
+                               str(ROOT / "examples" / "contracts.yaml"), "--interval", "3600", "--broker", amqp_url,
+                               "--prefix", prefix], stderr=subprocess.PIPE, text=True)
+    try:
+        def ready() -> int:
+            try:
+                return queue_state(amqp_url, f"{prefix}.optimizer")[0]
+            except pika.exceptions.ChannelClosedByBroker:
+                return 0  # the daemon has not declared its queues yet
+
+        wait_for(lambda: ready() == 4, timeout=60, what="the first pass")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0  # leaves its hour-long sleep at once
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert "4 strike(s) requested" in daemon.stderr.read()
