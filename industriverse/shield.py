@@ -36,7 +36,8 @@ Checks
     :func:`industriverse.balance.energy_balance`) to ``FIRST_LAW_RTOL`` of the energy
     throughput; the simulator's nominal trajectory of the plan (``simulation.plan.nominal``)
     is held to the same flows, so a simulator whose trajectory creates or destroys heat is
-    caught.  ``value`` is the relative residual.
+    caught.  ``value`` is the relative residual, rounded to 1e-12 (round-off below that depends on
+    the BLAS build and thread count and would make proofs irreproducible across machines).
 ``second_law_cop``
     every heat pump's and chiller's COP at every step ≤ the Carnot COP between its node and
     the other side of the lift (nominal node temperature, boundary forecast).
@@ -78,6 +79,7 @@ STATES_TOL = 1e-6  # state units (+ 1e-9 relative): documented vs recomputed nom
 ACTUATOR_TOL = 1e-6  # kW
 FIRST_LAW_RTOL = 1e-6  # relative to the energy throughput (Σ|flows|): exact ZOH closes to ~1e-12
 FIRST_LAW_RTOL_NONLINEAR = 1e-3  # the simulator's stochastic Heun on radiation networks
+FIRST_LAW_DIGITS = 12  # the relative residual is reported to 1e-12: round-off below that varies with the BLAS
 FEASIBILITY_TOL = 1e-6  # optimizer's reported max_violation, state units
 SIMULTANEOUS_TOL_KW = 0.01
 FOOD_SAFETY_LIMIT_C = 8.0
@@ -131,12 +133,20 @@ def _fmt(x: float) -> str:
 def nominal_states(problem, u: np.ndarray) -> np.ndarray:
     """States (H+1, n) of plan ``u`` (H, m) under the disturbance forecast, without noise.
 
-    Linear networks: the exact discrete dynamics (``problem.predict``).  Networks with
+    Linear networks: the exact discrete dynamics ``x⁺ = Ad x + Bd u + Ed d`` (as ``problem.predict``,
+    summed in a fixed order so the figures are the same on every BLAS).  Networks with
     radiation: the exact nonlinear law, integrated over each step (inputs held) with
     ``scipy.integrate.solve_ivp`` (RK45, rtol 1e-9).
     """
     if not problem.network.has_nonlinear_dynamics:
-        return problem.predict(u)
+        # The recurrence with numpy's own reductions, not a BLAS product: a threaded BLAS sums in an
+        # order that depends on its thread count, and the proof's figures must not.
+        x = np.empty((problem.H + 1, problem.n))
+        x[0] = problem.x0
+        drive = (problem.Bd[None, :, :] * u[:, None, :]).sum(axis=2) + (problem.Ed[None, :, :] * problem.d[:, None, :]).sum(axis=2)
+        for k in range(problem.H):
+            x[k + 1] = (problem.Ad * x[k][None, :]).sum(axis=1) + drive[k]
+        return x
     from scipy.integrate import solve_ivp
 
     A, B, E = problem.network.matrices
@@ -263,6 +273,7 @@ def check_first_law(problem, u: np.ndarray, sim_states: np.ndarray | None) -> di
         tol = FIRST_LAW_RTOL if not problem.network.has_nonlinear_dynamics else FIRST_LAW_RTOL_NONLINEAR
         rows.append(("the simulation's nominal trajectory", worst / throughput, tol, float(r.sum())))
     label, rel, tol, resid = max(rows, key=lambda row: row[1] / row[2])
+    rel = round(rel, FIRST_LAW_DIGITS)
     detail = (f"{label}: residual {_fmt(resid)} kWh, {_fmt(rel)} of the throughput {_fmt(throughput)} kWh "
               f"(stored {_fmt(bal['stored_kwh'])} kWh, supplied {_fmt(bal['supplied_kwh'])} kWh, lost "
               f"{_fmt(bal['lost_kwh'])} kWh)")
