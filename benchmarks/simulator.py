@@ -122,8 +122,13 @@ def main(argv=None) -> int:
     ap.add_argument("--itoint-paths", type=int, default=10, help="trajectories for sdeint.itoint (default 10)")
     ap.add_argument("--ou-paths", type=int, default=400000, help="trajectories for the OU accuracy check (default 400000)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--one-core", action="store_true", help="no helper thread for the noise: measure on a single core")
     args = ap.parse_args(argv)
     import sdeint
+
+    import industriverse.simulate as sim
+
+    sim.HELPER_THREAD = not args.one_core
 
     problem = load_problem("hvac", EXAMPLE)
     h = substep_model(problem).h
@@ -142,7 +147,8 @@ def main(argv=None) -> int:
     rows.append(("industriverse simulate() plan+baseline", args.paths, rate, sec, None))
 
     print(f"Same SDE: hvac_testcase1 zone + OU ambient error + process noise, 24 h at a {h:g} s step "
-          f"({problem.H * int(round(problem.dt_s / h))} steps per path)\n")
+          f"({problem.H * int(round(problem.dt_s / h))} steps per path); ours "
+          f"{'on one core' if args.one_core else 'with the noise drawn on a helper thread'}\n")
     print(f"{'method':<40} {'paths':>7} {'seconds':>9} {'path-steps/s':>14} {'× itoEuler':>11} {'T(24h) mean':>12} {'std':>7}")
     for name, paths, rate, sec, fin in rows:
         stats = f"{fin.mean():12.3f} {fin.std(ddof=1):7.3f}" if fin is not None and fin.size > 1 else f"{'':>12} {'':>7}"

@@ -47,6 +47,7 @@ CHUNK = 8192                # trajectories per vectorised pass (bounds memory; r
 HEUN_STIFFNESS = 0.25       # inner step × fastest rate of the linearised network
 MAX_BYTES = 3e9             # refuse ensembles whose state storage would not fit in memory
 KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
+HELPER_THREAD = True        # prepare the next step's noise on a helper thread (False: everything on one core)
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
 
 
@@ -206,7 +207,7 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     travel = np.zeros((C, N))
     u_mean = np.empty((C, N, H, m))
     children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
-    helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise else None
+    helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise and HELPER_THREAD else None
     try:
         for c_i, c0 in enumerate(range(0, N, CHUNK)):
             c1 = min(N, c0 + CHUNK)
