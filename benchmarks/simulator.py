@@ -63,8 +63,6 @@ def sde_for_sdeint(problem):
 
 
 def time_sdeint(problem, integrator, paths: int, h: float, seed: int):
-    import sdeint
-
     f, g = sde_for_sdeint(problem)
     tspan = np.arange(problem.H * int(round(problem.dt_s / h)) + 1) * h
     rng = np.random.default_rng(seed)
