@@ -88,6 +88,9 @@ def _disturbance_clips(problem) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+disturbance_limits = _disturbance_clips  # public name (the telemetry twin uses the same physical limits)
+
+
 def _heun_substeps(model: SubstepModel) -> int:
     rate = float(np.max(np.abs(np.linalg.eigvals(model.A)))) if model.A.size else 0.0
     return max(1, int(np.ceil(model.h * rate / HEUN_STIFFNESS)))
