@@ -1,4 +1,4 @@
-"""``industriverse monitor --manifest M --telemetry FILE [--consecutive N] [--db URL] [--json]``.
+"""``industriverse monitor --manifest M --telemetry FILE [--consecutive N] [--stuck-readings N] [--db URL] [--json]``.
 
 Replays telemetry (JSON lines ``{time, nodes: {node: value}, power_kw}``) of a deployed
 capsule through the runtime monitor (:class:`industriverse.monitor.ThermodynamicRuntimeMonitor`),
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--telemetry", required=True, metavar="FILE", help="readings as JSON lines {time, nodes, power_kw}")
     parser.add_argument("--consecutive", type=int, default=None, metavar="N",
                         help="roll back after N consecutive readings with a hard breach (default: as armed, 3)")
+    parser.add_argument("--stuck-readings", type=int, default=None, metavar="N",
+                        help="flag a sensor stuck after N identical readings in a row (default 4; 0 turns it off; "
+                             "raise it for sensors that round their values)")
     parser.add_argument("--db", metavar="URL", help="gateway database URL (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not mpath.exists():
         raise BadInput(str(mpath), None, "no such file")
     gateway = CapsuleGatewayService(args.db)
-    config, deployment = armed_config(gateway, mpath, consecutive=args.consecutive)
+    config, deployment = armed_config(gateway, mpath, consecutive=args.consecutive, stuck_readings=args.stuck_readings)
     if deployment is None:
         raise BadInput(str(mpath), None, f"capsule {config.capsule_id} version {config.version} is not deployed on this "
                                          "gateway (deploy it with 'industriverse deploy --manifest ...')")

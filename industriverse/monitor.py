@@ -27,7 +27,9 @@ activity's payload under ``monitor``.
   capsule's proof) minus the planned energy, and at least ``energy_tolerance`` (10 %) of the
   budget;
 * ``sensor_stuck`` (``soft``): a node with process noise reporting the identical value
-  ``stuck_readings`` times in a row (default 4) — a real temperature under noise never does.
+  ``stuck_readings`` times in a row (default 4; 0 turns it off) — a real temperature under
+  noise never does.  Sensors that report coarsely rounded values repeat legitimately: raise
+  ``stuck_readings`` for them.
 
 Each breach episode (a kind on a node starting to breach) is recorded once as a gateway
 ``alert`` activity.  After ``consecutive`` readings in a row with a hard breach (default 3)
@@ -195,7 +197,8 @@ def arm_monitor(gateway, capsule_dir: str | Path, activity_id: str, *, consecuti
     return ", ".join(parts)
 
 
-def armed_config(gateway, capsule_dir: str | Path, *, consecutive: int | None = None) -> tuple[MonitorConfig, dict | None]:
+def armed_config(gateway, capsule_dir: str | Path, *, consecutive: int | None = None,
+                 stuck_readings: int | None = None) -> tuple[MonitorConfig, dict | None]:
     """The config the monitor was armed with for this capsule's deployment (else built from the capsule).
 
     Returns ``(config, deployment)`` where ``deployment`` is the gateway's row of this
@@ -223,6 +226,10 @@ def armed_config(gateway, capsule_dir: str | Path, *, consecutive: int | None = 
         if consecutive < 1:
             raise BadInput(None, "--consecutive", f"must be at least 1, got {consecutive}")
         config.consecutive = int(consecutive)
+    if stuck_readings is not None:
+        if stuck_readings < 0:
+            raise BadInput(None, "--stuck-readings", f"must be 0 (off) or more, got {stuck_readings}")
+        config.stuck_readings = int(stuck_readings)
     return config, deployment
 
 
@@ -348,7 +355,7 @@ class ThermodynamicRuntimeMonitor:
                     elif not np.isnan(bhi) and v > bhi:
                         obs.breaches.append(Breach("band", "soft", name, v, bhi, f"{name} {v:.4g} above the predicted band ({bhi:.4g})"))
         for name, v in nodes.items():
-            if name not in c.noisy_nodes:
+            if name not in c.noisy_nodes or c.stuck_readings < 1:
                 continue
             self.same_count[name] = self.same_count.get(name, 1) + 1 if self.last_value.get(name) == v else 1
             self.last_value[name] = v

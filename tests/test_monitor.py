@@ -217,3 +217,15 @@ def test_monitor_refuses_a_capsule_that_is_not_deployed(home, tmp_path, capsys):
     telemetry = twin(undeployed, tmp_path / "t.jsonl")
     assert monitor(undeployed, telemetry) == 2
     assert "is not deployed" in capsys.readouterr().err
+
+
+def test_stuck_sensor_detection_can_be_turned_off(home, tmp_path, gateway):
+    manifest, _ = deployed_capsule(tmp_path / "run")
+    clean = read_lines(twin(manifest, tmp_path / "clean.jsonl", "--seed", str(CLEAN_SEED)))
+    frozen = tmp_path / "frozen.jsonl"
+    # a sensor that repeats a value that lies inside every limit: only the stuck detector can notice
+    value = clean[60]["nodes"]["zone"]  # 15:15-16:30: the plan holds the zone near 21.1 °C
+    frozen.write_text("".join(json.dumps(dict(r, nodes={"zone": value})) + "\n" for r in clean[60:66]))
+    assert monitor(manifest, frozen, "--stuck-readings", "0") == 0
+    assert monitor(manifest, frozen) == 1
+    assert [a["payload"]["kind"] for a in gateway.list_activities(activity_type="alert")] == ["sensor_stuck"]
