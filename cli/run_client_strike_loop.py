@@ -32,7 +32,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("auto", "idf", "lp"), default="auto",
                    help="optimizer: exact LP where the problem is linear, IDF otherwise (auto); or force one")
     p.add_argument("--seed", type=int, default=None, help="seed of the optimizer and the ensemble (default: the constraint's uncertainty.seed)")
-    p.add_argument("--backoff", type=float, default=1.0, metavar="K",
+    p.add_argument("--backoff_factor", type=float, default=1.0, metavar="F",
                    help="envelope back-off in multiples of the noise back-off that meets the chance constraint (default 1; 0 = none)")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ (default: $INDUSTRIVERSE_AMQP_PREFIX or industriverse)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -98,12 +98,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
-    if args.backoff < 0:
-        raise BadInput(None, "--backoff", "must not be negative")
+    if args.backoff_factor < 0:
+        raise BadInput(None, "--backoff_factor", "must not be negative")
     request = _absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
     message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
-                                            backoff_k=args.backoff), contract_id=request.get("contract_id"))
+                                            backoff_k=args.backoff_factor), contract_id=request.get("contract_id"))
     run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / message.strike_id
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
     store.record_strike(message.strike_id, contract_id=message.contract_id, domain=args.domain, status="requested",

@@ -6,7 +6,6 @@ deployer, reporter or all.  Stops on SIGTERM/SIGINT after finishing in-flight me
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -33,10 +32,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    # one BLAS thread per process: the plans' matrices are small, and a fleet scales by processes
-    # (several BLAS threads per process oversubscribe the cores and slow every handler down)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
     if args.concurrency < 1:
         raise BadInput(None, "--concurrency", f"must be at least 1, not {args.concurrency}")
     if args.metrics_port is not None and not 0 < args.metrics_port < 65536:

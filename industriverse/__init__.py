@@ -1,0 +1,19 @@
+"""Industriverse value loop: the domain core (no broker).
+
+Results must be reproducible from their seed on any machine and in any process (a worker of
+the fleet and the embedded bus give the same plan), and BLAS reductions with several threads
+are not bit-for-bit reproducible; so the core runs its linear algebra on one BLAS thread.
+Its matrices are small, and a fleet scales by processes, not threads.
+"""
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # takes effect where numpy is not loaded yet (and in child processes)
+
+from threadpoolctl import threadpool_limits as _threadpool_limits  # noqa: E402
+
+import numpy as _numpy  # noqa: E402,F401  (load BLAS so the limit below applies to it)
+
+_threadpool_limits(limits=1, user_api="blas")  # where numpy was loaded before us, with more threads
+
+__version__ = "0.1.0"

@@ -169,6 +169,43 @@ def _merge(base: Any, over: Any) -> Any:
     return over
 
 
+def _defaults_for(defaults: dict, network: Any) -> dict:
+    """The domain defaults that name only what the client's own ``network`` has.
+
+    A client network may reuse the domain's names (then their defaults apply) or bring its own
+    (then a default about a node, actuator or series it lacks would be a false error).
+    """
+    if not isinstance(network, dict):
+        return defaults  # validation reports the malformed network itself
+
+    def names(items, *keys):
+        out = set()
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict):
+                out.update(item.get(k) for k in keys if isinstance(item.get(k), str))
+        return out
+
+    site = network.get("site") if isinstance(network.get("site"), dict) else {}
+    nodes = names(network.get("nodes"), "name")
+    actuators = names(network.get("actuators"), "name")
+    series = names(network.get("boundaries"), "disturbance") | names(network.get("gains"), "disturbance") | {
+        site.get(k) for k in ("load", "pv") if isinstance(site.get(k), str)}
+    keep = {"initial_state": nodes, "envelope": nodes, "terminal": nodes, "actuators": actuators, "disturbances": series}
+    out = dict(defaults)
+    for key, known in keep.items():
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k in known}
+    unc = out.get("uncertainty")
+    if isinstance(unc, dict):
+        unc = dict(unc)
+        if isinstance(unc.get("forecast_error"), dict):
+            unc["forecast_error"] = {k: v for k, v in unc["forecast_error"].items() if k in series}
+        if isinstance(unc.get("process_noise"), dict):
+            unc["process_noise"] = {k: v for k, v in unc["process_noise"].items() if k in nodes}
+        out["uncertainty"] = unc
+    return out
+
+
 def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None) -> ClientConstraint:
     """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field."""
     if not isinstance(raw, dict):
@@ -176,6 +213,7 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
     merged = dict(domain_defaults or {})
     if "network" in raw:  # the client's own network replaces the domain's, not merges into it
         merged.pop("network", None)
+        merged = _defaults_for(merged, raw["network"])
     merged = _merge(merged, raw)
     try:
         c = ClientConstraint.model_validate(merged)

@@ -115,6 +115,7 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
         "domain": problem.domain,
         "kind": problem.kind,
         "method": used,
+        "method_requested": method,
         "seed": int(seed),
         "backoff": {name: float(b) for name, b in zip(problem.nodes, backoff)},
         "horizon": {"start": problem.start.isoformat(timespec="minutes"), "steps": problem.H,

@@ -74,7 +74,7 @@ class Ensemble:
     method: str
 
 
-def _disturbance_clips(problem) -> tuple[np.ndarray, np.ndarray]:
+def disturbance_limits(problem) -> tuple[np.ndarray, np.ndarray]:
     """Lower (n_d,) and upper (H, n_d) physical limits of the true disturbances."""
     net, names = problem.network, problem.network.disturbance_names
     lo = np.full(len(names), -np.inf)
@@ -88,7 +88,6 @@ def _disturbance_clips(problem) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-disturbance_limits = _disturbance_clips  # public name (the telemetry twin uses the same physical limits)
 
 
 def _heun_substeps(model: SubstepModel) -> int:
@@ -134,7 +133,7 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
     """
     nonlinear = problem.network.has_nonlinear_dynamics
     H, S, n, n_d = problem.H, model.S, problem.n, problem.d.shape[1]
-    d_lo, d_hi = _disturbance_clips(problem)
+    d_lo, d_hi = disturbance_limits(problem)
     clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
     fe, q = model.fe_index, len(model.fe_index)
     noisy_state = noise and bool(np.any(model.Qd if not nonlinear else model.Qc))

@@ -38,7 +38,7 @@ import numpy as np
 from .discretize import zoh
 from .errors import BadInput
 from .network import electric_power
-from .simulate import _disturbance_clips as disturbance_limits  # the simulator's physical limits of disturbances
+from .simulate import disturbance_limits  # the simulator's physical limits of disturbances
 from .tracking import PlanTracking, substep_model
 
 FAULTS = ("door_open", "sensor_stuck", "heater_failure")

@@ -145,3 +145,22 @@ def test_unreadable_files_are_bad_input(tmp_path, text, problem):
         load_problem("hvac", f)
     with pytest.raises(BadInput, match="no such file"):
         load_problem("hvac", tmp_path / "absent.json")
+
+
+def test_client_network_with_its_own_names_needs_none_of_the_domain_names():
+    raw = {
+        "horizon": {"start": "2026-01-13T00:00", "hours": 6, "step_minutes": 30},
+        "network": {
+            "nodes": [{"name": "room", "capacity_j_per_k": 5e5}],
+            "boundaries": [{"name": "outside", "disturbance": "t_out"}],
+            "conductances": [{"between": ["room", "outside"], "w_per_k": 50.0}],
+            "actuators": [{"name": "radiator", "node": "room", "kind": "heater", "max_kw": 4.0}],
+        },
+        "initial_state": {"room": 20.0},
+        "envelope": {"room": {"min": 19.0, "max": 23.0}},
+        "disturbances": {"t_out": 0.0},
+        "tariff": {"energy": 0.2},
+    }
+    p = map_constraint("hvac", raw, file="mine.json")
+    assert p.nodes == ["room"] and p.actuators == ["radiator"] and p.H == 12
+    assert p.constraint.uncertainty.forecast_error == {}  # the domain's (ambient) would name an unknown series
