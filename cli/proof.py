@@ -10,12 +10,11 @@ checked too.
 ``--replay`` re-runs optimization and simulation from the recorded inputs and seed
 (:func:`industriverse.replay.replay_proof`) and names every figure that differs.
 
-Exit 0 valid, 1 invalid (one line per problem), 2 bad input, 3 replay not available.
+Exit 0 valid, 1 invalid (one line per problem), 2 bad input.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from industriverse.canonical import read_json
 from industriverse.errors import BadInput
 from industriverse.proof import verify_proof
 
-EXIT_REPLAY_UNAVAILABLE = 3
 
 
 def _beside(proof_path: Path, name: str) -> Path | None:
@@ -36,17 +34,6 @@ def _beside(proof_path: Path, name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _replay(proof_path: Path) -> list[str] | None:
-    """Problems found by re-running the strike, or None when no replay module exists."""
-    try:
-        replay = importlib.import_module("industriverse.replay")
-    except ModuleNotFoundError as exc:
-        if exc.name != "industriverse.replay":
-            raise  # the module exists but one of its imports is broken: say so loudly
-        return None
-    return list(replay.replay_proof(proof_path))
 
 
 def verify(args) -> int:
@@ -66,13 +53,9 @@ def verify(args) -> int:
     problems = verify_proof(proof, optimization=optimization, simulation=simulation)
 
     if args.replay:
-        replayed = _replay(proof_path)
-        if replayed is None:
-            for line in problems:
-                print(line)
-            print("replay not available (no industriverse.replay module in this installation)", file=sys.stderr)
-            return EXIT_REPLAY_UNAVAILABLE
-        problems += [f"replay: {p}" for p in replayed]
+        from industriverse.replay import replay_proof  # imported late: it loads the optimizer and simulator
+
+        problems += [f"replay: {p}" for p in replay_proof(proof_path)]
 
     if problems:
         for line in problems:

@@ -538,7 +538,7 @@ def check_plan(optimization: dict, simulation: dict, *, opt_file: str = "optimiz
         field = "domain" if exc.field == "--domain" else (exc.field if own else f"request.{exc.field}")
         raise BadInput(opt_file, field, exc.problem) from None
     u = np.asarray(u, dtype=float)
-    H, n = problem.H, problem.n
+    H = problem.H
     if u.shape != (H, problem.m) or not np.all(np.isfinite(u)):
         raise BadInput(opt_file, "plan", f"must give {H} finite values for each of {problem.actuators}")
     states = _get(optimization, "states", opt_file)

@@ -3,11 +3,9 @@ messages and the regiment's deduplication — with the five real workers."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pika

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 import multiprocessing as mp
 import stat
@@ -285,11 +284,3 @@ def test_cli_proof_verify(home, tmp_path, capsys):
     assert "nope.json: no such file" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{not json")
     assert proof_cli.main(["verify", str(tmp_path / "bad.json")]) == 2
-
-
-@pytest.mark.skipif(importlib.util.find_spec("industriverse.replay") is not None,
-                    reason="industriverse.replay exists: its own tests cover --replay")
-def test_cli_replay_says_when_it_is_not_available(home, tmp_path, capsys):
-    run = make_run(tmp_path / "run")
-    assert proof_cli.main(["verify", str(run / "proof.json"), "--replay"]) == 3
-    assert "replay not available" in capsys.readouterr().err
