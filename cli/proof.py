@@ -25,15 +25,10 @@ from cli._common import one_line_errors
 from industriverse.canonical import read_json
 from industriverse.errors import BadInput
 from industriverse.proof import verify_proof
+from industriverse.rundir import document_beside
 
 
 
-def _beside(proof_path: Path, name: str) -> Path | None:
-    for directory in (proof_path.parent, proof_path.parent.parent):
-        candidate = directory / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def verify(args) -> int:
@@ -42,8 +37,8 @@ def verify(args) -> int:
     if not isinstance(proof, dict):
         raise BadInput(str(proof_path), None, "a proof must be a JSON object")
 
-    opt_path = Path(args.optimization) if args.optimization else _beside(proof_path, "optimization.json")
-    sim_path = Path(args.simulation) if args.simulation else _beside(proof_path, "simulation.json")
+    opt_path = Path(args.optimization) if args.optimization else document_beside(proof_path, "optimization.json")
+    sim_path = Path(args.simulation) if args.simulation else document_beside(proof_path, "simulation.json")
     optimization = read_json(opt_path) if opt_path else None
     simulation = read_json(sim_path) if sim_path else None
     for path, doc in ((opt_path, optimization), (sim_path, simulation)):

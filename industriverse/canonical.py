@@ -12,6 +12,8 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import BadInput
+
 
 def _plain(obj: Any) -> Any:
     # numpy scalars and arrays (and anything else with .tolist()) become Python numbers/lists
@@ -52,7 +54,6 @@ def read_json(path) -> Any:
     """Read a JSON file; a missing, unreadable or malformed file is :class:`~industriverse.errors.BadInput`."""
     from pathlib import Path
 
-    from industriverse.errors import BadInput
 
     path = Path(path)
     try:
@@ -67,3 +68,13 @@ def read_json(path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadInput(str(path), None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def required_field(doc: Any, dotted: str, file: str) -> Any:
+    """``doc["a"]["b"]`` for ``"a.b"``; a missing field is :class:`BadInput` naming ``file`` and it."""
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise BadInput(file, dotted, "is missing")
+        node = node[part]
+    return node

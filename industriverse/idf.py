@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
-from .lp import (base_power, build_planning_lp, inverse_cop_and_slope, linear_columns, linearized_power, solve,
+from .lp import (build_planning_lp, inverse_cop_and_slope, linearized_power, solve,
                  peak_windows)
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
@@ -94,8 +94,7 @@ class Landscape:
         lo, hi = problem.envelope(backoff=backoff)
         self.lo, self.hi = lo.copy(), hi.copy()
         self.lo[0], self.hi[0] = -np.inf, np.inf  # the initial state is given
-        self.p0 = base_power(problem)
-        self.W = linear_columns(problem)[1]
+        self.p0, self.W = problem.linear_power(nonlinear="zero")
         net = problem.network
         dist = net.disturbance_names
         bounds = {b.name: b.disturbance for b in net.boundaries}

@@ -90,7 +90,7 @@ def _diag_power(W: np.ndarray) -> sparse.csr_matrix:
 
 def exact_power(problem) -> PowerModel:
     """The exact affine power of a network whose COPs do not depend on temperature."""
-    p0, W = problem.linear_power(relax=False)
+    p0, W = problem.linear_power()
     return PowerModel(p0, _diag_power(W))
 
 
@@ -263,21 +263,11 @@ def relaxed_power(problem, backoff: bool = True, n_cuts: int = 3, tighten: bool 
     net = problem.network
     dist = net.disturbance_names
     bounds = {b.name: b.disturbance for b in net.boundaries}
-    H, m = problem.H, problem.m
-    p0 = base_power(problem)
-    W = np.zeros((H, m))
+    p0, W = problem.linear_power(nonlinear="zero")
     relaxed: list[RelaxedActuator] = []
     lo = hi = None
     for a_i, a in enumerate(net.actuators):
-        if a.kind == "heater":
-            W[:, a_i] = 1.0 / a.efficiency
-        elif a.kind == "battery_charge":
-            W[:, a_i] = 1.0
-        elif a.kind == "battery_discharge":
-            W[:, a_i] = -1.0
-        elif a.cop.model == "constant":
-            W[:, a_i] = 1.0 / a.cop.value
-        else:
+        if a.nonlinear:
             if lo is None:
                 lo, hi = state_intervals(problem, backoff=backoff)
                 if tighten:
@@ -316,7 +306,7 @@ def linearized_power(problem, u: np.ndarray) -> PowerModel:
     x = problem.predict(u)
     P = problem.site_power(u, x)
     H, m = problem.H, problem.m
-    W = linear_columns(problem)[1]
+    W = problem.linear_power(nonlinear="zero")[1]
     dense = None
     for a_i, a in enumerate(net.actuators):
         if a.kind in ("heat_pump", "chiller") and a.cop.model == "carnot_fraction":
@@ -331,32 +321,6 @@ def linearized_power(problem, u: np.ndarray) -> PowerModel:
         J = sparse.csr_matrix(J + sparse.csr_matrix(dense))
     p_const = P - J @ u.ravel()
     return PowerModel(p_const, J)
-
-
-def base_power(problem) -> np.ndarray:
-    """(H,) site power without the actuators: load − PV, kW."""
-    net, dist = problem.network, problem.network.disturbance_names
-    p0 = np.zeros(problem.H)
-    if net.site.load is not None:
-        p0 += problem.d[:, dist.index(net.site.load)]
-    if net.site.pv is not None:
-        p0 -= problem.d[:, dist.index(net.site.pv)]
-    return p0
-
-
-def linear_columns(problem) -> tuple[None, np.ndarray]:
-    """``W`` columns of the actuators with temperature-independent electric power (others 0)."""
-    W = np.zeros((problem.H, problem.m))
-    for a_i, a in enumerate(problem.network.actuators):
-        if a.kind == "heater":
-            W[:, a_i] = 1.0 / a.efficiency
-        elif a.kind == "battery_charge":
-            W[:, a_i] = 1.0
-        elif a.kind == "battery_discharge":
-            W[:, a_i] = -1.0
-        elif a.cop.model == "constant":
-            W[:, a_i] = 1.0 / a.cop.value
-    return None, W
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,8 +703,7 @@ def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: flo
     """Does plan ``u`` stay inside the temperature intervals the relaxation assumed?
 
     The intervals are proven for every envelope-feasible plan, so this holds for any feasible
-    ``u``; it is checked on the returned plan as a guard (and compared with the band extreme
-    :meth:`PlanningProblem.linear_power` assumes).
+    ``u``; it is checked on the returned plan as a guard.
     """
     x = problem.predict(u)
     out = {"holds": True, "nodes": {}}

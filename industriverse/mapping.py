@@ -16,7 +16,7 @@ from .catalog import Domain, load_domain
 from .constraint import ClientConstraint, build_constraint, read_constraint_file
 from .discretize import van_loan, zoh
 from .kpis import energy_kpis
-from .network import Network, cop, electric_power
+from .network import Network, electric_power
 from .series import sample
 
 SECONDS_PER_HOUR = 3600.0
@@ -149,12 +149,13 @@ class PlanningProblem:
         """Energy, cost, emissions, peak of plans ``u`` (see :func:`industriverse.kpis.energy_kpis`)."""
         return energy_kpis(self.site_power(u, x), self.dt_h, self.price, self.export_price, self.emission, self.demand_charge)
 
-    def linear_power(self, *, relax: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """``P = p0 + Σ_a W[:, a] u[:, a]`` in kW: (p0 (H,), W (H, m)).
+    def linear_power(self, *, nonlinear: str = "raise") -> tuple[np.ndarray, np.ndarray]:
+        """``P = p0 + Σ_a W[:, a] u[:, a]`` in kW: (p0 (H,) = load − PV, W (H, m)).
 
-        Exact for linear networks.  With ``relax=True`` a COP that depends on temperature is
-        replaced by its largest value over the envelope and the disturbance forecast, so the
-        power is a valid under-estimate (a convex relaxation for lower bounds).
+        Exact for actuators whose electric power does not depend on temperature.  An actuator
+        with a temperature-dependent COP has no such column: ``nonlinear="raise"`` refuses it,
+        ``nonlinear="zero"`` leaves its column 0 for the caller to fill (the LP relaxation and
+        the linearisation around a plan in :mod:`industriverse.lp`).
         """
         net, dist = self.network, self.network.disturbance_names
         p0 = np.zeros(self.H)
@@ -163,7 +164,6 @@ class PlanningProblem:
         if net.site.pv is not None:
             p0 -= self.d[:, dist.index(net.site.pv)]
         W = np.zeros((self.H, self.m))
-        bounds = {b.name: b.disturbance for b in net.boundaries}
         for a_i, a in enumerate(net.actuators):
             if a.kind == "heater":
                 W[:, a_i] = 1.0 / a.efficiency
@@ -173,24 +173,8 @@ class PlanningProblem:
                 W[:, a_i] = -1.0
             elif a.cop.model == "constant":
                 W[:, a_i] = 1.0 / a.cop.value
-            elif not relax:
-                raise ValueError(f"actuator '{a.name}' has a temperature-dependent COP: use relax=True")
-            else:
-                node = net.index(a.node)
-                other = self.d[:, dist.index(bounds[a.cop.boundary])]
-                # the node's reachable extreme over the band (or a wide physical range where unbounded)
-                t_node = np.where(np.isfinite(self.x_hi[:-1, node]), self.x_hi[:-1, node], 60.0) if a.kind == "chiller" \
-                    else np.where(np.isfinite(self.x_lo[:-1, node]), self.x_lo[:-1, node], -40.0)
-                # the upper envelope bounds the planned state; on the wall node (no band) use the
-                # warmest node the wall could reach: the warmest bound among banded nodes
-                if not np.isfinite(self.x_hi[:-1, node]).any() and a.kind == "chiller":
-                    t_node = np.full(self.H, np.nanmax(np.where(np.isfinite(self.x_hi), self.x_hi, -np.inf)))
-                    if not np.isfinite(t_node).all():
-                        t_node = np.full(self.H, 60.0)
-                t_node = np.array(t_node, dtype=float)
-                # the initial state is given, not bounded by the band
-                t_node[0] = max(t_node[0], self.x0[node]) if a.kind == "chiller" else min(t_node[0], self.x0[node])
-                W[:, a_i] = 1.0 / cop(a, t_node, other)
+            elif nonlinear == "raise":
+                raise ValueError(f"actuator '{a.name}' has a temperature-dependent COP: its power is not affine")
         return p0, W
 
     def envelope(self, backoff: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from industriverse.canonical import sha256_of
+from industriverse.canonical import required_field as _get, sha256_of
 from industriverse.errors import BadInput
 from industriverse.signing import sign_document, verify_document
 
@@ -45,14 +45,6 @@ CHECK_FIELDS = ("name", "value", "limit", "margin", "passed")
 _MISSING = object()
 
 
-def _get(doc: Any, dotted: str, file: str) -> Any:
-    """``doc["a"]["b"]`` for ``"a.b"``; a missing field is :class:`BadInput` naming it."""
-    node = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise BadInput(file, dotted, "is missing")
-        node = node[part]
-    return node
 
 
 @functools.lru_cache(maxsize=1)

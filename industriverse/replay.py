@@ -28,16 +28,11 @@ import numpy as np
 
 from .canonical import canonical_json, read_json, sha256_of
 from .errors import BadInput
+from .rundir import document_beside
 
 _MISSING = object()
 
 
-def _beside(proof_path: Path, name: str) -> Path | None:
-    for directory in (proof_path.parent, proof_path.parent.parent):
-        candidate = directory / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -122,7 +117,7 @@ def replay_proof(proof_path: str | Path) -> list[str]:
     proof = read_json(proof_path)
     if not isinstance(proof, dict):
         raise BadInput(str(proof_path), None, "a proof must be a JSON object")
-    opt_path = _beside(proof_path, "optimization.json")
+    opt_path = document_beside(proof_path, "optimization.json")
     if opt_path is None:
         raise BadInput(str(proof_path), None, "no optimization.json beside the proof (or in its parent): nothing to replay from")
     optimization = read_json(opt_path)

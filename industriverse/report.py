@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from industriverse.errors import BadInput
+from industriverse.rundir import DOCUMENTS
 from industriverse.plots import PLOT_FILES, PLOT_TITLES, make_plots
 from industriverse.value import (
     STABILITY_DEFINITION,
@@ -39,14 +40,7 @@ from industriverse.value import (
 )
 
 FORMATS = ("md", "html", "pdf")
-RUN_FILES = {
-    "request": "request.json",
-    "optimization": "optimization.json",
-    "simulation": "simulation.json",
-    "verdict": "verdict.json",
-    "proof": "proof.json",
-    "deployment": "deployment.json",
-}
+RUN_FILES = DOCUMENTS  # the run directory's documents (industriverse.rundir)
 MANIFEST_FILE = Path("capsule") / "manifest.yaml"
 REQUIRED = ("optimization", "simulation")
 

@@ -68,3 +68,13 @@ def restore_files(bundle: dict[str, dict[str, str]], directory: str | Path) -> P
         data = entry["data"].encode("utf-8") if entry["encoding"] == "utf-8" else base64.b64decode(entry["data"])
         target.write_bytes(data)
     return directory
+
+
+def document_beside(path: str | Path, name: str) -> Path | None:
+    """The run document ``name`` beside ``path`` (a proof in ``RUN/`` or in ``RUN/capsule/``), or None."""
+    path = Path(path)
+    for directory in (path.parent, path.parent.parent):
+        candidate = directory / name
+        if candidate.is_file():
+            return candidate
+    return None

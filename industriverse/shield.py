@@ -70,7 +70,7 @@ from typing import Any
 
 import numpy as np
 
-from .canonical import sha256_of
+from .canonical import required_field as _get, sha256_of
 from .errors import BadInput
 from .network import KELVIN, STEFAN_BOLTZMANN, cop
 
@@ -103,13 +103,6 @@ def _check(name: str, value, limit, passed: bool, detail: str, *, upper: bool = 
     return {"name": name, "value": v, "limit": lim, "margin": margin, "passed": bool(passed), "detail": detail}
 
 
-def _get(doc: Any, dotted: str, file: str) -> Any:
-    node = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise BadInput(file, dotted, "is missing")
-        node = node[part]
-    return node
 
 
 def _array(doc: Any, dotted: str, file: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from industriverse.errors import BadInput
+from industriverse.canonical import required_field as _need
 
 VALUE_VERSION = 1
 INTERVAL_LEVEL = 0.95
@@ -174,13 +175,6 @@ def format_percent(fraction: float | None) -> str:
 
 
 # --- reading the run's documents ---------------------------------------------------------
-def _need(doc: Any, dotted: str, file: str) -> Any:
-    node = doc
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise BadInput(file, dotted, "is missing")
-        node = node[part]
-    return node
 
 
 def _per_trajectory(sim: dict, side: str, kpi: str) -> np.ndarray:

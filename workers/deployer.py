@@ -9,28 +9,16 @@ from industriverse import store
 from industriverse.capsule import pack_capsule
 from industriverse.gateway import CapsuleGatewayService
 from industriverse.monitor import arm_monitor
-from industriverse.rundir import bundle_files, write_documents
+from industriverse.rundir import bundle_files
 from messages import CapsuleDeployed, Message, PlanVerified
 from workers.actor import actor
-
-
-def work_dir(strike_id: str, round_: int):
-    """This worker's scratch run directory for one strike round, under the data directory."""
-    suffix = f"-r{round_}" if round_ else ""
-    return store.data_home() / "work" / f"{strike_id}{suffix}"
+from workers.scratch import write_scratch_run
 
 
 @actor("deployer", consumes="plan.verified")
 def deploy_capsule(message: Message) -> list[Message]:
     body: PlanVerified = message.body
-    optimization = store.get_json_artifact(body.optimization_ref)
-    run_dir = write_documents(work_dir(message.strike_id, message.round), {
-        "request": optimization["request"],
-        "optimization": optimization,
-        "simulation": store.get_json_artifact(body.simulation_ref),
-        "verdict": store.get_json_artifact(body.verdict_ref),
-        "proof": store.get_json_artifact(body.proof_ref),
-    })
+    run_dir, _ = write_scratch_run(message, body)
     manifest = pack_capsule(run_dir)
     gateway = CapsuleGatewayService()
     activity_id = gateway.register(manifest.parent)

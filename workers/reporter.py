@@ -8,22 +8,14 @@ from __future__ import annotations
 from industriverse import store
 from industriverse.canonical import read_json
 from industriverse.report import write_report
-from industriverse.rundir import bundle_files, restore_files, write_documents
+from industriverse.rundir import bundle_files, restore_files
 from messages import CapsuleDeployed, Message, PlanRejected, StrikeCompleted
 from workers.actor import actor
-from workers.deployer import work_dir
+from workers.scratch import write_scratch_run
 
 
 def _report(message: Message, body, deployment: dict | None) -> StrikeCompleted:
-    optimization = store.get_json_artifact(body.optimization_ref)
-    run_dir = write_documents(work_dir(message.strike_id, message.round), {
-        "request": optimization["request"],
-        "optimization": optimization,
-        "simulation": store.get_json_artifact(body.simulation_ref),
-        "verdict": store.get_json_artifact(body.verdict_ref),
-        "proof": store.get_json_artifact(body.proof_ref),
-        "deployment": deployment,
-    })
+    run_dir, _ = write_scratch_run(message, body, deployment)
     if deployment is not None and body.capsule_ref:
         restore_files(store.get_json_artifact(body.capsule_ref), run_dir / "capsule")
     paths = write_report(run_dir)
