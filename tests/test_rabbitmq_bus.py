@@ -58,6 +58,8 @@ def make_actors(log_dir: Path | None = None) -> Registry:
     def double(message: Message) -> list[Message]:
         c = message.body.constraint
         note("start", message)
+        if c.get("crash"):  # kills every worker that takes it
+            os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(c.get("sleep", 0))
         if "fail" in c:
             raise ValueError(c["fail"])
@@ -349,6 +351,39 @@ def test_sigterm_finishes_the_message_in_flight_and_leaves_the_rest(amqp_url, pr
     assert [(e[0], e[1]) for e in handler_log(tmp_path)] == [("start", slow.strike_id), ("done", slow.strike_id)]
     # the finished message was acked; the one published after SIGTERM waits in the queue
     assert queue_state(amqp_url, f"{prefix}.optimizer") == (1, 0)
+
+
+def test_a_message_that_kills_every_worker_is_dead_lettered_and_fails_its_strike(amqp_url, prefix, home, tmp_path):
+    from workers.rabbitmq import DELIVERY_LIMIT
+
+    poison, good = strike(x=1, crash=True), strike(x=5)
+    observer = Observer(amqp_url, prefix, ["strike.failed.*", "strike.completed.*"])
+    with RabbitPublisher(amqp_url, prefix=prefix) as pub:
+        pub.publish(poison)
+        pub.publish(good)
+    deaths = 0
+    while True:  # a supervisor restarting the worker each time the message kills it
+        worker = subprocess.Popen([sys.executable, __file__, "--broker", amqp_url, "--prefix", prefix,
+                                   "--log-dir", str(tmp_path)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            seen = observer.collect(lambda s: len(s) == 2 or worker.poll() is not None, timeout=30)
+        finally:
+            stop(worker)
+        if len(seen) == 2:
+            break
+        deaths += 1
+        assert deaths <= DELIVERY_LIMIT, "the message was never given up"
+    assert deaths == DELIVERY_LIMIT
+    by_id = {m.strike_id: m for m in seen}
+    assert by_id[good.strike_id].type == "strike.completed"
+    failed = by_id[poison.strike_id]
+    assert failed.type == "strike.failed" and "died before acknowledging" in failed.body.reason
+    assert store.get_strike(poison.strike_id)["status"] == "failed"
+    conn, ch = channel_for(amqp_url)
+    method, props, body = ch.basic_get(f"{prefix}.optimizer.dead", auto_ack=True)
+    conn.close()
+    assert decode(body).strike_id == poison.strike_id and "died before acknowledging" in props.headers["x-error"]
+    observer.close()
 
 
 def test_competing_worker_processes_share_the_work_and_each_strike_completes_once(amqp_url, prefix, home, tmp_path):

@@ -12,13 +12,14 @@ from industriverse.monitor import arm_monitor
 from industriverse.rundir import bundle_files
 from messages import CapsuleDeployed, Message, PlanVerified
 from workers.actor import actor
-from workers.scratch import write_scratch_run
+from workers.scratch import new_run_dir, write_scratch_run
 
 
 @actor("deployer", consumes="plan.verified")
 def deploy_capsule(message: Message) -> list[Message]:
     body: PlanVerified = message.body
-    run_dir, _ = write_scratch_run(message, body)
+    run_dir = new_run_dir(message, "capsules")
+    write_scratch_run(run_dir, body)
     manifest = pack_capsule(run_dir)
     gateway = CapsuleGatewayService()
     activity_id = gateway.register(manifest.parent)

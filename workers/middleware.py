@@ -158,11 +158,14 @@ def process(
     policy: RetryPolicy = RetryPolicy(),
     strike_id: str | None = None,
     engine: Any = None,
+    poison: str | None = None,
 ) -> Outcome:
     """Handle one delivered message for the actors of ``worker`` (``{message type: actor}``).
 
     ``strike_id`` is the transport's correlation ID, used to fail the strike when the body
-    itself is unreadable.  Never raises for a handler's error: the outcome says what to do.
+    itself is unreadable.  ``poison`` (the reason) says the transport saw this message kill
+    the workers that took it before: it is dead-lettered and its strike failed, unhandled.
+    Never raises for a handler's error: the outcome says what to do.
     """
     try:
         message = decode(raw)
@@ -178,6 +181,10 @@ def process(
     context = dict(worker=worker, stage=stage, strike_id=message.strike_id, contract_id=message.contract_id,
                    message_id=message.message_id)
     with log_context(**context):
+        if poison is not None:
+            log.error("rejecting a message that crashed its workers", reason=poison)
+            metrics.MESSAGES_FAILED.labels(worker, stage).inc()
+            return _failure(stage, poison, message, None, None, engine=engine)
         if actor is None:
             reason = f"worker {worker!r} has no actor for message type {message.type!r}"
             log.error("rejecting message", reason=reason)

@@ -375,9 +375,14 @@ class RabbitBus(Bus):
     def _work(self, session: _Session, kind: str, method: pika.spec.Basic.Deliver,
               props: pika.BasicProperties, body: bytes) -> None:
         actors = {t: a for t, a in self._actors.items() if a.kind == kind}
+        # a quorum queue counts deliveries that were never settled (the worker died with them);
+        # on the last one the broker allows, fail the strike with that reason instead of dying again
+        crashed = int((props.headers or {}).get("x-delivery-count") or 0)
+        poison = (f"delivered {crashed + 1} times: the {crashed} workers that took it before died before acknowledging it"
+                  if crashed >= self.delivery_limit else None)
         try:
             outcome = process(body, actors, worker=kind, policy=self.policy, strike_id=props.correlation_id,
-                              engine=self.engine)
+                              engine=self.engine, poison=poison)
             if outcome.action == "retry" and outcome.delay > 0:
                 self._stop.wait(outcome.delay)  # a stopping worker hands the retry to the queue at once
             settle = functools.partial(self._settle, session, kind, method, props, body, outcome)

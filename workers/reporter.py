@@ -5,28 +5,37 @@ can write the run directory on any machine.
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from industriverse import store
 from industriverse.canonical import read_json
 from industriverse.report import write_report
 from industriverse.rundir import bundle_files, restore_files
 from messages import CapsuleDeployed, Message, PlanRejected, StrikeCompleted
 from workers.actor import actor
-from workers.scratch import write_scratch_run
+from workers.scratch import new_run_dir, write_scratch_run
 
 
 def _report(message: Message, body, deployment: dict | None) -> StrikeCompleted:
-    run_dir, _ = write_scratch_run(message, body, deployment)
-    if deployment is not None and body.capsule_ref:
-        restore_files(store.get_json_artifact(body.capsule_ref), run_dir / "capsule")
-    paths = write_report(run_dir)
-    report_dir = run_dir / "report"
+    run_dir = new_run_dir(message, "work")
+    try:
+        write_scratch_run(run_dir, body, deployment)
+        if deployment is not None and body.capsule_ref:
+            restore_files(store.get_json_artifact(body.capsule_ref), run_dir / "capsule")
+        paths = write_report(run_dir)
+        value_ref = store.put_json_artifact(read_json(paths["value"]))
+        report_ref = store.put_json_artifact(bundle_files(run_dir / "report"))
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)  # what matters is in the store now
     deployed = deployment is not None
     return StrikeCompleted(
         outcome="deployed" if deployed else "rejected",
         activity_id=deployment["activity_id"] if deployed else None,
-        value_ref=store.put_json_artifact(read_json(paths["value"])),
-        report_ref=store.put_json_artifact(bundle_files(report_dir)),
-        report_paths={k: str(v) for k, v in paths.items()},
+        value_ref=value_ref,
+        report_ref=report_ref,
+        # where each file lands in a run directory written from report_ref
+        report_paths={k: Path(v).relative_to(run_dir).as_posix() for k, v in paths.items()},
         optimization_ref=body.optimization_ref, simulation_ref=body.simulation_ref,
         verdict_ref=body.verdict_ref, proof_ref=body.proof_ref,
         capsule_id=deployment["capsule_id"] if deployed else None,

@@ -1,29 +1,32 @@
 """A worker's scratch run directory: the documents of one strike round, written from the store.
 
-The deployer packs the capsule from it and the reporter renders the report in it; both then
-put what they made back into the store, which is what other machines see.
+The deployer packs the capsule in one (and keeps it: the gateway records where the deployed
+capsule lives) and the reporter renders the report in one (removed once the report is in the
+store). Each handling gets a directory of its own: a redelivered message may be handled again
+while the first handling still runs (after a lost connection), and the two must not share files.
 """
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from industriverse import store
 from industriverse.rundir import write_documents
 
 
-def work_dir(strike_id: str, round_: int) -> Path:
-    """The scratch run directory of one strike round, under the data directory."""
-    suffix = f"-r{round_}" if round_ else ""
-    return store.data_home() / "work" / f"{strike_id}{suffix}"
+def new_run_dir(message, purpose: str) -> Path:
+    """A fresh directory for one handling of ``message`` under ``$INDUSTRIVERSE_HOME/<purpose>/``."""
+    parent = store.data_home() / purpose
+    parent.mkdir(parents=True, exist_ok=True)
+    suffix = f"-r{message.round}" if message.round else ""
+    return Path(tempfile.mkdtemp(prefix=f"{message.strike_id}{suffix}-", dir=parent))
 
 
-def write_scratch_run(message, body, deployment: dict | None = None) -> tuple[Path, dict]:
-    """Write the documents ``body`` refers to (a verdict-carrying message) for ``message``'s round.
-
-    Returns the directory and the optimization document.
-    """
+def write_scratch_run(run_dir: Path, body, deployment: dict | None = None) -> dict:
+    """Write the documents ``body`` (a verdict-carrying message) refers to into ``run_dir``;
+    return the optimization document."""
     optimization = store.get_json_artifact(body.optimization_ref)
-    run_dir = write_documents(work_dir(message.strike_id, message.round), {
+    write_documents(run_dir, {
         "request": optimization["request"],
         "optimization": optimization,
         "simulation": store.get_json_artifact(body.simulation_ref),
@@ -31,4 +34,4 @@ def write_scratch_run(message, body, deployment: dict | None = None) -> tuple[Pa
         "proof": store.get_json_artifact(body.proof_ref),
         "deployment": deployment,
     })
-    return run_dir, optimization
+    return optimization
