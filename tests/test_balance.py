@@ -11,6 +11,7 @@ from industriverse.balance import energy_balance
 from industriverse.catalog import list_domains
 from industriverse.mapping import load_problem, map_constraint
 from industriverse.simulate import simulate
+from networks import roof_radiation_constraint
 
 ROOT = Path(__file__).resolve().parent.parent
 HORIZON = {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}
@@ -61,18 +62,7 @@ def test_balance_of_the_rc_node_against_closed_forms():
 
 
 def test_balance_counts_radiation():
-    raw = {
-        "horizon": {"start": "2026-01-13T00:00", "hours": 6, "step_minutes": 15},
-        "network": {
-            "nodes": [{"name": "zone", "capacity_j_per_k": 1e6}, {"name": "roof", "capacity_j_per_k": 2e5}],
-            "boundaries": [{"name": "ambient", "disturbance": "ambient"}, {"name": "sky", "disturbance": "sky"}],
-            "conductances": [{"between": ["zone", "ambient"], "w_per_k": 80.0}, {"between": ["zone", "roof"], "w_per_k": 150.0}],
-            "radiation": [{"node": "roof", "boundary": "sky", "emissivity": 0.9, "area_m2": 20.0}],
-            "actuators": [{"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}],
-        },
-        "initial_state": {"zone": 21.0, "roof": 5.0},
-        "disturbances": {"ambient": 5.0, "sky": -10.0},
-    }
+    raw = roof_radiation_constraint()
     p = map_constraint("hvac", raw)
     b = energy_balance(p, np.full((p.H, 1), 4.0), tolerance=1e-9)
     assert b["closes"] and "solve_ivp" in b["method"]

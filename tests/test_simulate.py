@@ -18,6 +18,7 @@ from industriverse.mapping import load_problem, map_constraint
 from industriverse.simulate import plan_from_optimization, run_ensemble, simulate
 from industriverse.stats import clopper_pearson_lower, clopper_pearson_upper, t_interval
 from industriverse.tracking import PlanTracking, noise_backoff
+from networks import roof_radiation_constraint
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"
@@ -210,19 +211,7 @@ def test_t_interval():
 
 
 def test_radiation_network_simulates():
-    raw = {
-        "horizon": {"start": "2026-01-13T00:00", "hours": 6, "step_minutes": 15},
-        "network": {
-            "nodes": [{"name": "zone", "capacity_j_per_k": 1e6}, {"name": "roof", "capacity_j_per_k": 2e5}],
-            "boundaries": [{"name": "ambient", "disturbance": "ambient"}, {"name": "sky", "disturbance": "sky"}],
-            "conductances": [{"between": ["zone", "ambient"], "w_per_k": 80.0}, {"between": ["zone", "roof"], "w_per_k": 150.0}],
-            "radiation": [{"node": "roof", "boundary": "sky", "emissivity": 0.9, "area_m2": 20.0}],
-            "actuators": [{"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}],
-        },
-        "initial_state": {"zone": 21.0, "roof": 5.0},
-        "envelope": {"zone": {"min": 20.0, "max": 24.0}},
-        "disturbances": {"ambient": 5.0, "sky": -10.0},
-    }
+    raw = roof_radiation_constraint()
     p = map_constraint("hvac", raw)
     doc = simulate(p, np.full((p.H, p.m), 4.0), ensemble_size=20, seed=0)
     assert "Heun" in doc["noise"]["method"]
