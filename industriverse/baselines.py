@@ -15,7 +15,7 @@ and are not imposed on what the site does today):
   sit ``deadband_k`` inside the node's band.
 * ``self_consumption`` (microgrid): the battery charges from the PV surplus and discharges to
   cover the deficit (load − PV), within its power limits and its state-of-charge band (the
-  envelope in force, else 0..capacity).
+  envelope in force, else 0..capacity), keeping the terminal state of charge in reserve.
 """
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ class HysteresisSettings(_Settings):
 
 class SelfConsumptionSettings(_Settings):
     controller: Literal["self_consumption"]
+    terminal_reserve: bool = Field(True, description="never discharge below the final-state bound (the "
+                                   "constraint's terminal state of charge), so the baseline ends the horizon with "
+                                   "what the plan must keep and the two are compared on equal terms")
 
 
 SETTINGS = {"proportional": ProportionalSettings, "hysteresis": HysteresisSettings,
@@ -202,9 +205,12 @@ class SelfConsumption(_Baseline):
         self.pv = names.index(net.site.pv) if net.site.pv is not None else None
         # physical SoC range per storage node where the envelope leaves it open
         self.capacity = {i: nd.capacity_kwh for i, nd in enumerate(net.nodes) if nd.is_storage}
+        self.reserve = settings.terminal_reserve
 
     def _soc_limits(self, k: int, i: int) -> tuple[float, float]:
         lo, hi = self.problem.x_lo[k, i], self.problem.x_hi[k, i]
+        if self.reserve:
+            lo = max(lo, self.problem.x_lo[-1, i])
         return (float(lo) if np.isfinite(lo) else 0.0, float(hi) if np.isfinite(hi) else self.capacity[i])
 
     def __call__(self, j: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -116,11 +116,15 @@ def test_self_consumption_rule():
     d = np.zeros((5, len(names)))
     d[:, load] = [0.5, 0.5, 4.0, 9.0, 2.0]
     d[:, pv] = [3.5, 9.0, 1.0, 0.0, 0.0]
-    soc = np.array([[6.0], [6.0], [6.0], [6.0], [1.35]])
+    soc = np.array([[9.0], [9.0], [9.0], [9.0], [6.75]])
     u = ctrl(0, soc, d)
     charge, discharge = u[:, 0], u[:, 1]
     np.testing.assert_allclose(charge, [3.0, 5.0, 0.0, 0.0, 0.0])      # surplus, capped at 5 kW
-    np.testing.assert_allclose(discharge, [0.0, 0.0, 3.0, 5.0, 0.0])   # deficit, capped; empty battery gives nothing
+    np.testing.assert_allclose(discharge, [0.0, 0.0, 3.0, 5.0, 0.0])   # deficit, capped; nothing below the reserve
+    # the terminal state of charge (6.75 kWh) is kept in reserve; without the reserve, down to the band (1.35)
+    assert ctrl(0, np.array([[6.0]]), d[3:4])[0, 1] == 0.0
+    p.constraint.baseline["terminal_reserve"] = False
+    assert make_baseline(p)(0, np.array([[6.0]]), d[3:4])[0, 1] == 5.0
     # a full battery takes no more than what fills it
     u = ctrl(0, np.array([[13.5], [13.4], [13.4], [13.4], [13.4]]), d)
     assert u[0, 0] == 0.0 and 0 < u[1, 0] < 5.0
@@ -133,6 +137,7 @@ def test_self_consumption_keeps_soc_in_band_and_avoids_imports():
     ens = run_ensemble(p, [make_baseline(p)], 50, seed=2)
     soc = ens.x[0, :, :, 0]
     assert soc.min() >= 1.35 - 1e-9 and soc.max() <= 13.5 + 1e-9
+    assert soc[:, -1].min() >= 6.75 - 1e-6  # ends the day with the reserve the plan must keep too
     # during the sunny middle of the day the battery takes the surplus: the site imports nothing
     noon = slice(int(10 / 0.25), int(14 / 0.25))
     room = soc[:, noon] < 13.5 - 1e-6
