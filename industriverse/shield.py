@@ -455,7 +455,7 @@ def _horizon_key(doc: dict, file: str) -> tuple:
         raise BadInput(file, "horizon", f"cannot read start/steps/step_minutes {start!r}, {steps!r}, {minutes!r}") from None
 
 
-def check_simulation_matches(optimization: dict, simulation: dict, problem, u: np.ndarray, x: np.ndarray, *,
+def check_simulation_matches(optimization: dict, simulation: dict, problem, u: np.ndarray, *,
                              opt_file: str = "optimization", sim_file: str = "simulation") -> np.ndarray | None:
     """Refuse (:class:`BadInput`) a simulation of another request, domain, horizon or plan.
 
@@ -539,7 +539,7 @@ def check_plan(optimization: dict, simulation: dict, *, opt_file: str = "optimiz
         raise BadInput(opt_file, "states", f"must hold the nodes {problem.nodes}")
     documented = np.column_stack([_array(states, nd, f"{opt_file} states", (H + 1,)) for nd in problem.nodes])
     x = nominal_states(problem, u)
-    sim_x = check_simulation_matches(optimization, simulation, problem, u, x, opt_file=opt_file, sim_file=sim_file)
+    sim_x = check_simulation_matches(optimization, simulation, problem, u, opt_file=opt_file, sim_file=sim_file)
     kpis = problem.kpis(u, x)
 
     checks = [
