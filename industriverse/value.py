@@ -23,10 +23,10 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from industriverse.errors import BadInput
 from industriverse.canonical import required_field as _need
+from industriverse.stats import clopper_pearson_lower, clopper_pearson_upper, t_interval
 
 VALUE_VERSION = 1
 INTERVAL_LEVEL = 0.95
@@ -65,35 +65,8 @@ def paired_savings(baseline: np.ndarray, plan: np.ndarray, level: float = INTERV
     n = saved.size
     mean = float(saved.mean())
     std = float(saved.std(ddof=1)) if n > 1 else 0.0
-    if n > 1 and std > 0:
-        lo, hi = stats.t.interval(level, n - 1, loc=mean, scale=stats.sem(saved))
-        lo, hi = float(lo), float(hi)
-    else:
-        lo = hi = mean
+    lo, hi = t_interval(saved, level)
     return {"mean": mean, "ci95": [lo, hi], "significant": bool(lo > 0 or hi < 0), "std": std, "n": int(n)}
-
-
-def clopper_pearson_lower(successes: int, n: int, confidence: float = STABILITY_CONFIDENCE) -> float:
-    """One-sided Clopper–Pearson lower confidence bound of a success probability.
-
-    ``successes`` of ``n`` Bernoulli trials; the bound holds with probability ``confidence``.
-    It is the ``1 − confidence`` quantile of Beta(successes, n − successes + 1); 0 when no
-    trial succeeded.
-    """
-    if not 0 <= successes <= n or n < 1:
-        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
-    if successes == 0:
-        return 0.0
-    return float(stats.beta.ppf(1.0 - confidence, successes, n - successes + 1))
-
-
-def clopper_pearson_upper(failures: int, n: int, confidence: float) -> float:
-    """One-sided Clopper–Pearson upper bound of a failure probability (``failures`` of ``n``)."""
-    if not 0 <= failures <= n or n < 1:
-        raise ValueError(f"need 0 <= failures <= n and n >= 1, got {failures} of {n}")
-    if failures == n:
-        return 1.0
-    return float(stats.beta.ppf(confidence, failures + 1, n - failures))
 
 
 def ensemble_needed(limit: float, confidence: float) -> int:
