@@ -16,7 +16,6 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
 
-from .errors import Infeasible
 
 SLACK_TOL = 1e-6
 
@@ -102,7 +101,6 @@ def explain_infeasible(problem, power=None, *, backoff: bool = True) -> list[str
         return []
     lines: list[str] = []
     named: list[str] = []
-    x_lo, x_hi = problem.envelope(backoff=backoff)
     bo = problem.backoff if (backoff and problem.backoff is not None) else np.zeros(problem.n)
     for side in ("min", "max"):
         name = f"envelope_{side}"
@@ -224,10 +222,3 @@ def _setting(problem, u: np.ndarray, i: int, k: int) -> str:
         else:
             parts.append(f"the {name} within its limits")
     return " and ".join(parts) if parts else "no actuator"
-
-
-def raise_if_infeasible(problem, power=None, *, backoff: bool = True) -> None:
-    """Raise :class:`Infeasible` with the named conflicts if no plan meets the constraints."""
-    lines = explain_infeasible(problem, power, backoff=backoff)
-    if lines:
-        raise Infeasible(lines)

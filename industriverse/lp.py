@@ -345,9 +345,6 @@ class LinearProgram:
     rows: dict[str, slice]
     row_info: dict[str, dict[str, np.ndarray]]
 
-    def part(self, z: np.ndarray, name: str) -> np.ndarray:
-        return z[self.blocks[name]] if name in self.blocks else np.zeros(0)
-
 
 class _Assembler:
     """Collects variable blocks and constraint rows, then freezes them into a LinearProgram."""
@@ -504,7 +501,6 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         rows = Gs[ks, ids]  # (r, H·m)
         rhs = bound[ks, ids] - xf[ks, ids]
         keep = np.any(rows != 0, axis=1) | (sign * rhs < 0) if not elastic else np.ones(len(ks), bool)
-        keep |= sign * rhs < 0
         ks, ids, rows, rhs = ks[keep], ids[keep], rows[keep], rhs[keep]
         name = f"envelope_{side}"
         is_term = np.array([(k == H and problem.nodes[i] in terminal) for k, i in zip(ks, ids)], dtype=bool)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .catalog import Domain, load_domain
 from .constraint import ClientConstraint, build_constraint, read_constraint_file
-from .discretize import van_loan, zoh
+from .discretize import zoh
 from .kpis import energy_kpis
 from .network import Network, electric_power
 from .series import sample
@@ -190,12 +190,6 @@ class PlanningProblem:
         other = copy.copy(self)
         other.backoff = np.broadcast_to(np.asarray(backoff, dtype=float), (self.n,)).copy()
         return other
-
-    def process_noise_covariance(self) -> np.ndarray:
-        """(n, n) covariance added per step by process noise (Van Loan, exact)."""
-        A = self.network.matrices[0]
-        Qc = np.diag(self.process_noise ** 2 / SECONDS_PER_HOUR)
-        return van_loan(A, Qc, self.dt_s)[1]
 
 
 def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, base_dir: Path | None = None,
