@@ -275,7 +275,11 @@ def load_manifest(path: str | Path) -> CapsuleManifest | LegacyManifest:
     an unknown layout and field errors raise :class:`BadInput` naming the field.
     """
     mpath = manifest_path_of(path)
-    raw = read_manifest_dict(mpath)
+    return _parse_manifest(read_manifest_dict(mpath), mpath)
+
+
+def _parse_manifest(raw: dict, mpath: Path) -> CapsuleManifest | LegacyManifest:
+    """:func:`load_manifest` of a manifest already read by :func:`read_manifest_dict`."""
     if "manifest_version" not in raw and ("dac_id" in raw or "tnn_class" in raw or "safety" in raw):
         return _legacy(raw, mpath)
     if "manifest_version" not in raw and "files" not in raw:
@@ -306,12 +310,18 @@ def verify_capsule(capsule_dir: str | Path, *, keys_dir: str | Path | None = Non
     another strike or domain.  A legacy layout yields what it lacks.  Unreadable input
     raises :class:`BadInput`.
     """
+    return inspect_capsule(capsule_dir, keys_dir=keys_dir)[2]
+
+
+def inspect_capsule(capsule_dir: str | Path, *, keys_dir: str | Path | None = None
+                    ) -> tuple[CapsuleManifest | LegacyManifest, dict, list[str]]:
+    """``(manifest, raw manifest, problems)``: the manifest read once, and :func:`verify_capsule`'s problems of it."""
     mpath = manifest_path_of(capsule_dir)
     root = mpath.parent
-    manifest = load_manifest(mpath)
-    if isinstance(manifest, LegacyManifest):
-        return manifest.problems()
     raw = read_manifest_dict(mpath)
+    manifest = _parse_manifest(raw, mpath)
+    if isinstance(manifest, LegacyManifest):
+        return manifest, raw, manifest.problems()
     problems: list[str] = []
 
     ok, reason = verify_document(raw, keys_dir=keys_dir)
@@ -353,7 +363,7 @@ def verify_capsule(capsule_dir: str | Path, *, keys_dir: str | Path | None = Non
                 problems.append(f"proof is of strike {proof.get('strike_id')}, the manifest of {manifest.strike_id}")
             if proof.get("domain") != manifest.domain:
                 problems.append(f"proof is for domain {proof.get('domain')}, the manifest for {manifest.domain}")
-    return problems
+    return manifest, raw, problems
 
 
 def content_sha256(raw_manifest: dict) -> str:
@@ -528,6 +538,6 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
 
 __all__ = [
     "CapsuleManifest", "LegacyManifest", "ManifestFile", "RuntimeBudgets", "MANIFEST_FILE",
-    "capsule_id_for", "check_relative_path", "content_sha256", "load_manifest", "pack_capsule",
+    "capsule_id_for", "check_relative_path", "content_sha256", "inspect_capsule", "load_manifest", "pack_capsule",
     "read_manifest_dict", "resolve_inside", "verify_capsule", "version_for",
 ]

@@ -12,7 +12,7 @@ version, activity_type, status, payload, created_at, updated_at``) of type
   (status ``completed``);
 * ``alert`` — the runtime monitor saw a breach (status ``open``).
 
-Registering verifies the capsule first (:func:`industriverse.capsule.verify_capsule`) and
+Registering verifies the capsule first (:func:`industriverse.capsule.inspect_capsule`) and
 refuses an unsigned, tampered or non-passing one with :class:`DeploymentRefused`.
 Registering the same content again returns the same deployment activity ID, also when
 two processes do it at the same moment: the deployment row carries a unique key
@@ -31,15 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from industriverse import store
-from industriverse.capsule import (
-    CapsuleManifest,
-    LegacyManifest,
-    content_sha256,
-    load_manifest,
-    manifest_path_of,
-    read_manifest_dict,
-    verify_capsule,
-)
+from industriverse.capsule import CapsuleManifest, content_sha256, inspect_capsule, manifest_path_of
 from industriverse.errors import IndustriverseError
 
 ACTIVITY_TYPES = ("deployment", "supersede", "rollback", "alert")
@@ -118,13 +110,9 @@ class CapsuleGatewayService:
         version older than one already registered.  ``BadInput`` for an unreadable one.
         """
         mpath = manifest_path_of(capsule_dir)
-        manifest = load_manifest(mpath)
-        if isinstance(manifest, LegacyManifest):
-            raise DeploymentRefused(manifest.problems())
-        problems = verify_capsule(mpath, keys_dir=self.keys_dir)
+        manifest, raw, problems = inspect_capsule(mpath, keys_dir=self.keys_dir)  # a legacy layout: what it lacks
         if problems:
             raise DeploymentRefused(problems)
-        raw = read_manifest_dict(mpath)
         content = content_sha256(raw)
         dedup_key = f"deployment:{content}"
         for attempt in range(3):
