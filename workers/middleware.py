@@ -134,15 +134,16 @@ def record_outcomes(messages: list[Message], *, engine: Any = None) -> None:
             store.update_strike(m.strike_id, status="failed", reason=f"{m.body.stage}: {m.body.reason}", engine=engine)
 
 
-def _failure(stage: str, reason: str, message: Message | None, strike_id: str | None, contract_id: str | None,
+def _failure(worker: str, stage: str, reason: str, message: Message | None, strike_id: str | None = None,
              *, error: BaseException | None = None, engine: Any) -> Outcome:
+    metrics.MESSAGES_FAILED.labels(worker, stage).inc()
     failed: list[Message] = []
     exit_code = error.exit_code if isinstance(error, IndustriverseError) else 3
     body = StrikeFailed(stage=stage, reason=reason, error=type(error).__name__ if error else None, exit_code=exit_code)
     if message is not None:
         failed = [message.follow(body)]
     elif strike_id:
-        failed = [Message(strike_id=strike_id, contract_id=contract_id, body=body)]
+        failed = [Message(strike_id=strike_id, body=body)]
     try:
         record_outcomes(failed, engine=engine)
     except Exception as exc:  # the store is down too: the strike.failed message still tells the client
@@ -173,8 +174,7 @@ def process(
         sid = exc.strike_id or (strike_id if is_strike_id(strike_id) else None)
         with log_context(worker=worker, stage=worker, strike_id=sid, message_id=None, contract_id=None):
             log.error("rejecting unreadable message", reason=exc.reason)
-            metrics.MESSAGES_FAILED.labels(worker, worker).inc()
-            return _failure(worker, exc.reason, None, sid, None, error=exc, engine=engine)
+            return _failure(worker, worker, exc.reason, None, sid, error=exc, engine=engine)
 
     actor = actors.get(message.type)
     stage = actor.stage if actor else worker
@@ -183,13 +183,11 @@ def process(
     with log_context(**context):
         if poison is not None:
             log.error("rejecting a message that crashed its workers", reason=poison)
-            metrics.MESSAGES_FAILED.labels(worker, stage).inc()
-            return _failure(stage, poison, message, None, None, engine=engine)
+            return _failure(worker, stage, poison, message, engine=engine)
         if actor is None:
             reason = f"worker {worker!r} has no actor for message type {message.type!r}"
             log.error("rejecting message", reason=reason)
-            metrics.MESSAGES_FAILED.labels(worker, stage).inc()
-            return _failure(stage, reason, message, None, None, engine=engine)
+            return _failure(worker, stage, reason, message, engine=engine)
 
         in_flight = metrics.IN_FLIGHT.labels(worker)
         in_flight.inc()
@@ -208,8 +206,7 @@ def process(
             if is_retryable(exc):
                 reason = f"gave up after {message.attempt + 1} attempts: {reason}"
             log.error("handler failed; dead-lettering", reason=reason, exc_info=not is_retryable(exc))
-            metrics.MESSAGES_FAILED.labels(worker, stage).inc()
-            return _failure(stage, reason, message, None, None, error=exc, engine=engine)
+            return _failure(worker, stage, reason, message, error=exc, engine=engine)
         finally:
             metrics.HANDLING_SECONDS.labels(worker, stage).observe(time.perf_counter() - started)
             in_flight.dec()
