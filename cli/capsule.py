@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as a file: python cli/capsule.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
-from industriverse.capsule import LegacyManifest, load_manifest, pack_capsule, verify_capsule
+from industriverse.capsule import LegacyManifest, inspect_capsule, pack_capsule
 
 
 @one_line_errors
@@ -34,12 +34,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.command == "pack":
         print(pack_capsule(args.run_dir, version=args.version))
         return 0
-    problems = verify_capsule(args.capsule)
+    manifest, _, problems = inspect_capsule(args.capsule)
     if problems:
         for line in problems:
             print(line)
         return 1
-    manifest = load_manifest(args.capsule)
     assert not isinstance(manifest, LegacyManifest)
     print(f"deployable: {manifest.id} version {manifest.version}")
     return 0

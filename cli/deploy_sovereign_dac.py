@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a file: python cli/deploy_sovereign_dac.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
-from industriverse.capsule import LegacyManifest, load_manifest, manifest_path_of
+from industriverse.capsule import load_manifest, manifest_path_of
 from industriverse.errors import BadInput, InfrastructureError
 from industriverse.gateway import CapsuleGatewayService, DeploymentRefused
 
@@ -54,9 +54,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     manifest = load_manifest(mpath)  # BadInput (exit 2) for unreadable YAML or a field error
     gateway = CapsuleGatewayService(args.db)
     try:
-        if isinstance(manifest, LegacyManifest):
-            raise DeploymentRefused(manifest.problems())
-        activity_id = gateway.register(mpath)
+        activity_id = gateway.register(mpath)  # refuses a legacy layout with what it lacks
     except DeploymentRefused as exc:
         for reason in exc.reasons:
             print(f"refused: {reason}", file=sys.stderr)
