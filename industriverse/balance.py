@@ -101,7 +101,7 @@ def energy_balance(problem, u: np.ndarray, *, x0: np.ndarray | None = None, d: n
     w = np.hstack([u, d])
     dt, H, n = problem.dt_s, problem.H, problem.n
     nodes, dist = net.node_names, net.disturbance_names
-    bound_dist = {b.name: dist.index(b.disturbance) for b in net.boundaries}
+    bound_dist = net.boundary_columns
     if net.has_nonlinear_dynamics:
         xs, ints, t4 = _nominal_radiation(net, A, Bc, x0, w, dt, d)
         method = "solve_ivp DOP853 (rtol 1e-10) on the exact radiation law, flows from the augmented integrals"

@@ -96,9 +96,7 @@ class Landscape:
         self.lo[0], self.hi[0] = -np.inf, np.inf  # the initial state is given
         self.p0, self.W = problem.linear_power(nonlinear="zero")
         net = problem.network
-        dist = net.disturbance_names
-        bounds = {b.name: b.disturbance for b in net.boundaries}
-        self.cops = [(a_i, net.index(a.node), a, problem.d[:, dist.index(bounds[a.cop.boundary])])
+        self.cops = [(a_i, net.index(a.node), a, problem.d[:, net.boundary_columns[a.cop.boundary]])
                      for a_i, a in enumerate(net.actuators) if a.nonlinear]
         self.convex = not self.cops  # affine power, linear dynamics: a convex (LP-representable) problem
         self.dt = problem.dt_h

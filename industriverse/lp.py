@@ -261,8 +261,6 @@ def relaxed_power(problem, backoff: bool = True, n_cuts: int = 3, tighten: bool 
     ``u ≤ U``.
     """
     net = problem.network
-    dist = net.disturbance_names
-    bounds = {b.name: b.disturbance for b in net.boundaries}
     p0, W = problem.linear_power(nonlinear="zero")
     relaxed: list[RelaxedActuator] = []
     lo = hi = None
@@ -274,7 +272,7 @@ def relaxed_power(problem, backoff: bool = True, n_cuts: int = 3, tighten: bool 
                     cop_nodes = sorted({net.index(b.node) for b in net.actuators if b.nonlinear})
                     lo, hi, _ = tighten_intervals(problem, lo, hi, cop_nodes, backoff=backoff)
             node = net.index(a.node)
-            other = problem.d[:, dist.index(bounds[a.cop.boundary])]
+            other = problem.d[:, net.boundary_columns[a.cop.boundary]]
             t_lo, t_hi = lo[:-1, node].copy(), hi[:-1, node].copy()
             c_min, c_max = cop_range(a, t_lo, t_hi, other)
             g_lo = 1.0 / c_max
@@ -301,8 +299,6 @@ def linearized_power(problem, u: np.ndarray) -> PowerModel:
     actuator (the adjoint of the dynamics enters through ``G``).
     """
     net = problem.network
-    dist = net.disturbance_names
-    bounds = {b.name: b.disturbance for b in net.boundaries}
     x = problem.predict(u)
     P = problem.site_power(u, x)
     H, m = problem.H, problem.m
@@ -311,7 +307,7 @@ def linearized_power(problem, u: np.ndarray) -> PowerModel:
     for a_i, a in enumerate(net.actuators):
         if a.kind in ("heat_pump", "chiller") and a.cop.model == "carnot_fraction":
             node = net.index(a.node)
-            other = problem.d[:, dist.index(bounds[a.cop.boundary])]
+            other = problem.d[:, net.boundary_columns[a.cop.boundary]]
             f, df = inverse_cop_and_slope(a, x[:-1, node], other)
             W[:, a_i] = f
             block = (u[:, a_i] * df)[:, None] * problem.G[:-1, node].reshape(H, H * m)

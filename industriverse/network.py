@@ -199,6 +199,12 @@ class Network(_Model):
                 names.append(ref)
         return names
 
+    @cached_property
+    def boundary_columns(self) -> dict[str, int]:
+        """Boundary name → the column of its temperature series in ``d`` (see :attr:`disturbance_names`)."""
+        dist = self.disturbance_names
+        return {b.name: dist.index(b.disturbance) for b in self.boundaries}
+
     @property
     def is_linear(self) -> bool:
         """True when both the dynamics and the electric power are linear in (x, u, d)."""
@@ -224,7 +230,7 @@ class Network(_Model):
         Radiation enters linearised (``4 σ ε A T_ref³`` W/K); see :func:`radiation_correction`.
         """
         n, nodes = len(self.nodes), self.node_names
-        bounds = {b.name: b.disturbance for b in self.boundaries}
+        bounds = self.boundary_columns
         dist = self.disturbance_names
         L = np.zeros((n, n))
         Ed = np.zeros((n, len(dist)))  # W per disturbance unit
@@ -235,7 +241,7 @@ class Network(_Model):
             i = nodes.index(a)
             L[i, i] += g
             if b in bounds:
-                Ed[i, dist.index(bounds[b])] += g
+                Ed[i, bounds[b]] += g
             else:
                 j = nodes.index(b)
                 L[j, j] += g
@@ -260,12 +266,10 @@ class Network(_Model):
         ``x``: (..., n) node states; ``d``: (..., n_d) disturbances.
         """
         out = np.zeros_like(x, dtype=float)
-        dist = self.disturbance_names
-        bounds = {b.name: b.disturbance for b in self.boundaries}
         for r in self.radiation:
             i = self.index(r.node)
             t = x[..., i] + KELVIN
-            tb = d[..., dist.index(bounds[r.boundary])] + KELVIN
+            tb = d[..., self.boundary_columns[r.boundary]] + KELVIN
             exact = STEFAN_BOLTZMANN * r.emissivity * r.area_m2 * (t**4 - tb**4)
             linear = _radiation_conductance(r) * (t - tb)
             out[..., i] -= (exact - linear) / self.capacities[i]
@@ -311,7 +315,6 @@ def electric_power(net: Network, u: np.ndarray, x: np.ndarray, d: np.ndarray) ->
     ``u``: (..., m) set-points in kW; ``x``: (..., n) states at the step's start; ``d``: (..., n_d).
     """
     dist = net.disturbance_names
-    bounds = {b.name: b.disturbance for b in net.boundaries}
     p = np.zeros(np.broadcast_shapes(u.shape[:-1], x.shape[:-1], d.shape[:-1]))
     if net.site.load is not None:
         p = p + d[..., dist.index(net.site.load)]
@@ -322,7 +325,7 @@ def electric_power(net: Network, u: np.ndarray, x: np.ndarray, d: np.ndarray) ->
         if a.kind == "heater":
             p = p + uk / a.efficiency
         elif a.kind in ("heat_pump", "chiller"):
-            other = d[..., dist.index(bounds[a.cop.boundary])] if a.cop.boundary else 0.0
+            other = d[..., net.boundary_columns[a.cop.boundary]] if a.cop.boundary else 0.0
             p = p + uk / cop(a, x[..., net.index(a.node)], other)
         elif a.kind == "battery_charge":
             p = p + uk
