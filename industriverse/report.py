@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from industriverse.errors import BadInput
-from industriverse.rundir import DOCUMENTS
+from industriverse.rundir import DOCUMENTS, write_json_file
 from industriverse.plots import PLOT_FILES, PLOT_TITLES, make_plots
 from industriverse.value import (
     STABILITY_DEFINITION,
@@ -539,9 +539,7 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
     value = compute_value(run)
     paths: dict[str, str] = {}
     value_path = out / "value.json"
-    tmp = value_path.with_name("value.json.tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(value_path)
+    write_json_file(value_path, value)
     paths["value"] = str(value_path)
 
     plots = make_plots(run, value, out)
