@@ -28,6 +28,7 @@ import numpy as np
 
 from .canonical import canonical_json, read_json, sha256_of
 from .errors import BadInput
+from .proof import CHECK_FIELDS
 from .rundir import document_beside
 
 _MISSING = object()
@@ -69,10 +70,9 @@ def compare(label: str, recorded: Any, replayed: Any, out: list[str]) -> None:
 
 
 def _checks_by_name(checks: Any) -> dict:
-    fields = ("name", "value", "limit", "margin", "passed")
     if not isinstance(checks, list):
         return {}
-    return {c.get("name"): {f: c.get(f) for f in fields} for c in checks if isinstance(c, dict)}
+    return {c.get("name"): {f: c.get(f) for f in CHECK_FIELDS} for c in checks if isinstance(c, dict)}
 
 
 def replay_documents(optimization: dict, *, ensemble_size: int, seed: int, opt_file: str = "optimization.json",
