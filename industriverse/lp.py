@@ -41,7 +41,7 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from .kpis import PEAK_WINDOW_H
-from .network import KELVIN, Actuator, cop
+from .network import KELVIN, Actuator, carnot_terms, cop
 
 HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}
 
@@ -229,23 +229,11 @@ def inverse_cop_and_slope(act: Actuator, t_node: np.ndarray, other: np.ndarray) 
     m = act.cop
     if m.model == "constant":
         return np.full(t_node.shape, 1.0 / m.value), np.zeros(t_node.shape)
-    if act.kind == "chiller":
-        cold = t_node - m.evaporator_approach_k
-        hot = other + m.condenser_approach_k
-        ref = cold + KELVIN
-        raw = hot - cold
-        lift = np.maximum(raw, m.min_lift_k)
-        f = lift / (m.eta * ref)
-        # d/dT of lift/(η ref): lift' = −1 where unclamped, 0 where clamped; ref' = 1
-        dlift = np.where(raw > m.min_lift_k, -1.0, 0.0)
-    else:
-        cold = other - m.evaporator_approach_k
-        hot = t_node + m.condenser_approach_k
-        ref = hot + KELVIN
-        raw = hot - cold
-        lift = np.maximum(raw, m.min_lift_k)
-        f = lift / (m.eta * ref)
-        dlift = np.where(raw > m.min_lift_k, 1.0, 0.0)
+    raw, ref = carnot_terms(act, t_node, other)
+    lift = np.maximum(raw, m.min_lift_k)
+    f = lift / (m.eta * ref)
+    # d/dT of lift/(η ref): lift' = −1 (chiller) or +1 (heat pump) where unclamped, 0 where clamped; ref' = 1
+    dlift = np.where(raw > m.min_lift_k, -1.0 if act.kind == "chiller" else 1.0, 0.0)
     df = (dlift * ref - lift) / (m.eta * ref * ref)
     return f, df
 

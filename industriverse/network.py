@@ -300,13 +300,22 @@ def cop(act: Actuator, t_node: np.ndarray, t_other: np.ndarray) -> np.ndarray:
     m = act.cop
     if m.model == "constant":
         return np.full(np.broadcast(t_node, t_other).shape, m.value)
+    raw, ref = carnot_terms(act, t_node, t_other)
+    lift = np.maximum(raw, m.min_lift_k)
+    carnot = ref / lift
+    return m.eta * carnot
+
+
+def carnot_terms(act: Actuator, t_node: np.ndarray, t_other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(hot − cold, reference)`` of a Carnot-fraction COP: the unclamped lift (K) between the
+    evaporator and the condenser, and the temperature (K) over the lift — the cold side for a
+    chiller (node = cold side), the hot side for a heat pump (node = hot side)."""
+    m = act.cop
     if act.kind == "chiller":
         cold, hot = np.asarray(t_node) - m.evaporator_approach_k, np.asarray(t_other) + m.condenser_approach_k
-    else:
-        cold, hot = np.asarray(t_other) - m.evaporator_approach_k, np.asarray(t_node) + m.condenser_approach_k
-    lift = np.maximum(hot - cold, m.min_lift_k)
-    carnot = ((cold if act.kind == "chiller" else hot) + KELVIN) / lift
-    return m.eta * carnot
+        return hot - cold, cold + KELVIN
+    cold, hot = np.asarray(t_other) - m.evaporator_approach_k, np.asarray(t_node) + m.condenser_approach_k
+    return hot - cold, hot + KELVIN
 
 
 def electric_power(net: Network, u: np.ndarray, x: np.ndarray, d: np.ndarray) -> np.ndarray:
