@@ -65,13 +65,14 @@ def _reachable(problem, k: int, i: int, side: str) -> tuple[float, np.ndarray]:
     if not np.any(np.isfinite(problem.ramp)):
         u = np.where(sign * g > 0, hi, lo)
     else:
+        from .lp import ramp_matrix
+
         rows = []
         for a in range(m):
             r = problem.ramp[a]
             if np.isfinite(r) and H > 1:
-                D = sparse.diags([-np.ones(H - 1), np.ones(H - 1)], [0, 1], shape=(H - 1, H))
-                sel = sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * m + a)), shape=(H, H * m))
-                rows += [(D @ sel, np.full(H - 1, r)), (-(D @ sel), np.full(H - 1, r))]
+                Da = ramp_matrix(H, m, a)
+                rows += [(Da, np.full(H - 1, r)), (-Da, np.full(H - 1, r))]
         A = sparse.vstack([r[0] for r in rows], format="csr")
         b = np.concatenate([r[1] for r in rows])
         res = linprog(-sign * g, A_ub=A, b_ub=b, bounds=np.column_stack([lo, hi]), method="highs")

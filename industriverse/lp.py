@@ -383,6 +383,17 @@ class _Assembler:
                              np.concatenate(self.ub), self.blocks, rows, info)
 
 
+def _select(H: int, m: int, a: int) -> sparse.csr_matrix:
+    """(H, H·m): actuator ``a``'s set-point at every step, from the flat plan."""
+    return sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * m + a)), shape=(H, H * m))
+
+
+def ramp_matrix(H: int, m: int, a: int) -> sparse.csr_matrix:
+    """(H−1, H·m): ``u[k, a] − u[k−1, a]`` for ``k = 1..H−1``, from the flat plan."""
+    D = sparse.diags([-np.ones(H - 1), np.ones(H - 1)], [0, 1], shape=(H - 1, H), format="csr")
+    return D @ _select(H, m, a)
+
+
 def peak_windows(problem) -> list[np.ndarray]:
     """Steps of each 15-minute window (as :func:`industriverse.kpis.fifteen_minute_means`)."""
     if problem.dt_h >= PEAK_WINDOW_H - 1e-12:
@@ -498,9 +509,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         r = problem.ramp[a]
         if not np.isfinite(r) or H < 2:
             continue
-        D = sparse.diags([-np.ones(H - 1), np.ones(H - 1)], [0, 1], shape=(H - 1, H), format="csr")
-        sel = sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * m + a)), shape=(H, H * m))
-        Da = D @ sel
+        Da = ramp_matrix(H, m, a)
         asm.rows_le(f"ramp_up_{a}", {"u": Da}, np.full(H - 1, r), {"k": np.arange(1, H), "actuator": np.full(H - 1, a)})
         asm.rows_le(f"ramp_down_{a}", {"u": -Da}, np.full(H - 1, r), {"k": np.arange(1, H), "actuator": np.full(H - 1, a)})
 
@@ -539,7 +548,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
 
     # relaxation of temperature-dependent COPs: g_lo·u ≤ q ≤ g_hi·u, perspective cuts
     for i, r in enumerate(power.relaxed):
-        sel = sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * m + r.actuator)), shape=(H, H * m))
+        sel = _select(H, m, r.actuator)
         asm.rows_le(f"relax_lo_{i}", {"u": sel.multiply(r.g_lo[:, None]).tocsr(), f"q{i}": -eye}, np.zeros(H))
         fin = np.isfinite(r.g_hi)
         if fin.any():
