@@ -195,11 +195,16 @@ def true_violation(problem, u: np.ndarray, backoff: bool = True) -> float:
     (tightened when ``backoff``), box, ramp, import/export limits, budgets."""
     land = Landscape(problem, backoff=backoff)
     _, _, _, v = land.evaluate(u[None], 0.0, grad=False)
+    return max(float(v[0]), actuator_violation(problem, u))
+
+
+def actuator_violation(problem, u: np.ndarray) -> float:
+    """Largest excess (kW, ≥ 0) of plan ``u`` (H, m) over the actuator box and the ramp limits."""
     box = max(float(np.max(problem.u_lo - u)), float(np.max(u - problem.u_hi)), 0.0)
     ramp = 0.0
     if problem.H > 1 and np.any(np.isfinite(problem.ramp)):
         ramp = max(float(np.max(np.abs(np.diff(u, axis=0)) - problem.ramp)), 0.0)
-    return max(float(v[0]), box, ramp)
+    return max(box, ramp)
 
 
 def metric(problem, land: Landscape, settings: IDFSettings) -> tuple[np.ndarray, np.ndarray]:

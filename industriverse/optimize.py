@@ -23,7 +23,8 @@ from typing import Callable
 import numpy as np
 
 from .errors import BadInput, Infeasible
-from .idf import FEAS_TOL, IDFSettings, Landscape, idf, polish, true_violation
+from .idf import FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish, true_violation
+from .kpis import band_excess
 from .lp import solve_planning_lp
 
 METHODS = ("auto", "idf", "lp")
@@ -37,13 +38,8 @@ def untightened_violation(problem, u: np.ndarray, x: np.ndarray | None = None) -
     """Largest violation by plan ``u`` (H, m) of the client's own (un-tightened) envelope at
     ``k = 1..H``, the actuator limits and the ramp limits, in state units or kW (0 if none)."""
     x = problem.predict(u) if x is None else x
-    lo, hi = problem.x_lo[1:], problem.x_hi[1:]
-    with np.errstate(invalid="ignore"):
-        env = np.maximum(np.where(np.isfinite(lo), lo - x[1:], 0.0), np.where(np.isfinite(hi), x[1:] - hi, 0.0))
-    out = max(float(env.max(initial=0.0)), float(np.max(problem.u_lo - u)), float(np.max(u - problem.u_hi)), 0.0)
-    if problem.H > 1 and np.any(np.isfinite(problem.ramp)):
-        out = max(out, float(np.max(np.abs(np.diff(u, axis=0)) - problem.ramp)))
-    return out
+    env = band_excess(x[1:], problem.x_lo[1:], problem.x_hi[1:])
+    return max(float(env.max(initial=0.0)), actuator_violation(problem, u))
 
 
 def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str | Path | None = None,
