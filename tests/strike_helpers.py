@@ -50,11 +50,9 @@ def queue_state(url: str, queue: str) -> tuple[int, int]:
 
 
 def delete_topology(url: str, prefix: str) -> None:
-    from workers.actor import load_actors
-
     conn = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        Topology.for_actors(load_actors(["all"]), prefix).delete(conn.channel())
+        Topology(prefix).delete(conn.channel())
     finally:
         conn.close()
 

@@ -28,6 +28,7 @@ import pytest
 from industriverse import store
 from industriverse.errors import InfrastructureError
 from messages import Message, PlanOptimized, StrikeCompleted, StrikeRequested, decode
+from strike_helpers import delete_topology, queue_state, wait_for
 from workers.actor import Registry
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
@@ -92,9 +93,7 @@ def channel_for(url: str):
 def prefix(amqp_url):
     name = f"ivtest-{uuid.uuid4().hex[:10]}"
     yield name
-    conn, ch = channel_for(amqp_url)
-    Topology.for_actors(make_actors(), name).delete(ch)
-    conn.close()
+    delete_topology(amqp_url, name)
 
 
 @contextlib.contextmanager
@@ -151,14 +150,6 @@ class Observer:
         conn.close()
 
 
-def queue_state(url: str, queue: str) -> tuple[int, int]:
-    """(ready messages, consumers) of ``queue``."""
-    conn, ch = channel_for(url)
-    ok = ch.queue_declare(queue, passive=True).method
-    conn.close()
-    return ok.message_count, ok.consumer_count
-
-
 def start_worker(url: str, prefix: str, log_dir: Path, *extra: str) -> subprocess.Popen:
     """This file as a worker process (optimizer and simulator kinds unless --kinds is given)."""
     log_dir.mkdir(exist_ok=True)
@@ -191,13 +182,6 @@ def stop(proc: subprocess.Popen) -> None:
 def handler_log(log_dir: Path) -> list[list[str]]:
     path = log_dir / "double.log"
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # --- tests -------------------------------------------------------------------------------------
@@ -338,7 +322,7 @@ def test_sigterm_finishes_the_message_in_flight_and_leaves_the_rest(amqp_url, pr
     try:
         with RabbitPublisher(amqp_url, prefix=prefix) as pub:
             pub.publish(slow)
-            wait_for(lambda: handler_log(tmp_path), what="the handler to start")
+            wait_for(lambda: handler_log(tmp_path), timeout=20, what="the handler to start")
             assert float(scrape(port)['industriverse_messages_in_flight{worker="optimizer"}']) == 1.0
             worker.send_signal(signal.SIGTERM)
             pub.publish(waiting)
