@@ -130,8 +130,8 @@ class Hysteresis(_Baseline):
         lo, hi = problem.x_lo[1:], problem.x_hi[1:]
         node = settings.node
         if node is None:
-            banded = [i for i in range(problem.n) if np.isfinite(lo[:, i]).any() or np.isfinite(hi[:, i]).any()]
-            if not banded:
+            banded = np.flatnonzero(problem.banded)
+            if banded.size == 0:
                 raise BadInput(file, "baseline.node", "no node has a band: name the node the thermostat measures")
             node = problem.nodes[banded[0]]
         if node not in problem.nodes:

@@ -96,6 +96,11 @@ class PlanningProblem:
         """(n,) True for thermal nodes (False for storage nodes)."""
         return np.array([not nd.is_storage for nd in self.network.nodes])
 
+    @property
+    def banded(self) -> np.ndarray:
+        """(n,) True for nodes with a finite envelope bound at some state k = 1..H."""
+        return np.isfinite(self.x_lo[1:]).any(axis=0) | np.isfinite(self.x_hi[1:]).any(axis=0)
+
     # --- prediction ------------------------------------------------------------------------
     def _build_prediction(self) -> None:
         H, n, m = self.H, self.n, self.m

@@ -343,8 +343,7 @@ def plan_from_optimization(problem, doc, file: str | None = None) -> np.ndarray:
 def _kpis(problem, ens: Ensemble) -> dict[str, np.ndarray]:
     """Per-trajectory KPIs (C, N) of an ensemble."""
     out = dict(ens.energy)
-    banded = np.isfinite(problem.x_lo[1:]).any(axis=0) | np.isfinite(problem.x_hi[1:]).any(axis=0)
-    out["discomfort_kh"] = discomfort_kh(ens.x, problem.x_lo, problem.x_hi, problem.dt_h, problem.thermal & banded)
+    out["discomfort_kh"] = discomfort_kh(ens.x, problem.x_lo, problem.x_hi, problem.dt_h, problem.thermal & problem.banded)
     out["travel_kw"] = ens.travel
     return {name: out[name] for name in KPI_NAMES}
 

@@ -245,5 +245,4 @@ def noise_backoff(problem, multiplier: float = 1.0) -> np.ndarray:
         return np.zeros(problem.n)
     p = problem.constraint.uncertainty.max_violation_probability
     z = float(norm.ppf(1.0 - p / M))
-    banded = np.isfinite(lo).any(axis=0) | np.isfinite(hi).any(axis=0)
-    return np.where(banded, multiplier * z * std[1:].max(axis=0), 0.0)
+    return np.where(problem.banded, multiplier * z * std[1:].max(axis=0), 0.0)
