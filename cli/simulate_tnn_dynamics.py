@@ -8,7 +8,6 @@ Exit 0 on success, 2 on bad input (the file and the field named in one line).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ if __package__ in (None, ""):  # run as a file: python cli/simulate_tnn_dynamics
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors, write_json
+from industriverse.canonical import read_json
 from industriverse.errors import BadInput
 
 EPILOG = """\
@@ -40,19 +40,6 @@ def _progress():
             print(f"\rsimulating: {pct:3d} %", end="" if pct < 100 else "\n", file=sys.stderr, flush=True)
 
     return show
-
-
-def _read_json(path: str) -> dict:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise BadInput(path, None, "no such file") from None
-    except OSError as exc:
-        raise BadInput(path, None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(path, None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
 @one_line_errors
@@ -89,7 +76,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     baseline_settings(problem, args.constraint_json)  # a bad baseline names the constraint file
     u = None
     if args.plan is not None:
-        u = plan_from_optimization(problem, _read_json(args.plan), args.plan)
+        u = plan_from_optimization(problem, read_json(args.plan), args.plan)
     doc = simulate(problem, u, ensemble_size=args.ensemble, seed=args.seed,
                    request_dir=str(Path(args.constraint_json).resolve().parent), progress=_progress(),
                    file=args.constraint_json)
