@@ -4,52 +4,21 @@ from __future__ import annotations
 import pytest
 
 from industriverse import store
-from industriverse.errors import BadInput, InfrastructureError
 from messages import (
     Message,
-    PlanOptimized,
     PlanSimulated,
     PlanVerified,
-    StrikeCompleted,
     StrikeFailed,
     StrikeRequested,
     decode,
     encode,
 )
-from workers.actor import Registry
+from toy_actors import make_actors
 from workers.broker import Unroutable, topic_matches
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.0)
-
-
-def make_actors(calls: list[str]) -> Registry:
-    """Two test actors: 'doubler' (x -> 2x, strike.requested -> plan.optimized) and
-    'finisher' (2x -> 2x+1, plan.optimized -> strike.completed)."""
-    reg = Registry()
-
-    @reg.actor("optimizer", consumes="strike.requested", stage="double")
-    def double(message: Message) -> list[Message]:
-        calls.append(f"double:{message.strike_id}:{message.attempt}")
-        c = message.body.constraint
-        if "fail" in c:
-            raise ValueError(c["fail"])
-        if "bad" in c:
-            raise BadInput("constraint.json", "comfort.low", "must be below comfort.high")
-        if message.attempt < c.get("flaky", 0):
-            raise InfrastructureError("database went away")
-        ref = store.put_json_artifact({"x": 2 * c["x"]})
-        return [message.follow(PlanOptimized(optimization_ref=ref))]
-
-    @reg.actor("simulator", consumes="plan.optimized", stage="finish")
-    def finish(message: Message) -> list[Message]:
-        calls.append(f"finish:{message.strike_id}")
-        x = store.get_json_artifact(message.body.optimization_ref)["x"]
-        ref = store.put_json_artifact({"y": x + 1})
-        return [message.follow(StrikeCompleted(outcome="deployed", activity_id=f"act-{x + 1}", value_ref=ref))]
-
-    return reg
 
 
 def strike(**constraint) -> Message:

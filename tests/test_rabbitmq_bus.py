@@ -3,7 +3,7 @@ and the broker closing every connection.
 
 Each test uses its own exchange/queue prefix (and the close-all test its own vhost) and
 deletes them afterwards.  Worker processes are this file run as a script with the test
-actors below (``python tests/test_rabbitmq_bus.py --broker URL --prefix P ...``).
+actors of ``toy_actors.py`` (``python tests/test_rabbitmq_bus.py --broker URL --prefix P ...``).
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ import pytest
 
 from industriverse import store
 from industriverse.errors import InfrastructureError
-from messages import Message, PlanOptimized, StrikeCompleted, StrikeRequested, decode
+from messages import Message, StrikeRequested, decode
 from strike_helpers import delete_topology, queue_state, wait_for
-from workers.actor import Registry
+from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
 from workers.rabbitmq import RabbitBus, RabbitPublisher, Topology, request
@@ -38,45 +38,6 @@ pytestmark = pytest.mark.broker
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)
 RABBITMQCTL = "/usr/sbin/rabbitmqctl"
-
-
-# --- test actors ------------------------------------------------------------------------------
-def make_actors(log_dir: Path | None = None) -> Registry:
-    """'double' (optimizer kind): x -> 2x; 'finish' (simulator kind): 2x -> 2x+1, completed.
-
-    Constraint switches: ``sleep`` (seconds, in the handler), ``fail`` (ValueError),
-    ``flaky`` (InfrastructureError while attempt < flaky).  With ``log_dir``, the handler
-    appends 'start'/'done' lines to ``double.log`` (visible across processes).
-    """
-    reg = Registry()
-
-    def note(event: str, message: Message) -> None:
-        if log_dir is not None:
-            with open(log_dir / "double.log", "a") as f:
-                f.write(f"{event} {message.strike_id} {os.getpid()}\n")
-
-    @reg.actor("optimizer", consumes="strike.requested", stage="double")
-    def double(message: Message) -> list[Message]:
-        c = message.body.constraint
-        note("start", message)
-        if c.get("crash"):  # kills every worker that takes it
-            os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(c.get("sleep", 0))
-        if "fail" in c:
-            raise ValueError(c["fail"])
-        if message.attempt < c.get("flaky", 0):
-            raise InfrastructureError("database went away")
-        ref = store.put_json_artifact({"x": 2 * c["x"]})
-        note("done", message)
-        return [message.follow(PlanOptimized(optimization_ref=ref))]
-
-    @reg.actor("simulator", consumes="plan.optimized", stage="finish")
-    def finish(message: Message) -> list[Message]:
-        x = store.get_json_artifact(message.body.optimization_ref)["x"]
-        ref = store.put_json_artifact({"y": x + 1})
-        return [message.follow(StrikeCompleted(outcome="deployed", activity_id=f"act-{x + 1}", value_ref=ref))]
-
-    return reg
 
 
 def strike(**constraint) -> Message:
@@ -260,7 +221,7 @@ def test_a_duplicate_delivery_is_answered_from_the_store(amqp_url, prefix, home,
     observer = Observer(amqp_url, prefix, ["strike.completed.*"])
     m = strike(x=10)
     try:
-        with running(RabbitBus(amqp_url, make_actors(tmp_path), prefix=prefix, concurrency=1, policy=FAST)):
+        with running(RabbitBus(amqp_url, make_actors(log_dir=tmp_path), prefix=prefix, concurrency=1, policy=FAST)):
             with RabbitPublisher(amqp_url, prefix=prefix) as pub:
                 pub.publish(m)
                 pub.publish(m)  # the same message again, as a redelivery would bring it
@@ -465,8 +426,8 @@ def _worker_main() -> int:
             return stored
 
         store.put_stage_result = put_then_die
-    return run_workers(args.kinds.split(","), args.broker, args.concurrency, args.metrics_port, registry=make_actors(args.log_dir),
-                       prefix=args.prefix, policy=FAST, grace=10)
+    return run_workers(args.kinds.split(","), args.broker, args.concurrency, args.metrics_port,
+                       registry=make_actors(log_dir=args.log_dir), prefix=args.prefix, policy=FAST, grace=10)
 
 
 if __name__ == "__main__":
