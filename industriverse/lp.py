@@ -183,11 +183,10 @@ def tighten_intervals(problem, lo: np.ndarray, hi: np.ndarray, nodes: list[int],
         return new_lo, new_hi, {"seconds": time.perf_counter() - t0, "status": res.message}
     y = res.eqlin.marginals
     r = c - A_eq.T @ y
-    eps = np.finfo(float).eps
     for k, node, sense, vs, rs in blocks:
         rv = r[vs]
         terms = np.concatenate([y[rs] * b_eq[rs], np.where(rv > 0, rv * lbv[vs], 0.0), np.where(rv < 0, rv * ubv[vs], 0.0)])
-        bound = float(terms.sum()) - 8 * eps * (terms.size + 10) * float(np.abs(terms).sum())
+        bound = _safe_sum(terms)
         if sense > 0:
             new_lo[k, node] = max(new_lo[k, node], bound)
         else:
@@ -619,9 +618,12 @@ def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
     terms = np.concatenate([y_ub * lp.b_ub, y_eq * lp.b_eq, at_lo, at_hi])
     if not np.all(np.isfinite(terms)):
         return -np.inf, dual_obj, residual
-    total = float(np.sum(terms))
-    rounding = 8 * np.finfo(float).eps * (terms.size + 10) * float(np.sum(np.abs(terms)))
-    return total - rounding, dual_obj, residual
+    return _safe_sum(terms), dual_obj, residual
+
+
+def _safe_sum(terms: np.ndarray) -> float:
+    """``Σ terms`` minus a floating-point rounding allowance, so a bound summed from dual terms stays a bound."""
+    return float(np.sum(terms)) - 8 * np.finfo(float).eps * (terms.size + 10) * float(np.sum(np.abs(terms)))
 
 
 def solve(lp: LinearProgram, options: dict | None = None) -> LPSolution:
