@@ -22,12 +22,13 @@ from scipy.linalg import LinAlgError, cholesky, eigh, solve_discrete_are
 from scipy.stats import norm
 
 from .discretize import ou_step, van_loan, zoh
+from .kpis import PEAK_WINDOW_H
+from .mapping import SECONDS_PER_HOUR
 
-SECONDS_PER_HOUR = 3600.0
 DEFAULT_CONTROL_MINUTES = 1.0
 TRACKING_WEIGHT = 10.0      # weight of a band-wide deviation against a full-range actuator move
 UNBANDED_WEIGHT = 1e-6      # keeps (A, Q) detectable on nodes without a band
-PEAK_WINDOW_S = 900.0
+PEAK_WINDOW_S = PEAK_WINDOW_H * SECONDS_PER_HOUR
 
 
 # --- the control sub-step -----------------------------------------------------------------
