@@ -15,6 +15,7 @@ import pika
 from workers.rabbitmq import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
+RABBITMQCTL = "/usr/sbin/rabbitmqctl"
 EXAMPLES = {
     "hvac": "hvac_testcase1.json",
     "hvac_two_zone": "hvac_two_zone_office.json",
@@ -101,3 +102,23 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def throwaway_vhost(amqp_url: str, label: str):
+    """A new vhost for the guest user, deleted afterwards (so that closing all its connections
+    touches no other test); yields ``(name, url)``."""
+    name = f"{label}-{uuid.uuid4().hex[:10]}"
+    subprocess.run([RABBITMQCTL, "add_vhost", name], check=True, capture_output=True)
+    subprocess.run([RABBITMQCTL, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
+    try:
+        yield name, amqp_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        subprocess.run([RABBITMQCTL, "delete_vhost", name], check=True, capture_output=True)
+
+
+def close_all_connections(vhost: str) -> None:
+    """The broker closes every connection of ``vhost`` (an outage as the workers see it)."""
+    closed = subprocess.run([RABBITMQCTL, "close_all_connections", "--vhost", vhost, "test: broker goes away"],
+                            capture_output=True, text=True)
+    assert closed.returncode == 0, closed.stderr

@@ -14,11 +14,20 @@ import pytest
 from industriverse import store
 from industriverse.gateway import CapsuleGatewayService
 from messages import Message, StrikeRequested, decode
-from strike_helpers import ROOT, delete_topology, example, queue_state, start_workers, stop_workers, wait_for
+from strike_helpers import (
+    ROOT,
+    close_all_connections,
+    delete_topology,
+    example,
+    queue_state,
+    start_workers,
+    stop_workers,
+    throwaway_vhost,
+    wait_for,
+)
 from workers.rabbitmq import RabbitPublisher
 
 pytestmark = pytest.mark.broker
-RABBITMQCTL = "/usr/sbin/rabbitmqctl"
 
 
 @pytest.fixture()
@@ -89,12 +98,8 @@ def test_sigkill_mid_message_the_strike_completes_once(amqp_url, prefix, home, t
 
 @pytest.fixture()
 def vhost(amqp_url):
-    """A throw-away vhost, so that closing its connections touches no other test."""
-    name = f"ivfleet-{uuid.uuid4().hex[:10]}"
-    subprocess.run([RABBITMQCTL, "add_vhost", name], check=True, capture_output=True)
-    subprocess.run([RABBITMQCTL, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
-    yield name, amqp_url.rsplit("/", 1)[0] + "/" + name
-    subprocess.run([RABBITMQCTL, "delete_vhost", name], check=True, capture_output=True)
+    with throwaway_vhost(amqp_url, "ivfleet") as name_and_url:
+        yield name_and_url
 
 
 def test_broker_closing_all_connections_loses_nothing(vhost, home, tmp_path):
@@ -105,9 +110,7 @@ def test_broker_closing_all_connections_loses_nothing(vhost, home, tmp_path):
         publish_all(url, "ivfleet", strikes)
         ids = [m.strike_id for m in strikes]
         wait_for(lambda: store.get_stage_result(ids[0], "optimizer"), timeout=60, what="work under way")
-        closed = subprocess.run([RABBITMQCTL, "close_all_connections", "--vhost", name, "test: broker goes away"],
-                                capture_output=True, text=True)
-        assert closed.returncode == 0, closed.stderr
+        close_all_connections(name)
         wait_for(lambda: len(outcomes(ids)) == 4, timeout=180, what="4 outcomes after the outage")
         assert worker.poll() is None, "the worker survived the outage"
     finally:

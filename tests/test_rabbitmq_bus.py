@@ -28,7 +28,7 @@ import pytest
 from industriverse import store
 from industriverse.errors import InfrastructureError
 from messages import Message, StrikeRequested, decode
-from strike_helpers import delete_topology, queue_state, wait_for
+from strike_helpers import RABBITMQCTL, close_all_connections, delete_topology, queue_state, throwaway_vhost, wait_for
 from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
@@ -37,7 +37,6 @@ from workers.rabbitmq import RabbitBus, RabbitPublisher, Topology, request
 pytestmark = pytest.mark.broker
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)
-RABBITMQCTL = "/usr/sbin/rabbitmqctl"
 
 
 def strike(**constraint) -> Message:
@@ -359,11 +358,8 @@ def vhost(amqp_url):
     """A throw-away vhost, so that closing all its connections touches nobody else."""
     if not os.path.exists(RABBITMQCTL):
         pytest.skip("rabbitmqctl is not installed here")
-    name = f"ivtest-{uuid.uuid4().hex[:10]}"
-    subprocess.run([RABBITMQCTL, "add_vhost", name], check=True, capture_output=True)
-    subprocess.run([RABBITMQCTL, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"], check=True, capture_output=True)
-    yield amqp_url.rsplit("/", 1)[0] + "/" + name
-    subprocess.run([RABBITMQCTL, "delete_vhost", name], check=True, capture_output=True)
+    with throwaway_vhost(amqp_url, "ivtest") as (_name, url):
+        yield url
 
 
 def test_workers_reconnect_when_the_broker_closes_all_connections(vhost, home, tmp_path):
@@ -376,9 +372,7 @@ def test_workers_reconnect_when_the_broker_closes_all_connections(vhost, home, t
             for m in strikes:
                 pub.publish(m)
         observer.collect(lambda s: len(s) >= 1)
-        closed = subprocess.run([RABBITMQCTL, "close_all_connections", "--vhost", vhost.rsplit("/", 1)[1], "test: broker goes away"],
-                                capture_output=True, text=True)
-        assert closed.returncode == 0, closed.stderr
+        close_all_connections(vhost.rsplit("/", 1)[1])
         seen = observer.collect(lambda s: {m.strike_id for m in s} >= {m.strike_id for m in strikes})
         assert worker.poll() is None  # survived
         worker.send_signal(signal.SIGTERM)
