@@ -35,7 +35,7 @@ def wait_all(ids, timeout=600.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = [store.get_strike(i) for i in ids]
-        if all(r and r["status"] in ("completed", "rejected", "failed") for r in rows):
+        if all(r and r["status"] in store.TERMINAL_STATUSES for r in rows):
             return
         time.sleep(0.05)
     raise TimeoutError("strikes did not finish")

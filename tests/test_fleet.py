@@ -46,7 +46,7 @@ def small_strike(seed: int = 0) -> Message:
 def outcomes(ids) -> dict[str, str]:
     """strike_id -> final status in the store, for the strikes that ended."""
     rows = {sid: store.get_strike(sid) for sid in ids}
-    return {sid: r["status"] for sid, r in rows.items() if r and r["status"] in ("completed", "rejected", "failed")}
+    return {sid: r["status"] for sid, r in rows.items() if r and r["status"] in store.TERMINAL_STATUSES}
 
 
 def publish_all(url: str, prefix: str, messages) -> None:
