@@ -50,6 +50,19 @@ def queue_state(url: str, queue: str) -> tuple[int, int]:
             conn.close()
 
 
+def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Take every message waiting in ``queue``: (properties, body) each."""
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        taken = []
+        while (got := ch.basic_get(queue, auto_ack=True))[0] is not None:
+            taken.append(got[1:])
+        return taken
+    finally:
+        conn.close()
+
+
 def delete_topology(url: str, prefix: str) -> None:
     conn = pika.BlockingConnection(pika.URLParameters(url))
     try:

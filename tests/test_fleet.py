@@ -18,6 +18,7 @@ from strike_helpers import (
     ROOT,
     close_all_connections,
     delete_topology,
+    drain,
     example,
     queue_state,
     start_workers,
@@ -120,19 +121,6 @@ def test_broker_closing_all_connections_loses_nothing(vhost, home, tmp_path):
     assert deployments_by_strike() == {sid: 1 for sid in ids}
 
 
-def dead_letters(url: str, queue: str) -> list[tuple[dict, bytes]]:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
-    out = []
-    while True:
-        method, props, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            break
-        out.append((props.headers or {}, body))
-    conn.close()
-    return out
-
-
 def test_poison_messages_end_in_the_dead_letter_queue_and_the_worker_goes_on(amqp_url, prefix, home, tmp_path):
     bad = example("hvac")
     bad["envelope"]["zone"]["min"] = "warm"  # a strike that fails every time: its constraint is invalid
@@ -153,7 +141,7 @@ def test_poison_messages_end_in_the_dead_letter_queue_and_the_worker_goes_on(amq
     assert outcomes([good.strike_id]) == {good.strike_id: "completed"}
     row = store.get_strike(failing.strike_id)
     assert row["status"] == "failed" and "envelope.zone.min" in row["reason"]
-    letters = dead_letters(amqp_url, f"{prefix}.optimizer.dead")
+    letters = [(props.headers or {}, body) for props, body in drain(amqp_url, f"{prefix}.optimizer.dead")]
     reasons = [h.get("x-error", "") for h, _ in letters]
     assert any("not valid JSON" in r or "JSON" in r for r in reasons), reasons
     assert any("envelope.zone.min" in r for r in reasons), reasons

@@ -28,7 +28,7 @@ import pytest
 from industriverse import store
 from industriverse.errors import InfrastructureError
 from messages import Message, StrikeRequested, decode
-from strike_helpers import RABBITMQCTL, close_all_connections, delete_topology, queue_state, throwaway_vhost, wait_for
+from strike_helpers import RABBITMQCTL, close_all_connections, delete_topology, drain, queue_state, throwaway_vhost, wait_for
 from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
@@ -198,12 +198,7 @@ def test_bad_messages_are_dead_lettered_with_their_reason_and_the_worker_goes_on
         row = store.get_strike(sid)
         assert row["status"] == "failed" and reason in row["reason"]
 
-    conn, ch = channel_for(amqp_url)
-    dead = []
-    while (got := ch.basic_get(f"{prefix}.optimizer.dead", auto_ack=True))[0] is not None:
-        dead.append(got)
-    conn.close()
-    by_strike = {props.correlation_id: (props.headers, body) for _m, props, body in dead}
+    by_strike = {props.correlation_id: (props.headers, body) for props, body in drain(amqp_url, f"{prefix}.optimizer.dead")}
     assert set(by_strike) == set(expected)
     for sid, reason in expected.items():
         headers, _ = by_strike[sid]
