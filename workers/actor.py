@@ -78,9 +78,6 @@ class Registry:
 
         return register
 
-    def for_type(self, message_type: str) -> Actor | None:
-        return self._by_type.get(message_type)
-
     def for_kinds(self, kinds: Iterable[str]) -> list[Actor]:
         wanted = set(kinds)
         return [a for a in self._by_type.values() if a.kind in wanted]
