@@ -22,9 +22,8 @@ def new_run_dir(message, purpose: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{message.strike_id}{suffix}-", dir=parent))
 
 
-def write_scratch_run(run_dir: Path, body, deployment: dict | None = None) -> dict:
-    """Write the documents ``body`` (a verdict-carrying message) refers to into ``run_dir``;
-    return the optimization document."""
+def write_scratch_run(run_dir: Path, body, deployment: dict | None = None) -> None:
+    """Write the documents ``body`` (a verdict-carrying message) refers to into ``run_dir``."""
     optimization = store.get_json_artifact(body.optimization_ref)
     write_documents(run_dir, {
         "request": optimization["request"],
@@ -34,4 +33,3 @@ def write_scratch_run(run_dir: Path, body, deployment: dict | None = None) -> di
         "proof": store.get_json_artifact(body.proof_ref),
         "deployment": deployment,
     })
-    return optimization
