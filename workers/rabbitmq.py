@@ -243,6 +243,15 @@ class _Session:
 _RECONNECT_ON = (pika.exceptions.AMQPError, OSError)
 
 
+def _close_quietly(connection: pika.BlockingConnection) -> None:
+    """Close ``connection`` if it is open; a broker that is gone already is no error here."""
+    try:
+        if connection.is_open:
+            connection.close()
+    except _RECONNECT_ON:
+        pass
+
+
 class RabbitBus(Bus):
     """Serve ``actors`` from their queues (see the module docstring for the rules)."""
 
@@ -360,11 +369,7 @@ class RabbitBus(Bus):
             self.connected.clear()
             if session is not None:
                 session.live = False
-            try:
-                if connection.is_open:
-                    connection.close()
-            except _RECONNECT_ON:
-                pass
+            _close_quietly(connection)
 
     def _on_message(self, session: _Session, kind: str, threads: _Threads, _channel: BlockingChannel,
                     method: pika.spec.Basic.Deliver, props: pika.BasicProperties, body: bytes) -> None:
@@ -493,11 +498,7 @@ class RabbitPublisher:
         publish_message(self.channel, self.topology, message)
 
     def close(self) -> None:
-        try:
-            if self.connection.is_open:
-                self.connection.close()
-        except _RECONNECT_ON:
-            pass
+        _close_quietly(self.connection)
 
     def __enter__(self) -> "RabbitPublisher":
         return self
