@@ -55,19 +55,6 @@ def _progress(quiet: bool):
     return on_progress
 
 
-def _absolute_csv_paths(raw: dict, base: Path) -> dict:
-    """CSV series paths made absolute, so a worker anywhere reads the same file."""
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("type") == "csv" and isinstance(node.get("path"), str) and not os.path.isabs(node["path"]):
-                node = {**node, "path": str((base / node["path"]).resolve())}
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-    return walk(raw)
-
-
 def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
     """Write the run directory of a finished strike from the store; returns key paths."""
     from industriverse import store
@@ -91,7 +78,7 @@ def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     from industriverse import store
-    from industriverse.constraint import read_constraint_file
+    from industriverse.constraint import absolute_csv_paths, read_constraint_file
     from industriverse.mapping import map_constraint
     from messages import Message, StrikeRequested
 
@@ -100,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
     if args.backoff_factor < 0:
         raise BadInput(None, "--backoff_factor", "must not be negative")
-    request = _absolute_csv_paths(raw, path.parent)
+    request = absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
     message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
                                             backoff_k=args.backoff_factor), contract_id=request.get("contract_id"))

@@ -249,3 +249,15 @@ def read_constraint_file(path: str | Path) -> dict:
     if not isinstance(raw, dict):
         raise BadInput(str(path), None, "the constraint must be a JSON object")
     return raw
+
+
+def absolute_csv_paths(raw: Any, base: Path) -> Any:
+    """``raw`` with every CSV series path made absolute against ``base`` (the constraint file's
+    folder), so that a worker anywhere, in any working directory, reads the same file."""
+    if isinstance(raw, dict):
+        if raw.get("type") == "csv" and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
+            raw = {**raw, "path": str((base / raw["path"]).resolve())}
+        return {k: absolute_csv_paths(v, base) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [absolute_csv_paths(v, base) for v in raw]
+    return raw

@@ -18,7 +18,6 @@ restarted daemon never publishes twice for one period.
 """
 from __future__ import annotations
 
-import copy
 import re
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .constraint import read_constraint_file
+from .constraint import absolute_csv_paths, read_constraint_file
 from .errors import BadInput
 
 
@@ -126,7 +125,8 @@ def load_contracts(path: str | Path) -> tuple[list[Contract], Path]:
 
 def contract_request(contract: Contract, base: Path, period_start: datetime) -> dict:
     """The constraint JSON of one strike of ``contract`` (horizon rolled to the period when asked)."""
-    raw = copy.deepcopy(read_constraint_file(base / contract.constraint))
+    path = base / contract.constraint
+    raw = absolute_csv_paths(read_constraint_file(path), path.parent)
     raw.setdefault("client", contract.client)
     raw["contract_id"] = contract.id
     if contract.roll_horizon:

@@ -1,6 +1,7 @@
 """Contracts files, schedules and periods of the regiment (no broker needed)."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -88,3 +89,16 @@ def test_regiment_script_bad_input_exits_2(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), "--contracts", str(path), "--once"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not valid YAML" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_contract_requests_carry_absolute_csv_paths(tmp_path):
+    """Workers run in other folders (and on other machines): a relative CSV path must not reach them."""
+    raw = json.loads((ROOT / "examples" / "hvac_testcase1.json").read_text())
+    raw["disturbances"]["ambient"] = {"type": "csv", "path": "weather.csv", "column": "t"}
+    (tmp_path / "weather.csv").write_text("t\n" + "5.0\n" * 96)
+    (tmp_path / "c.json").write_text(json.dumps(raw))
+    (tmp_path / "contracts.yaml").write_text(yaml.safe_dump({"contracts": [
+        {"id": "a", "client": "A", "domain": "hvac", "constraint": "c.json", "schedule": {"every_minutes": 60}}]}))
+    contracts, base = load_contracts(tmp_path / "contracts.yaml")
+    request = due_requests(contracts, base, datetime(2026, 11, 26, 7, 0))[0].request
+    assert request["disturbances"]["ambient"]["path"] == str((tmp_path / "weather.csv").resolve())
