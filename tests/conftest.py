@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from urllib.parse import urlparse
 
 import pytest
@@ -67,6 +68,17 @@ def pg_url():
         return
     yield container.get_connection_url()
     container.stop()
+
+
+@pytest.fixture()
+def prefix(amqp_url, request):
+    """A throw-away exchange/queue name prefix for one broker test; its queues and exchanges
+    are deleted afterwards."""
+    from strike_helpers import delete_topology
+
+    name = f"iv{request.module.__name__.removeprefix('test_')}-{uuid.uuid4().hex[:8]}"
+    yield name
+    delete_topology(amqp_url, name)
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import uuid
 
 import pika
 import pytest
@@ -17,7 +16,6 @@ from messages import Message, StrikeRequested, decode
 from strike_helpers import (
     ROOT,
     close_all_connections,
-    delete_topology,
     drain,
     example,
     queue_state,
@@ -29,13 +27,6 @@ from strike_helpers import (
 from workers.rabbitmq import RabbitPublisher
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture()
-def prefix(amqp_url):
-    name = f"ivfleet-{uuid.uuid4().hex[:8]}"
-    yield name
-    delete_topology(amqp_url, name)
 
 
 def small_strike(seed: int = 0) -> Message:

@@ -28,7 +28,7 @@ import pytest
 from industriverse import store
 from industriverse.errors import InfrastructureError
 from messages import Message, StrikeRequested, decode
-from strike_helpers import RABBITMQCTL, close_all_connections, delete_topology, drain, queue_state, throwaway_vhost, wait_for
+from strike_helpers import RABBITMQCTL, close_all_connections, drain, queue_state, throwaway_vhost, wait_for
 from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
@@ -47,13 +47,6 @@ def strike(**constraint) -> Message:
 def channel_for(url: str):
     conn = pika.BlockingConnection(pika.URLParameters(url))
     return conn, conn.channel()
-
-
-@pytest.fixture()
-def prefix(amqp_url):
-    name = f"ivtest-{uuid.uuid4().hex[:10]}"
-    yield name
-    delete_topology(amqp_url, name)
 
 
 @contextlib.contextmanager

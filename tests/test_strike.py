@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from industriverse import store
 from industriverse.gateway import CapsuleGatewayService
 from messages import Message, StrikeRequested
-from strike_helpers import EXAMPLES, ROOT, delete_topology, example, start_workers, stop_workers, write_constraint
+from strike_helpers import EXAMPLES, ROOT, example, start_workers, stop_workers, write_constraint
 from workers.actor import load_actors
 from workers.embedded import EmbeddedBus
 from workers.rabbitmq import request as broker_request
@@ -36,13 +35,6 @@ def _figures(outcome: Message) -> dict:
         "kpis": proof["kpis"],
         "value": {k: value[k] for k in ("energy_saved_kwh", "cost_saved", "emissions_saved_kg", "stability_score")},
     }
-
-
-@pytest.fixture()
-def prefix(amqp_url):
-    name = f"ivstrike-{uuid.uuid4().hex[:8]}"
-    yield name
-    delete_topology(amqp_url, name)
 
 
 @pytest.mark.broker
