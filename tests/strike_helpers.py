@@ -71,28 +71,37 @@ def delete_topology(url: str, prefix: str) -> None:
         conn.close()
 
 
-def start_workers(url: str, prefix: str, log_dir: Path, kinds=("all",), concurrency: int = 1) -> subprocess.Popen:
-    """A real ``industriverse worker`` process; returns once it consumes from the optimizer queue."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+def optimizer_consumers(url: str, prefix: str) -> int:
+    """Consumers of the optimizer queue (0 while it is not declared yet)."""
     try:
-        before = queue_state(url, f"{prefix}.optimizer")[1]
+        return queue_state(url, f"{prefix}.optimizer")[1]
     except pika.exceptions.ChannelClosedByBroker:
-        before = 0
-    err = open(log_dir / f"worker-{uuid.uuid4().hex[:6]}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", *kinds, "--broker", url, "--prefix", prefix,
-                             "--concurrency", str(concurrency), "--grace", "20"],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "INDUSTRIVERSE_LOG_LEVEL": "INFO"})
+        return 0
+
+
+def spawn_worker(argv: list[str], url: str, prefix: str, log_path: Path, timeout: float, **popen) -> subprocess.Popen:
+    """Start the worker process ``argv`` (stderr to ``log_path``, kept as ``proc.log_path``);
+    return it once one more consumer reads the optimizer queue."""
+    before = optimizer_consumers(url, prefix)
+    err = open(log_path, "w")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, **popen)
     proc.log_path = err.name  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while True:
         assert proc.poll() is None, Path(err.name).read_text()[-3000:]
-        with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
-            if "optimizer" not in kinds and "all" not in kinds:
-                return proc
-            if queue_state(url, f"{prefix}.optimizer")[1] > before:
-                return proc
+        if optimizer_consumers(url, prefix) > before:
+            return proc
         assert time.monotonic() < deadline, "worker did not start consuming"
-        time.sleep(0.2)
+        time.sleep(0.1)
+
+
+def start_workers(url: str, prefix: str, log_dir: Path, concurrency: int = 1) -> subprocess.Popen:
+    """A real ``industriverse worker all`` process; returns once it consumes from the optimizer queue."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return spawn_worker([sys.executable, "-m", "cli.main", "worker", "all", "--broker", url, "--prefix", prefix,
+                         "--concurrency", str(concurrency), "--grace", "20"],
+                        url, prefix, log_dir / f"worker-{uuid.uuid4().hex[:6]}.log", timeout=60,
+                        cwd=ROOT, env={**os.environ, "INDUSTRIVERSE_LOG_LEVEL": "INFO"})
 
 
 def stop_workers(*procs: subprocess.Popen) -> None:

@@ -28,7 +28,7 @@ import pytest
 from industriverse import store
 from industriverse.errors import InfrastructureError
 from messages import Message, StrikeRequested, decode
-from strike_helpers import RABBITMQCTL, close_all_connections, drain, queue_state, throwaway_vhost, wait_for
+from strike_helpers import RABBITMQCTL, close_all_connections, drain, queue_state, spawn_worker, throwaway_vhost, wait_for
 from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
@@ -106,24 +106,8 @@ class Observer:
 def start_worker(url: str, prefix: str, log_dir: Path, *extra: str) -> subprocess.Popen:
     """This file as a worker process (optimizer and simulator kinds unless --kinds is given)."""
     log_dir.mkdir(exist_ok=True)
-    try:
-        consumers_before = queue_state(url, f"{prefix}.optimizer")[1]
-    except pika.exceptions.ChannelClosedByBroker:
-        consumers_before = 0  # queue not declared yet
-    stderr = open(log_dir / f"worker-{uuid.uuid4().hex[:6]}.err", "w")
-    proc = subprocess.Popen([sys.executable, __file__, "--broker", url, "--prefix", prefix,
-                             "--log-dir", str(log_dir), *extra], stderr=stderr, stdout=subprocess.DEVNULL)
-    proc.stderr_path = stderr.name  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 20
-    while True:  # ready when it consumes too
-        assert proc.poll() is None, Path(stderr.name).read_text()
-        try:
-            if queue_state(url, f"{prefix}.optimizer")[1] > consumers_before:
-                return proc
-        except pika.exceptions.ChannelClosedByBroker:
-            pass  # queue not declared yet
-        assert time.monotonic() < deadline, "worker did not start consuming"
-        time.sleep(0.1)
+    return spawn_worker([sys.executable, __file__, "--broker", url, "--prefix", prefix, "--log-dir", str(log_dir), *extra],
+                        url, prefix, log_dir / f"worker-{uuid.uuid4().hex[:6]}.err", timeout=20)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -241,7 +225,7 @@ def test_sigkill_after_the_result_was_stored_loses_nothing_and_redoes_nothing(am
     assert done.strike_id == m.strike_id and done.body.activity_id == "act-15"
     # the redelivered message was answered from the store: the handler completed once
     assert [e[0] for e in handler_log(tmp_path)] == ["start", "done"]
-    lines = [json.loads(x) for x in Path(survivor.stderr_path).read_text().splitlines() if x.startswith("{")]
+    lines = [json.loads(x) for x in Path(survivor.log_path).read_text().splitlines() if x.startswith("{")]
     replay = [x for x in lines if x.get("event") == "handled" and x.get("stage") == "double"]
     assert replay and replay[0]["replayed"] is True
     # every handler log line carries the correlation fields
@@ -367,7 +351,7 @@ def test_workers_reconnect_when_the_broker_closes_all_connections(vhost, home, t
         assert worker.wait(20) == 0
     finally:
         stop(worker)
-    assert "reconnecting" in Path(worker.stderr_path).read_text()
+    assert "reconnecting" in Path(worker.log_path).read_text()
     by_strike = {m.strike_id: m for m in seen}
     assert [by_strike[m.strike_id].body.activity_id for m in strikes] == [f"act-{2 * x + 1}" for x in range(8)]
     # a duplicate outcome after a lost ack is the stored one, never a second result
