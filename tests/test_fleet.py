@@ -3,6 +3,7 @@ messages and the regiment's deduplication — with the five real workers."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 import signal
 import subprocess
 import sys
@@ -49,11 +50,8 @@ def publish_all(url: str, prefix: str, messages) -> None:
 
 
 def deployments_by_strike() -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for a in CapsuleGatewayService().list_activities(activity_type="deployment"):
-        sid = json.loads(a["payload"])["strike_id"] if isinstance(a["payload"], str) else a["payload"]["strike_id"]
-        counts[sid] = counts.get(sid, 0) + 1
-    return counts
+    activities = CapsuleGatewayService().list_activities(activity_type="deployment")
+    return dict(Counter(a["payload"]["strike_id"] for a in activities))  # the store gives JSON payloads back as objects
 
 
 def test_twenty_strikes_through_two_processes_per_kind(amqp_url, prefix, home, tmp_path):
