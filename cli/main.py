@@ -9,29 +9,29 @@ from __future__ import annotations
 import importlib
 import sys
 
-# name -> (module, function, one-line help)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "strike": ("cli.run_client_strike_loop", "main", "run the whole loop for one client (optimize, simulate, verify, deploy, report)"),
-    "optimize": ("cli.optimize_diffusion_service", "main", "optimize a plan for a constraint (IDF or exact LP) with a proven bound"),
-    "simulate": ("cli.simulate_tnn_dynamics", "main", "simulate the plan and the baseline under noise (Monte-Carlo ensemble)"),
-    "verify": ("cli.verify_safety_compliance", "main", "run the shield on a plan and its simulation; write verdict and signed proof"),
-    "deploy": ("cli.deploy_sovereign_dac", "main", "deploy a signed capsule to the gateway and arm the runtime monitor"),
-    "report": ("cli.generate_value_report", "main", "write the value report (Markdown, HTML, PDF, value.json) of a run"),
-    "regiment": ("cli.orchestrate_full_regiment", "main", "run the strike loop for every due contract ('regiment status' lists outcomes)"),
-    "proof": ("cli.proof", "main", "verify a proof's hashes and signature ('proof verify PROOF [--replay]')"),
-    "capsule": ("cli.capsule", "main", "pack a run directory into a signed capsule ('capsule pack RUN_DIR')"),
-    "gateway": ("cli.gateway", "main", "list what the capsule gateway holds ('gateway capsules|activities [--json]')"),
-    "monitor": ("cli.monitor", "main", "check telemetry of a deployed capsule against its envelope; alert and roll back"),
-    "twin": ("cli.twin", "main", "write simulated telemetry of a deployed capsule, with injectable faults"),
-    "worker": ("cli.worker", "main", "run worker processes on RabbitMQ (optimizer|simulator|shield|deployer|reporter|all)"),
-    "schema": ("cli.schema", "main", "export the JSON Schemas of every message"),
+# name -> (module with main(argv, prog), one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "strike": ("cli.run_client_strike_loop", "run the whole loop for one client (optimize, simulate, verify, deploy, report)"),
+    "optimize": ("cli.optimize_diffusion_service", "optimize a plan for a constraint (IDF or exact LP) with a proven bound"),
+    "simulate": ("cli.simulate_tnn_dynamics", "simulate the plan and the baseline under noise (Monte-Carlo ensemble)"),
+    "verify": ("cli.verify_safety_compliance", "run the shield on a plan and its simulation; write verdict and signed proof"),
+    "deploy": ("cli.deploy_sovereign_dac", "deploy a signed capsule to the gateway and arm the runtime monitor"),
+    "report": ("cli.generate_value_report", "write the value report (Markdown, HTML, PDF, value.json) of a run"),
+    "regiment": ("cli.orchestrate_full_regiment", "run the strike loop for every due contract ('regiment status' lists outcomes)"),
+    "proof": ("cli.proof", "verify a proof's hashes and signature ('proof verify PROOF [--replay]')"),
+    "capsule": ("cli.capsule", "pack a run directory into a signed capsule ('capsule pack RUN_DIR')"),
+    "gateway": ("cli.gateway", "list what the capsule gateway holds ('gateway capsules|activities [--json]')"),
+    "monitor": ("cli.monitor", "check telemetry of a deployed capsule against its envelope; alert and roll back"),
+    "twin": ("cli.twin", "write simulated telemetry of a deployed capsule, with injectable faults"),
+    "worker": ("cli.worker", "run worker processes on RabbitMQ (optimizer|simulator|shield|deployer|reporter|all)"),
+    "schema": ("cli.schema", "export the JSON Schemas of every message"),
 }
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: industriverse COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:<{width}}  {text}" for name, (_, _, text) in COMMANDS.items()]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", "Run 'industriverse COMMAND --help' for the flags of a command."]
     return "\n".join(lines)
 
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"industriverse: unknown command '{name}'\n\n{_usage()}", file=sys.stderr)
         return 2
-    module, func, _ = COMMANDS[name]
-    return getattr(importlib.import_module(module), func)(rest, prog=f"industriverse {name}")
+    return importlib.import_module(COMMANDS[name][0]).main(rest, prog=f"industriverse {name}")
 
 
 if __name__ == "__main__":
