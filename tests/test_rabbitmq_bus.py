@@ -398,3 +398,13 @@ def _worker_main() -> int:
 
 if __name__ == "__main__":
     sys.exit(_worker_main())
+
+
+def test_the_store_answers_for_a_strike_that_failed_without_a_stage_result(home):
+    from workers.rabbitmq import outcome_from_store
+
+    store.record_strike("s-lost", status="requested")
+    assert outcome_from_store("s-lost") is None
+    store.update_strike("s-lost", status="failed", reason="optimizer: not valid JSON")
+    found = outcome_from_store("s-lost")
+    assert found.type == "strike.failed" and found.body.stage == "optimizer" and found.body.reason == "not valid JSON"

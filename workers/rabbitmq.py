@@ -507,24 +507,21 @@ class RabbitPublisher:
         self.close()
 
 
-def outcome_from_store(strike_id: str, round: int | None = None, *, engine: Any = None) -> Message | None:
+def outcome_from_store(strike_id: str, *, engine: Any = None) -> Message | None:
     """The strike's ``strike.completed``/``strike.failed`` as far as the store knows it, or None.
 
     Used when the wait for the outcome lost its connection: the outcome published meanwhile is
     gone with the exclusive queue, but the stage result that published it is stored.  The last
-    round's outcome wins (``round`` restricts it to one round).
+    round's outcome wins.
     """
-    found: list[Message] = []
-    for payload in store.list_stage_results(strike_id, engine=engine).values():
-        for data in payload.get("messages", []):
-            if data.get("type") in TERMINAL_TYPES and (round is None or data.get("round", 0) == round):
-                found.append(decode(data))
+    found = [decode(data) for payload in store.list_stage_results(strike_id, engine=engine).values()
+             for data in payload.get("messages", []) if data.get("type") in TERMINAL_TYPES]
     if found:
         return max(found, key=lambda m: m.round)
     row = store.get_strike(strike_id, engine=engine)
-    if row and row["status"] == "failed":
+    if row and row["status"] == "failed":  # failed where no stage result was stored (an unreadable message)
         stage, _, reason = (row["reason"] or "").partition(": ")
-        return Message(strike_id=strike_id, contract_id=row.get("contract_id"), round=round,
+        return Message(strike_id=strike_id, contract_id=row.get("contract_id"),
                        body=StrikeFailed(stage=stage if reason else "unknown", reason=reason or row["reason"] or "failed"))
     return None
 
