@@ -110,11 +110,9 @@ class Regiment:
         return published
 
     def _run_embedded(self, message, due) -> None:
-        from cli.run_client_strike_loop import materialize
-        from workers.actor import load_actors
-        from workers.embedded import EmbeddedBus
+        from cli.run_client_strike_loop import materialize, run_embedded
 
-        outcome = EmbeddedBus(load_actors(["all"])).request(message)
+        outcome = run_embedded(message)
         if outcome.type == "strike.completed":
             materialize(outcome, self.runs_dir / message.strike_id, due.request)
             what = outcome.body.activity_id if outcome.body.outcome == "deployed" else "rejected"

@@ -55,6 +55,20 @@ def _progress(quiet: bool):
     return on_progress
 
 
+def run_embedded(message, *, log_level: str | None = None, on_progress=None):
+    """Run one strike through the five workers in this process; return its outcome message.
+
+    Worker logs go to stderr at ``log_level`` (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL,
+    since the caller reports the outcome in one line anyway).
+    """
+    from workers.actor import load_actors
+    from workers.embedded import EmbeddedBus
+    from workers.logging import configure_logging
+
+    configure_logging(log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
+    return EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
+
+
 def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
     """Write the run directory of a finished strike from the store; returns key paths."""
     from industriverse import store
@@ -102,12 +116,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
         outcome = broker_request(message, url=broker, prefix=args.prefix, timeout=args.timeout, on_progress=on_progress)
     else:
-        from workers.actor import load_actors
-        from workers.embedded import EmbeddedBus
-        from workers.logging import configure_logging
-
-        configure_logging(args.log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
-        outcome = EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
+        outcome = run_embedded(message, log_level=args.log_level, on_progress=on_progress)
 
     if outcome.type == "strike.failed":
         print(f"error: strike {message.strike_id} failed at {outcome.body.stage}: {outcome.body.reason}", file=sys.stderr)
