@@ -32,7 +32,9 @@ def plan_for(request: StrikeRequested) -> dict:
 @actor("optimizer", consumes="strike.requested")
 def optimize_plan(message: Message) -> list[Message]:
     body: StrikeRequested = message.body
-    store.record_strike(message.strike_id, contract_id=message.contract_id, domain=body.domain, status="running")
+    # record_strike fills in who and what (keeping any status); update_strike moves it forward
+    store.record_strike(message.strike_id, contract_id=message.contract_id, domain=body.domain)
+    store.update_strike(message.strike_id, status="running")
     doc = plan_for(body)
     doc["backoff_k"] = body.backoff_k
     doc["round"] = message.round
