@@ -34,12 +34,14 @@ from scipy.optimize import LinearConstraint, differential_evolution, dual_anneal
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from industriverse.catalog import load_domain  # noqa: E402
+from industriverse.model.catalog import load_domain  # noqa: E402
 from industriverse.errors import Infeasible  # noqa: E402
-from industriverse.idf import FEAS_TOL, Landscape, idf  # noqa: E402
-from industriverse.lp import build_planning_lp, exact_power, solve_planning_lp  # noqa: E402
-from industriverse.mapping import load_problem, map_constraint  # noqa: E402
-from industriverse.optimize import optimize  # noqa: E402
+from industriverse.plan.idf import FEAS_TOL, Landscape, idf  # noqa: E402
+from industriverse.plan.lp import build_planning_lp  # noqa: E402
+from industriverse.plan.power import exact_power  # noqa: E402
+from industriverse.plan.optimize import solve_planning_lp  # noqa: E402
+from industriverse.model.mapping import load_problem, map_constraint  # noqa: E402
+from industriverse.plan.optimize import optimize  # noqa: E402
 
 DAY = {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}
 

@@ -30,7 +30,7 @@ def strike_message(raw: dict, seed: int = 0):
 
 
 def wait_all(ids, timeout=600.0):
-    from industriverse import store
+    from industriverse.fleet import store
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -52,7 +52,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="iv-bench-")
     os.environ["INDUSTRIVERSE_HOME"] = home
     os.environ.pop("INDUSTRIVERSE_DB_URL", None)
-    from industriverse import store
+    from industriverse.fleet import store
     from strike_helpers import delete_topology, start_workers, stop_workers
     from workers.actor import load_actors
     from workers.embedded import EmbeddedBus
@@ -110,7 +110,7 @@ def main() -> int:
     rows.append(("2 processes / 1 process", f"{ratio:.2f}x", ">= 1.7x", "yes" if ratio >= 1.7 else "NO"))
 
     # 3. the regiment's publish path: claim the period in the store, record the strike, publish with confirm
-    from industriverse.regiment import strike_id_for
+    from industriverse.fleet.regiment import strike_id_for
     from messages import Message, StrikeRequested
 
     body = StrikeRequested(domain="hvac", constraint=raw, seed=0, backoff_k=1.0)

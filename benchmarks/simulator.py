@@ -33,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from industriverse.mapping import load_problem, map_constraint  # noqa: E402
-from industriverse.simulate import run_ensemble, simulate  # noqa: E402
-from industriverse.tracking import PlanTracking, substep_model  # noqa: E402
+from industriverse.model.mapping import load_problem, map_constraint  # noqa: E402
+from industriverse.verify.simulate import run_ensemble, simulate  # noqa: E402
+from industriverse.plan.tracking import PlanTracking, substep_model  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "hvac_testcase1.json"
 HEAT_KW = 3.0
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import sdeint
 
-    import industriverse.simulate as sim
+    import industriverse.verify.simulate as sim
 
     sim.HELPER_THREAD = not args.one_core
 

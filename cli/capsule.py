@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # run as a file: python cli/capsule.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
-from industriverse.capsule import LegacyManifest, inspect_capsule, pack_capsule
+from industriverse.trust.capsule import LegacyManifest, inspect_capsule, pack_capsule
 
 
 @one_line_errors

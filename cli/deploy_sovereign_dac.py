@@ -2,7 +2,7 @@
 
 Validates the capsule (signature by a trusted key, every file's SHA-256, a valid proof
 that passed the shield), registers it with the capsule gateway, arms the runtime
-monitor (``industriverse.monitor.arm_monitor``) when this installation has one, and
+monitor (``industriverse.operate.monitor.arm_monitor``) when this installation has one, and
 prints the deployed activity ID as the last line of stdout.  Registering the same
 capsule again prints the same ID.
 
@@ -21,22 +21,22 @@ if __package__ in (None, ""):  # run as a file: python cli/deploy_sovereign_dac.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
-from industriverse.capsule import load_manifest, manifest_path_of
+from industriverse.trust.capsule import load_manifest, manifest_path_of
 from industriverse.errors import BadInput, InfrastructureError
-from industriverse.gateway import CapsuleGatewayService, DeploymentRefused
+from industriverse.operate.gateway import CapsuleGatewayService, DeploymentRefused
 
 
 def _arm_monitor(gateway: CapsuleGatewayService, capsule_dir: Path, activity_id: str) -> str:
     """Arm the runtime monitor if the installation has one; a line saying what happened."""
     try:
-        monitor = importlib.import_module("industriverse.monitor")
+        monitor = importlib.import_module("industriverse.operate.monitor")
     except ModuleNotFoundError as exc:
-        if exc.name != "industriverse.monitor":
+        if exc.name != "industriverse.operate.monitor":
             raise
         return "monitor: not available"
     arm = getattr(monitor, "arm_monitor", None)
     if arm is None:
-        return "monitor: not available (industriverse.monitor has no arm_monitor)"
+        return "monitor: not available (industriverse.operate.monitor has no arm_monitor)"
     result = arm(gateway, capsule_dir, activity_id)
     return f"monitor: armed{f' ({result})' if isinstance(result, str) and result else ''}"
 

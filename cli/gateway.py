@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a file: python cli/gateway.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
-from industriverse.gateway import ACTIVITY_TYPES, CapsuleGatewayService
+from industriverse.operate.gateway import ACTIVITY_TYPES, CapsuleGatewayService
 
 CAPSULE_COLUMNS = ("capsule_id", "domain", "active_version", "versions", "active_activity_id", "updated_at")
 ACTIVITY_COLUMNS = ("id", "capsule_id", "version", "activity_type", "status", "created_at", "summary")

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--db", metavar="URL", help="store database URL for a strike ID (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
     args = parser.parse_args(argv)
 
-    from industriverse.report import parse_formats, read_strike, write_report
+    from industriverse.report.render import parse_formats, read_strike, write_report
 
     formats = parse_formats(args.format)
     run_path = Path(args.run)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             raise BadInput(args.run, None, "no such run directory")
         engine = None
         if args.db:
-            from industriverse.store import get_engine
+            from industriverse.fleet.store import get_engine
 
             engine = get_engine(args.db)
         run = read_strike(args.run, engine=engine)

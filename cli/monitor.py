@@ -1,7 +1,7 @@
 """``industriverse monitor --manifest M --telemetry FILE [--consecutive N] [--stuck-readings N] [--db URL] [--json]``.
 
 Replays telemetry (JSON lines ``{time, nodes: {node: value}, power_kw}``) of a deployed
-capsule through the runtime monitor (:class:`industriverse.monitor.ThermodynamicRuntimeMonitor`),
+capsule through the runtime monitor (:class:`industriverse.operate.monitor.ThermodynamicRuntimeMonitor`),
 armed with the configuration stored at deployment.  Breaches are recorded as gateway
 ``alert`` activities; after N consecutive readings with a hard breach (envelope or energy
 budget) the capsule is rolled back and monitoring stops.
@@ -46,9 +46,9 @@ def read_telemetry(path: str | Path):
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from industriverse.capsule import manifest_path_of
-    from industriverse.gateway import CapsuleGatewayService
-    from industriverse.monitor import ThermodynamicRuntimeMonitor, armed_config
+    from industriverse.trust.capsule import manifest_path_of
+    from industriverse.operate.gateway import CapsuleGatewayService
+    from industriverse.operate.monitor import ThermodynamicRuntimeMonitor, armed_config
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Check telemetry of a deployed capsule against its envelope, predicted band and energy "

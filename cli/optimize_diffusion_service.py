@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         raise BadInput(None, "--seed", f"must be a non-negative integer, got {args.seed}")
     import numpy as np
 
-    from industriverse.constraint import read_constraint_file
-    from industriverse.mapping import map_constraint
-    from industriverse.optimize import optimize
+    from industriverse.model.constraint import read_constraint_file
+    from industriverse.model.mapping import map_constraint
+    from industriverse.plan.optimize import optimize
 
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)

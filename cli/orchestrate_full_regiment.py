@@ -48,7 +48,7 @@ def status_parser(prog: str | None) -> argparse.ArgumentParser:
 
 
 def show_status(argv: list[str], prog: str | None) -> int:
-    from industriverse import store
+    from industriverse.fleet import store
 
     args = status_parser(prog).parse_args(argv)
     rows = store.list_contract_runs(args.contract)
@@ -85,8 +85,8 @@ class Regiment:
             self._publisher = None
 
     def run_pass(self, now: datetime | None = None) -> int:
-        from industriverse import store
-        from industriverse.regiment import due_requests
+        from industriverse.fleet import store
+        from industriverse.fleet.regiment import due_requests
         from messages import Message, StrikeRequested
 
         published = 0
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.interval <= 0:
         raise BadInput(None, "--interval", "must be positive")
-    from industriverse.contracts import load_contracts
+    from industriverse.fleet.contracts import load_contracts
 
     contracts, base = load_contracts(args.contracts)
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))

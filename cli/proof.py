@@ -8,7 +8,7 @@ recorded optimizer figures are the file's.  The optimization JSON defaults to
 checked too.
 
 ``--replay`` re-runs optimization and simulation from the recorded inputs and seed
-(:func:`industriverse.replay.replay_proof`) and names every figure that differs.
+(:func:`industriverse.trust.replay.replay_proof`) and names every figure that differs.
 
 Exit 0 valid, 1 invalid (one line per problem), 2 bad input.
 """
@@ -22,10 +22,10 @@ if __package__ in (None, ""):  # run as a file: python cli/proof.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
-from industriverse.canonical import read_json
+from industriverse.model.canonical import read_json
 from industriverse.errors import BadInput
-from industriverse.proof import verify_proof
-from industriverse.rundir import document_beside
+from industriverse.trust.proof import verify_proof
+from industriverse.model.canonical import document_beside
 
 
 
@@ -48,7 +48,7 @@ def verify(args) -> int:
     problems = verify_proof(proof, optimization=optimization, simulation=simulation)
 
     if args.replay:
-        from industriverse.replay import replay_proof  # imported late: it loads the optimizer and simulator
+        from industriverse.trust.replay import replay_proof
 
         problems += [f"replay: {p}" for p in replay_proof(proof_path)]
 

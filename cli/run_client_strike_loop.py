@@ -71,8 +71,8 @@ def run_embedded(message, *, log_level: str | None = None, on_progress=None):
 
 def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
     """Write the run directory of a finished strike from the store; returns key paths."""
-    from industriverse import store
-    from industriverse.rundir import restore_files, write_documents
+    from industriverse.fleet import store
+    from industriverse.fleet.rundir import restore_files, write_documents
 
     body = outcome.body
     get = lambda ref: store.get_json_artifact(ref) if ref else None  # noqa: E731
@@ -91,9 +91,9 @@ def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    from industriverse import store
-    from industriverse.constraint import absolute_csv_paths, read_constraint_file
-    from industriverse.mapping import map_constraint
+    from industriverse.fleet import store
+    from industriverse.model.constraint import absolute_csv_paths, read_constraint_file
+    from industriverse.model.mapping import map_constraint
     from messages import Message, StrikeRequested
 
     path = Path(args.constraint_json)

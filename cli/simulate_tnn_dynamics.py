@@ -15,7 +15,7 @@ if __package__ in (None, ""):  # run as a file: python cli/simulate_tnn_dynamics
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors, write_json
-from industriverse.canonical import read_json
+from industriverse.model.canonical import read_json
 from industriverse.errors import BadInput
 
 EPILOG = """\
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.seed is not None and args.seed < 0:
         raise BadInput(None, "--seed", f"must be ≥ 0, got {args.seed}")
 
-    from industriverse.baselines import baseline_settings
-    from industriverse.mapping import load_problem
-    from industriverse.simulate import plan_from_optimization, simulate
+    from industriverse.verify.baselines import baseline_settings
+    from industriverse.model.mapping import load_problem
+    from industriverse.verify.simulate import plan_from_optimization, simulate
 
     problem = load_problem(args.domain, args.constraint_json)
     baseline_settings(problem, args.constraint_json)  # a bad baseline names the constraint file

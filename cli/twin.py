@@ -2,7 +2,7 @@
 
 Writes telemetry (JSON lines, one reading per plan step: ``{time, step, nodes, power_kw,
 faults}``) of one stochastic trajectory of a capsule's plan executed by its tracking law
-(:mod:`industriverse.twin`), with injectable faults:
+(:mod:`industriverse.operate.twin`), with injectable faults:
 
 * ``door_open@H[:KW]`` — a door to the outside opens at hour H on the main thermal node
   (default load: 1.5 × the thermal actuators' rating, enough to break the envelope);
@@ -36,7 +36,7 @@ def write_jsonl(readings: list[dict], path: str | Path) -> None:
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from industriverse.twin import FAULTS, parse_fault, twin_for_capsule
+    from industriverse.operate.twin import FAULTS, parse_fault, twin_for_capsule
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Write simulated telemetry (JSON lines) of a deployed capsule, with injectable faults.")

@@ -1,12 +1,12 @@
 """``verify_safety_compliance.py --plan OPT --simulation SIM --output_dir DIR [--strike-id ID]``.
 
-Runs the shield (:func:`industriverse.shield.check_plan`) on an optimization JSON and the
+Runs the shield (:func:`industriverse.verify.shield.check_plan`) on an optimization JSON and the
 simulation JSON of that plan, then writes into ``--output_dir``:
 
 * ``verdict.json`` — ``{passed, checks: [{name, value, limit, margin, passed, detail}],
   summary: {strike_id, domain, text, failed, checks, optimizer, violation_probability},
   inputs: {plan, simulation}}``;
-* ``proof.json`` — the signed proof (:func:`industriverse.proof.build_proof`), written for a
+* ``proof.json`` — the signed proof (:func:`industriverse.trust.proof.build_proof`), written for a
   failing plan too: it records the rejection, and the gateway refuses to deploy it.
 
 The strike ID defaults to the optimization's ``strike_id``, else ``verify-`` and the first
@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: python cli/verify_safety_complia
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors, write_json
-from industriverse.canonical import read_json, sha256_of
+from industriverse.model.canonical import read_json, sha256_of
 from industriverse.errors import BadInput
 
 
@@ -40,7 +40,7 @@ def default_strike_id(optimization: dict) -> str:
 def verdict_of(shield: dict, *, strike_id: str, optimization: dict, simulation: dict,
                plan_path: str | None = None, simulation_path: str | None = None) -> dict:
     """The verdict document: the shield's result plus a summary for people and dashboards."""
-    from industriverse.shield import summarize
+    from industriverse.verify.shield import summarize
 
     vp = (simulation.get("plan") or {}).get("violation_probability") or {}
     return {
@@ -63,8 +63,8 @@ def verdict_of(shield: dict, *, strike_id: str, optimization: dict, simulation: 
 def verify_documents(optimization: dict, simulation: dict, output_dir: str | Path, *, strike_id: str | None = None,
                      plan_path: str = "optimization", simulation_path: str = "simulation") -> dict:
     """Run the shield, write ``verdict.json`` and the signed ``proof.json``; return the verdict."""
-    from industriverse.proof import build_proof
-    from industriverse.shield import check_plan
+    from industriverse.trust.proof import build_proof
+    from industriverse.verify.shield import check_plan
 
     shield = check_plan(optimization, simulation, opt_file=plan_path, sim_file=simulation_path)
     sid = strike_id or default_strike_id(optimization)

@@ -6,6 +6,7 @@ are not bit-for-bit reproducible; so the core runs its linear algebra on one BLA
 Its matrices are small, and a fleet scales by processes, not threads.
 """
 import os
+from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # takes effect where numpy is not loaded yet (and in child processes)
@@ -17,3 +18,14 @@ import numpy as _numpy  # noqa: E402,F401  (load BLAS so the limit below applies
 _threadpool_limits(limits=1, user_api="blas")  # where numpy was loaded before us, with more threads
 
 __version__ = "0.1.0"
+
+
+def data_home() -> Path:
+    """The data directory: ``$INDUSTRIVERSE_HOME`` or ``~/.industriverse`` (created).
+
+    It holds the signing keys (``keys/``), the SQLite store, deployed capsules and scratch runs;
+    every stage may need it, so it lives at the top of the package.
+    """
+    path = Path(os.environ.get("INDUSTRIVERSE_HOME") or Path.home() / ".industriverse").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -146,6 +146,9 @@ class Message(BaseModel, Generic[BodyT]):
     @property
     def routing_key(self) -> str:
         """Topic routing key: ``<type>.<strike_id>`` (see :mod:`messages.routing`)."""
-        from messages.routing import routing_key
-
         return routing_key(self.type, self.strike_id)
+
+
+def routing_key(message_type: str, strike_id: str) -> str:
+    """Routing key of a message: ``<type>.<strike_id>`` (see :mod:`messages.routing`)."""
+    return f"{message_type}.{strike_id}"

@@ -10,7 +10,10 @@ Every message is published to one topic exchange with the routing key
 """
 from __future__ import annotations
 
+from messages.envelope import routing_key
 from messages.types import MESSAGE_TYPES
+
+__all__ = ["CONSUMES", "WORKER_KINDS", "binding_key", "outcome_keys", "routes", "routing_key", "strike_key"]
 
 # The cascade of DESIGN.md §2: worker kind -> the message types its queue is bound to.
 CONSUMES: dict[str, tuple[str, ...]] = {
@@ -21,11 +24,6 @@ CONSUMES: dict[str, tuple[str, ...]] = {
     "reporter": ("capsule.deployed", "plan.rejected"),
 }
 WORKER_KINDS: tuple[str, ...] = tuple(CONSUMES)
-
-
-def routing_key(message_type: str, strike_id: str) -> str:
-    """Routing key of a message: ``<type>.<strike_id>``."""
-    return f"{message_type}.{strike_id}"
 
 
 def binding_key(message_type: str) -> str:

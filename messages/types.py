@@ -1,7 +1,7 @@
 """The message bodies of the value loop (DESIGN.md §2), schema version 1.
 
 Large results never travel inline: a body carries ``*_ref`` fields, the SHA-256 of a JSON
-artifact in the store (``industriverse.store.put_json_artifact`` / ``get_json_artifact``).
+artifact in the store (``industriverse.fleet.store.put_json_artifact`` / ``get_json_artifact``).
 
 Cascade::
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from industriverse.balance import energy_balance
-from industriverse.catalog import list_domains
-from industriverse.mapping import load_problem, map_constraint
-from industriverse.simulate import simulate
+from industriverse.verify.balance import energy_balance
+from industriverse.model.catalog import list_domains
+from industriverse.model.mapping import load_problem, map_constraint
+from industriverse.verify.simulate import simulate
 from networks import roof_radiation_constraint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from industriverse.baselines import Hysteresis, Proportional, SelfConsumption, make_baseline
+from industriverse.verify.baselines import Hysteresis, Proportional, SelfConsumption, make_baseline
 from industriverse.errors import BadInput
-from industriverse.mapping import map_constraint
-from industriverse.simulate import run_ensemble, simulate
+from industriverse.model.mapping import map_constraint
+from industriverse.verify.simulate import run_ensemble, simulate
 
 HORIZON = {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}
 

@@ -8,16 +8,9 @@ import pytest
 import yaml
 
 from cli import capsule as capsule_cli
-from industriverse import signing
-from industriverse.canonical import sha256_bytes
-from industriverse.capsule import (
-    CapsuleManifest,
-    LegacyManifest,
-    load_manifest,
-    pack_capsule,
-    read_manifest_dict,
-    verify_capsule,
-)
+from industriverse.trust import signing
+from industriverse.model.canonical import sha256_bytes
+from industriverse.trust.capsule import (CapsuleManifest, LegacyManifest, load_manifest, pack_capsule, read_manifest_dict, verify_capsule)
 from industriverse.errors import BadInput
 from test_signing_proof import make_run
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from industriverse.catalog import list_domains, load_domain
+from industriverse.model.catalog import list_domains, load_domain
 from industriverse.errors import BadInput
-from industriverse.mapping import load_problem, map_constraint
+from industriverse.model.mapping import load_problem, map_constraint
 
 ROOT = Path(__file__).resolve().parents[1]
 HVAC = json.loads((ROOT / "examples" / "hvac_testcase1.json").read_text())

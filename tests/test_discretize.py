@@ -6,10 +6,10 @@ import pytest
 from scipy.integrate import quad_vec
 from scipy.linalg import expm
 
-from industriverse.discretize import ou_step, van_loan, zoh
-from industriverse.mapping import map_constraint
-from industriverse.simulate import run_ensemble
-from industriverse.tracking import PlanTracking, closed_loop_std, substep_model
+from industriverse.model.discretize import ou_step, van_loan, zoh
+from industriverse.model.mapping import map_constraint
+from industriverse.verify.simulate import run_ensemble
+from industriverse.plan.tracking import PlanTracking, closed_loop_std, substep_model
 
 HORIZON = {"start": "2026-01-13T00:00", "hours": 12, "step_minutes": 15}
 NO_FORECAST_ERROR = {"ambient": {"std": 0.0, "correlation_hours": 1.0}}  # the domain default has one
@@ -113,7 +113,7 @@ def test_ensemble_spread_matches_the_closed_loop_covariance():
 
 
 def test_heun_integrates_radiation_like_a_fine_ode_solver():
-    from industriverse.balance import energy_balance
+    from industriverse.verify.balance import energy_balance
 
     p = map_constraint("hvac", radiation_network())
     assert p.network.has_nonlinear_dynamics

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from industriverse import store
+from industriverse.fleet import store
 from messages import (
     Message,
     PlanSimulated,

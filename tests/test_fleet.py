@@ -11,8 +11,8 @@ import sys
 import pika
 import pytest
 
-from industriverse import store
-from industriverse.gateway import CapsuleGatewayService
+from industriverse.fleet import store
+from industriverse.operate.gateway import CapsuleGatewayService
 from messages import Message, StrikeRequested, decode
 from strike_helpers import (
     ROOT,

@@ -13,14 +13,14 @@ import yaml
 
 from cli import deploy_sovereign_dac as deploy_cli
 from cli import gateway as gateway_cli
-from industriverse import store
-from industriverse.capsule import pack_capsule, read_manifest_dict
-from industriverse.gateway import CapsuleGatewayService, DeploymentRefused, GatewayError
+from industriverse.fleet import store
+from industriverse.trust.capsule import pack_capsule, read_manifest_dict
+from industriverse.operate.gateway import CapsuleGatewayService, DeploymentRefused, GatewayError
 from test_signing_proof import make_run
 from test_store import _pg_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
-MONITOR_PRESENT = importlib.util.find_spec("industriverse.monitor") is not None
+MONITOR_PRESENT = importlib.util.find_spec("industriverse.operate.monitor") is not None
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

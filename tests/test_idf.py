@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from industriverse.idf import IDFSettings, Landscape, idf, langevin, project, true_violation
-from industriverse.lp import solve_planning_lp
-from industriverse.mapping import map_constraint
-from industriverse.optimize import optimize
+from industriverse.plan.idf import IDFSettings, Landscape, idf, langevin, project, true_violation
+from industriverse.plan.optimize import solve_planning_lp
+from industriverse.model.mapping import map_constraint
+from industriverse.plan.optimize import optimize
 
 DAY = {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}
 DOMAINS = ["hvac", "hvac_two_zone", "cold_storage", "microgrid"]

@@ -11,11 +11,12 @@ from scipy import sparse
 from scipy.optimize import linprog
 
 from industriverse.errors import Infeasible
-from industriverse.idf import IDFSettings, Landscape, idf, polish
-from industriverse.lp import (build_planning_lp, dual_bound, exact_power, relaxed_power, solve, solve_planning_lp,
-                              state_intervals, tighten_intervals)
-from industriverse.mapping import load_problem, map_constraint
-from industriverse.optimize import optimize
+from industriverse.plan.idf import IDFSettings, Landscape, idf, polish
+from industriverse.plan.lp import build_planning_lp, dual_bound, solve
+from industriverse.plan.power import exact_power, relaxed_power, state_intervals, tighten_intervals
+from industriverse.plan.optimize import solve_planning_lp
+from industriverse.model.mapping import load_problem, map_constraint
+from industriverse.plan.optimize import optimize
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"
@@ -80,7 +81,7 @@ def test_testcase1_optimum_matches_an_independent_linprog_model():
 
 def test_dual_bound_is_computed_from_marginals_and_is_valid():
     # min −x − 2y  s.t. x + y ≤ 4, x + 3y ≤ 6, 0 ≤ x ≤ 3, 0 ≤ y: optimum −5 at (3, 1)
-    from industriverse.lp import LinearProgram
+    from industriverse.plan.lp import LinearProgram
 
     lp = LinearProgram(c=np.array([-1.0, -2.0]), A_ub=sparse.csr_matrix([[1.0, 1.0], [1.0, 3.0]]), b_ub=np.array([4.0, 6.0]),
                        A_eq=sparse.csr_matrix((0, 2)), b_eq=np.zeros(0), lb=np.zeros(2), ub=np.array([3.0, 10.0]),

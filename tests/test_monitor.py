@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from industriverse.mapping import load_problem
-from industriverse.optimize import optimize
-from industriverse.simulate import simulate
-from industriverse.tracking import noise_backoff
+from industriverse.model.mapping import load_problem
+from industriverse.plan.optimize import optimize
+from industriverse.verify.simulate import simulate
+from industriverse.plan.tracking import noise_backoff
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLEAN_SEED = 0  # a healthy run raises a (soft) band alert with probability ~1-3 %; seed 0 is one of the others
@@ -25,8 +25,8 @@ def deployed_capsule(run_dir: Path, domain: str = "hvac", example: str = "hvac_t
     """Run, verify, pack and deploy a real strike; returns (manifest path, deployment activity ID)."""
     from cli.deploy_sovereign_dac import main as deploy
     from cli.verify_safety_compliance import main as verify
-    from industriverse.capsule import pack_capsule
-    from industriverse.gateway import CapsuleGatewayService
+    from industriverse.trust.capsule import pack_capsule
+    from industriverse.operate.gateway import CapsuleGatewayService
 
     problem = load_problem(domain, EXAMPLES / f"{example}.json")
     opt = optimize(problem.with_backoff(noise_backoff(problem, 1.5)), "auto", 0, request_dir=str(EXAMPLES))
@@ -62,7 +62,7 @@ def read_lines(path: Path) -> list[dict]:
 
 @pytest.fixture()
 def gateway(home):
-    from industriverse.gateway import CapsuleGatewayService
+    from industriverse.operate.gateway import CapsuleGatewayService
 
     return CapsuleGatewayService()
 
@@ -149,7 +149,7 @@ def test_sensor_stuck_is_noticed(home, tmp_path, gateway):
 
 
 def test_energy_overrun_is_a_hard_breach(home, tmp_path, gateway):
-    from industriverse.monitor import ThermodynamicRuntimeMonitor, armed_config
+    from industriverse.operate.monitor import ThermodynamicRuntimeMonitor, armed_config
 
     manifest, _ = deployed_capsule(tmp_path / "run")
     config, deployment = armed_config(gateway, manifest)
@@ -204,7 +204,7 @@ def test_monitor_bad_input(home, tmp_path, capsys):
 
 def test_monitor_refuses_a_capsule_that_is_not_deployed(home, tmp_path, capsys):
     from cli.verify_safety_compliance import main as verify
-    from industriverse.capsule import pack_capsule
+    from industriverse.trust.capsule import pack_capsule
 
     manifest, _ = deployed_capsule(tmp_path / "run")
     other = tmp_path / "other"

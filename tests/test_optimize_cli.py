@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cli.optimize_diffusion_service import main
-from industriverse.optimize import load_plan
+from industriverse.plan.optimize import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"

@@ -25,7 +25,7 @@ import pika
 import pika.exceptions
 import pytest
 
-from industriverse import store
+from industriverse.fleet import store
 from industriverse.errors import InfrastructureError
 from messages import Message, StrikeRequested, decode
 from strike_helpers import RABBITMQCTL, close_all_connections, drain, queue_state, spawn_worker, throwaway_vhost, wait_for

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from industriverse.contracts import Schedule, load_contracts
+from industriverse.fleet.contracts import Schedule, load_contracts
 from industriverse.errors import BadInput
-from industriverse.regiment import due_requests, strike_id_for
+from industriverse.fleet.regiment import due_requests, strike_id_for
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from industriverse.mapping import load_problem
-from industriverse.optimize import optimize
-from industriverse.replay import candidate_methods, replay_proof
-from industriverse.simulate import simulate
-from industriverse.tracking import noise_backoff
+from industriverse.model.mapping import load_problem
+from industriverse.plan.optimize import optimize
+from industriverse.trust.replay import candidate_methods, replay_proof
+from industriverse.verify.simulate import simulate
+from industriverse.plan.tracking import noise_backoff
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -81,7 +81,7 @@ def test_replay_of_other_inputs_says_so(home, tmp_path, capsys):
 
 
 def test_replay_from_the_capsule(home, tmp_path):
-    from industriverse.capsule import pack_capsule
+    from industriverse.trust.capsule import pack_capsule
 
     proof = make_run(tmp_path / "run", "hvac", "hvac_testcase1")
     manifest = pack_capsule(proof.parent)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from industriverse.report import write_report
+from industriverse.report.render import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 HVAC_EXAMPLE = ROOT / "examples" / "hvac_testcase1.json"
@@ -35,12 +35,12 @@ def make_run(run_dir: Path, domain: str, raw: dict, *, strike_id: str, deploy: b
     """A real run directory: optimize (envelope backed off by ``backoff_k`` noise deviations, as the
     strike loop's retry does) → simulate (plan and baseline, same draws) → shield → proof (→ capsule →
     gateway when ``deploy``), files named as DESIGN.md §4 names them."""
-    from industriverse.mapping import map_constraint
-    from industriverse.optimize import load_plan, optimize
-    from industriverse.proof import build_proof
-    from industriverse.shield import check_plan
-    from industriverse.simulate import simulate
-    from industriverse.tracking import noise_backoff
+    from industriverse.model.mapping import map_constraint
+    from industriverse.plan.optimize import load_plan, optimize
+    from industriverse.trust.proof import build_proof
+    from industriverse.verify.shield import check_plan
+    from industriverse.verify.simulate import simulate
+    from industriverse.plan.tracking import noise_backoff
 
     run_dir.mkdir(parents=True, exist_ok=True)
     problem = map_constraint(domain, raw)
@@ -58,8 +58,8 @@ def make_run(run_dir: Path, domain: str, raw: dict, *, strike_id: str, deploy: b
     write_json(run_dir / "proof.json", proof)
     if deploy:
         assert shield["passed"], [c for c in shield["checks"] if not c["passed"]]
-        from industriverse.capsule import load_manifest, manifest_path_of, pack_capsule
-        from industriverse.gateway import CapsuleGatewayService
+        from industriverse.trust.capsule import load_manifest, manifest_path_of, pack_capsule
+        from industriverse.operate.gateway import CapsuleGatewayService
 
         manifest_path = manifest_path_of(pack_capsule(run_dir))
         manifest = load_manifest(manifest_path)
@@ -202,7 +202,7 @@ def test_report_from_a_strike_id_in_the_store(tmp_path, home):
 
     from cli.generate_value_report import main
     from cli.run_client_strike_loop import main as strike
-    from industriverse import store
+    from industriverse.fleet import store
 
     raw = json.loads(HVAC_EXAMPLE.read_text())
     raw["uncertainty"]["ensemble_size"] = ENSEMBLE
@@ -229,7 +229,7 @@ def test_report_from_a_strike_id_in_the_store(tmp_path, home):
 
 def test_pdf_without_a_unicode_font_falls_back_to_latin1(runs, tmp_path, monkeypatch):
     """Where no DejaVu font exists the PDF is set in the core fonts: text reduced to latin-1, same numbers."""
-    import industriverse.report as report
+    import industriverse.report.render as report
 
     monkeypatch.setattr(report, "_font_files", lambda: None)
     paths = write_report(runs["cold_storage"], tmp_path / "latin1", formats=("pdf",))

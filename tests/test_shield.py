@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from industriverse.catalog import load_domain
+from industriverse.model.catalog import load_domain
 from industriverse.errors import BadInput
-from industriverse.mapping import load_problem
-from industriverse.optimize import load_plan, optimize
-from industriverse.shield import FOOD_SAFETY_LIMIT_C, check_plan, check_second_law_heat_flow, nominal_states
-from industriverse.simulate import simulate
-from industriverse.tracking import noise_backoff
+from industriverse.model.mapping import load_problem
+from industriverse.plan.optimize import load_plan, optimize
+from industriverse.verify.shield import (FOOD_SAFETY_LIMIT_C, check_plan, check_second_law_heat_flow, nominal_states)
+from industriverse.verify.simulate import simulate
+from industriverse.plan.tracking import noise_backoff
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 RUNS = {
@@ -391,7 +391,7 @@ def verify_cli(opt_path, sim_path, out_dir, *extra) -> int:
 
 
 def test_cli_pass_writes_verdict_and_signed_proof(runs, home, tmp_path, capsys):
-    from industriverse.proof import verify_proof
+    from industriverse.trust.proof import verify_proof
 
     opt, sim = docs(runs, "hvac")
     opt_path, sim_path = write_run(tmp_path / "run", opt, sim)
@@ -442,8 +442,8 @@ def test_cli_bad_input_exits_2_naming_file_and_field(runs, home, tmp_path, capsy
 
 def test_a_rejected_plan_cannot_be_deployed(runs, home, tmp_path, capsys):
     from cli.deploy_sovereign_dac import main as deploy
-    from industriverse.capsule import pack_capsule
-    from industriverse.gateway import CapsuleGatewayService, DeploymentRefused
+    from industriverse.trust.capsule import pack_capsule
+    from industriverse.operate.gateway import CapsuleGatewayService, DeploymentRefused
 
     opt, sim = docs(runs, "hvac")
     top = max(opt["plan"]["heater"])

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from cli import proof as proof_cli
-from industriverse import signing
-from industriverse.canonical import canonical_json, sha256_of
+from industriverse.trust import signing
+from industriverse.model.canonical import canonical_json, sha256_of
 from industriverse.errors import BadInput
-from industriverse.proof import PROOF_FIELDS, build_proof, verify_proof
+from industriverse.trust.proof import PROOF_FIELDS, build_proof, verify_proof
 
 STEPS = 8
 

@@ -11,13 +11,13 @@ import pytest
 from scipy import stats as st
 from scipy.optimize import linprog
 
-import industriverse.simulate as sim
+import industriverse.verify.simulate as sim
 from industriverse.errors import BadInput
-from industriverse.kpis import energy_kpis
-from industriverse.mapping import load_problem, map_constraint
-from industriverse.simulate import plan_from_optimization, run_ensemble, simulate
-from industriverse.stats import clopper_pearson_lower, clopper_pearson_upper, t_interval
-from industriverse.tracking import PlanTracking, noise_backoff
+from industriverse.model.kpis import energy_kpis
+from industriverse.model.mapping import load_problem, map_constraint
+from industriverse.verify.simulate import plan_from_optimization, run_ensemble, simulate
+from industriverse.verify.stats import clopper_pearson_lower, clopper_pearson_upper, t_interval
+from industriverse.plan.tracking import PlanTracking, noise_backoff
 from networks import roof_radiation_constraint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from industriverse import store
-from industriverse.canonical import sha256_of
+from industriverse.fleet import store
+from industriverse.model.canonical import sha256_of
 
 
 def _pg_schema_url(pg_url: str):

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from industriverse import store
-from industriverse.gateway import CapsuleGatewayService
+from industriverse.fleet import store
+from industriverse.operate.gateway import CapsuleGatewayService
 from messages import Message, StrikeRequested
 from strike_helpers import EXAMPLES, ROOT, example, start_workers, stop_workers, write_constraint
 from workers.actor import load_actors

@@ -16,16 +16,7 @@ import pytest
 from scipy import stats
 
 from industriverse.errors import BadInput
-from industriverse.value import (
-    STABILITY_DEFINITION,
-    clopper_pearson_lower,
-    compute_value,
-    ensemble_needed,
-    format_figure,
-    format_number,
-    paired_savings,
-    summary_sentences,
-)
+from industriverse.report.value import (STABILITY_DEFINITION, clopper_pearson_lower, compute_value, ensemble_needed, format_figure, format_number, paired_savings, summary_sentences)
 
 ROOT = Path(__file__).resolve().parent.parent
 HVAC = json.loads((ROOT / "examples" / "hvac_testcase1.json").read_text())
@@ -36,11 +27,11 @@ TWO_ZONE = {"horizon": {"start": "2026-01-13T00:00", "hours": 24, "step_minutes"
 def real_run(domain: str, raw: dict, *, backoff_k: float = 1.5, seed: int = 0, shield: bool = True) -> dict:
     """optimize (envelope backed off by ``backoff_k`` noise deviations) → simulate the plan and the
     baseline on the same draws → shield; the run's documents."""
-    from industriverse.mapping import map_constraint
-    from industriverse.optimize import load_plan, optimize
-    from industriverse.shield import check_plan
-    from industriverse.simulate import simulate
-    from industriverse.tracking import noise_backoff
+    from industriverse.model.mapping import map_constraint
+    from industriverse.plan.optimize import load_plan, optimize
+    from industriverse.verify.shield import check_plan
+    from industriverse.verify.simulate import simulate
+    from industriverse.plan.tracking import noise_backoff
 
     problem = map_constraint(domain, raw)
     optimization = optimize(problem.with_backoff(noise_backoff(problem, backoff_k)), "auto", seed)

@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from industriverse import store
+from industriverse.fleet import store
 from industriverse.errors import BadInput, InfrastructureError
 from messages import Message, PlanOptimized, StrikeCompleted
 from workers.actor import Registry

@@ -5,11 +5,11 @@ activity), so a redelivered message never deploys twice.
 """
 from __future__ import annotations
 
-from industriverse import store
-from industriverse.capsule import pack_capsule
-from industriverse.gateway import CapsuleGatewayService
-from industriverse.monitor import arm_monitor
-from industriverse.rundir import bundle_files
+from industriverse.fleet import store
+from industriverse.trust.capsule import pack_capsule
+from industriverse.operate.gateway import CapsuleGatewayService
+from industriverse.operate.monitor import arm_monitor
+from industriverse.fleet.rundir import bundle_files
 from messages import CapsuleDeployed, Message, PlanVerified
 from workers.actor import actor
 from workers.scratch import new_run_dir, write_scratch_run

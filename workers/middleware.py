@@ -25,7 +25,7 @@ from typing import Any, Literal, Mapping
 
 import sqlalchemy.exc
 
-from industriverse import store
+from industriverse.fleet import store
 from industriverse.errors import IndustriverseError, InfrastructureError
 from messages.codec import decode, to_dict
 from messages.envelope import InvalidMessage, Message, is_strike_id

@@ -1,11 +1,11 @@
 """Optimizer worker: ``strike.requested`` → map the constraint, solve, ``plan.optimized``."""
 from __future__ import annotations
 
-from industriverse import store
+from industriverse.fleet import store
 from industriverse.errors import Infeasible
-from industriverse.mapping import map_constraint
-from industriverse.optimize import optimize
-from industriverse.tracking import noise_backoff
+from industriverse.model.mapping import map_constraint
+from industriverse.plan.optimize import optimize
+from industriverse.plan.tracking import noise_backoff
 from messages import Message, PlanOptimized, StrikeRequested
 from workers.actor import actor
 

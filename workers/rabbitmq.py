@@ -58,7 +58,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from industriverse import store
+from industriverse.fleet import store
 from industriverse.errors import BadInput, InfrastructureError
 from messages.codec import decode, encode
 from messages.envelope import InvalidMessage, Message

@@ -8,10 +8,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from industriverse import store
-from industriverse.canonical import read_json
-from industriverse.report import write_report
-from industriverse.rundir import bundle_files, restore_files
+from industriverse.fleet import store
+from industriverse.model.canonical import read_json
+from industriverse.report.render import write_report
+from industriverse.fleet.rundir import bundle_files, restore_files
 from messages import CapsuleDeployed, Message, PlanRejected, StrikeCompleted
 from workers.actor import actor
 from workers.scratch import new_run_dir, write_scratch_run

@@ -10,13 +10,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from industriverse import store
-from industriverse.rundir import write_documents
+from industriverse import data_home
+from industriverse.fleet import store
+from industriverse.fleet.rundir import write_documents
 
 
 def new_run_dir(message, purpose: str) -> Path:
     """A fresh directory for one handling of ``message`` under ``$INDUSTRIVERSE_HOME/<purpose>/``."""
-    parent = store.data_home() / purpose
+    parent = data_home() / purpose
     parent.mkdir(parents=True, exist_ok=True)
     suffix = f"-r{message.round}" if message.round else ""
     return Path(tempfile.mkdtemp(prefix=f"{message.strike_id}{suffix}-", dir=parent))

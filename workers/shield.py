@@ -6,9 +6,9 @@ before it is reported as rejected.
 """
 from __future__ import annotations
 
-from industriverse import store
-from industriverse.proof import build_proof
-from industriverse.shield import check_plan
+from industriverse.fleet import store
+from industriverse.trust.proof import build_proof
+from industriverse.verify.shield import check_plan
 from messages import Message, PlanRejected, PlanSimulated, PlanVerified, StrikeRequested
 from workers.actor import actor
 

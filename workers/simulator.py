@@ -1,9 +1,9 @@
 """Simulator worker: ``plan.optimized`` → plan and baseline ensembles on the same draws, ``plan.simulated``."""
 from __future__ import annotations
 
-from industriverse import store
-from industriverse.optimize import load_plan
-from industriverse.simulate import simulate
+from industriverse.fleet import store
+from industriverse.plan.optimize import load_plan
+from industriverse.verify.simulate import simulate
 from messages import Message, PlanOptimized, PlanSimulated
 from workers.actor import actor
 

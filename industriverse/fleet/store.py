@@ -1,0 +1,543 @@
+"""The shared store: one SQL database through SQLAlchemy Core.
+
+SQLite file by default (``$INDUSTRIVERSE_HOME/industriverse.db``, WAL journal, busy
+timeout, ``BEGIN IMMEDIATE`` for write transactions so two processes never deadlock on
+a lock upgrade), or any PostgreSQL URL (``postgresql+psycopg://user@host/db``) set in
+``INDUSTRIVERSE_DB_URL`` or passed as ``url``.  Tables are created on first use.
+
+What it holds:
+
+* **stage results** keyed by ``(strike_id, stage)`` — the idempotency key of the
+  workers: the first writer wins and every later writer gets the stored payload back;
+* **artifacts**, content-addressed by SHA-256 (bytes, idempotent);
+* **strikes** with their status (requested → running → completed | rejected | failed);
+* **contract runs**: which strike served which ``(contract_id, period_key)`` — the
+  regiment's claim, so a period is struck once however many daemons run;
+* the **gateway tables** (capsules, capsule versions, activities) used by
+  :mod:`industriverse.operate.gateway`.
+
+Every function takes ``engine=None`` (the default engine of this process) so that a
+worker, a test or a CLI can point it at another database.  Timestamps are UTC and
+come back as ISO-8601 strings; JSON payloads come back as Python objects.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import weakref
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
+
+from industriverse import data_home
+from industriverse.model.canonical import canonical_json, sha256_bytes
+
+STRIKE_STATUSES = ("requested", "running", "completed", "rejected", "failed")
+TERMINAL_STATUSES = frozenset({"completed", "rejected", "failed"})
+# A status only moves forward; a terminal status is final (see update_strike).
+_STATUS_RANK = {"requested": 0, "running": 1, "completed": 2, "rejected": 2, "failed": 2}
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_PG_SCHEMA_LOCK_KEY = 0x1D5_7C0DE  # advisory lock id serialising create_all across processes
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _json_dumps(obj: Any) -> str:
+    # NaN is not JSON: PostgreSQL refuses it, SQLite would store it; refuse it on both.
+    return json.dumps(obj, allow_nan=False, ensure_ascii=False)
+
+
+metadata = sa.MetaData()
+
+stage_results = sa.Table(
+    "stage_results",
+    metadata,
+    sa.Column("strike_id", sa.String(128), primary_key=True),
+    sa.Column("stage", sa.String(64), primary_key=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("media_type", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+strikes = sa.Table(
+    "strikes",
+    metadata,
+    sa.Column("strike_id", sa.String(128), primary_key=True),
+    sa.Column("contract_id", sa.String(200), nullable=True, index=True),
+    sa.Column("domain", sa.String(64), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("run_dir", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+contract_runs = sa.Table(
+    "contract_runs",
+    metadata,
+    sa.Column("contract_id", sa.String(200), primary_key=True),
+    sa.Column("period_key", sa.String(128), primary_key=True),
+    sa.Column("strike_id", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+# --- gateway tables (used by industriverse.operate.gateway) -----------------------------------
+capsules = sa.Table(
+    "capsules",
+    metadata,
+    sa.Column("capsule_id", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(64), nullable=True),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("active_version", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+capsule_versions = sa.Table(
+    "capsule_versions",
+    metadata,
+    sa.Column("capsule_id", sa.String(200), sa.ForeignKey("capsules.capsule_id"), primary_key=True),
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    # sha256 of the canonical manifest without its signature: "the same capsule content"
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+    sa.Column("capsule_dir", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),  # active | superseded | rolled_back
+    sa.Column("deployment_activity_id", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+activities = sa.Table(
+    "activities",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("capsule_id", sa.String(200), nullable=False, index=True),
+    sa.Column("version", sa.BigInteger, nullable=True),
+    sa.Column("activity_type", sa.String(16), nullable=False),  # deployment | supersede | rollback | alert
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    # unique idempotency key (deployment: "deployment:<content sha256>"); NULL for the rest
+    sa.Column("dedup_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+
+# --- engines --------------------------------------------------------------------------
+_engines: dict[tuple[int, str], Engine] = {}
+_engines_lock = threading.Lock()
+_schema_ready: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def default_url() -> str:
+    """``$INDUSTRIVERSE_DB_URL``, else the SQLite file under the data directory."""
+    url = os.environ.get("INDUSTRIVERSE_DB_URL")
+    if url:
+        return url
+    return f"sqlite:///{data_home() / 'industriverse.db'}"
+
+
+def _configure_sqlite(engine: Engine, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised through every query
+        # pysqlite's own transaction handling defers BEGIN and breaks transactional DDL;
+        # hand transactions to SQLAlchemy's "begin" event below (the documented recipe).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # pragma: no cover - exercised through every query
+        # Writers take the write lock up front: a deferred transaction that reads and then
+        # writes fails with SQLITE_BUSY instead of waiting when another process wrote meanwhile.
+        immediate = conn.get_execution_options().get("industriverse_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: :func:`default_url`), one per URL per process.
+
+    The schema is created on first use.  Engines are cached per process id so that a
+    forked worker never shares pooled connections with its parent.
+    """
+    url = url or default_url()
+    parsed = sa.engine.make_url(url)
+    key = (os.getpid(), parsed.render_as_string(hide_password=False))
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            if parsed.get_backend_name() == "sqlite":
+                database = parsed.database or ""
+                in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+                if not in_memory:
+                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                engine = sa.create_engine(
+                    parsed,
+                    json_serializer=_json_dumps,
+                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                )
+                _configure_sqlite(engine, in_memory)
+            else:
+                engine = sa.create_engine(parsed, json_serializer=_json_dumps, pool_pre_ping=True)
+            _engines[key] = engine
+    ensure_schema(engine)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every cached engine of this process (tests, and before a fork)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the tables on ``engine`` if they are missing (once per engine per process)."""
+    if engine in _schema_ready:
+        return
+    with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes creating the schema at once would collide on pg_type; serialise them.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK_KEY})
+        metadata.create_all(conn, checkfirst=True)
+    _schema_ready.add(engine)
+
+
+def _resolve(engine: Engine | None) -> Engine:
+    if engine is None:
+        return get_engine()
+    ensure_schema(engine)
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite); commits on exit."""
+    with engine.connect() as conn:
+        conn.execution_options(industriverse_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a plain (read) transaction."""
+    with engine.connect() as conn:
+        with conn.begin():
+            yield conn
+
+
+def insert_ignore(conn: Connection, table: sa.Table, values: dict, conflict_columns: list[str]) -> bool:
+    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING``; True when the row was inserted.
+
+    Uses ``RETURNING`` rather than ``rowcount``, which some drivers leave at -1 here.
+    """
+    name = conn.dialect.name
+    if name == "postgresql":
+        stmt = pg_dialect.insert(table)
+    elif name == "sqlite":
+        stmt = sqlite_dialect.insert(table)
+    else:
+        raise NotImplementedError(f"store supports sqlite and postgresql, not {name}")
+    stmt = stmt.values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    returned = conn.execute(stmt.returning(*[table.c[name] for name in conflict_columns])).first()
+    return returned is not None
+
+
+def iso(value: Any) -> Any:
+    """A datetime as an ISO-8601 UTC string (SQLite hands back naive UTC values)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat()
+    return value
+
+
+def row_dict(row: sa.Row | None) -> dict | None:
+    """A result row as a plain dict with ISO timestamps."""
+    if row is None:
+        return None
+    return {key: iso(value) for key, value in row._mapping.items()}
+
+
+# --- stage results --------------------------------------------------------------------
+def put_stage_result(strike_id: str, stage: str, payload: dict, *, engine: Engine | None = None) -> dict:
+    """Store the result of ``stage`` for ``strike_id`` unless one is stored; return the stored one.
+
+    First writer wins: a redelivered message that redid the work gets the payload of the
+    first run back (and should publish that), so downstream stages never see two results.
+    """
+    _json_dumps(payload)  # refuse NaN/infinity with a ValueError on every dialect, before touching the DB
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        insert_ignore(
+            conn,
+            stage_results,
+            {"strike_id": strike_id, "stage": stage, "payload": payload, "created_at": _now()},
+            ["strike_id", "stage"],
+        )
+        stored = conn.execute(
+            sa.select(stage_results.c.payload).where(
+                stage_results.c.strike_id == strike_id, stage_results.c.stage == stage
+            )
+        ).scalar_one()
+    return stored
+
+
+def get_stage_result(strike_id: str, stage: str, *, engine: Engine | None = None) -> dict | None:
+    """The stored result of ``stage`` for ``strike_id``, or None."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        return conn.execute(
+            sa.select(stage_results.c.payload).where(
+                stage_results.c.strike_id == strike_id, stage_results.c.stage == stage
+            )
+        ).scalar_one_or_none()
+
+
+def list_stage_results(strike_id: str, *, engine: Engine | None = None) -> dict[str, dict]:
+    """``{stage: payload}`` of every stored stage of ``strike_id``, in the order they were stored."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        rows = conn.execute(
+            sa.select(stage_results.c.stage, stage_results.c.payload)
+            .where(stage_results.c.strike_id == strike_id)
+            .order_by(stage_results.c.created_at, stage_results.c.stage)
+        ).all()
+    return {stage: payload for stage, payload in rows}
+
+
+# --- artifacts ------------------------------------------------------------------------
+def put_artifact(data: bytes, *, media_type: str = "application/json", engine: Engine | None = None) -> str:
+    """Store ``data`` under its SHA-256 (hex) and return it; storing it again is a no-op."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"put_artifact takes bytes, not {type(data).__name__}")
+    data = bytes(data)
+    digest = sha256_bytes(data)
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        insert_ignore(
+            conn,
+            artifacts,
+            {"sha256": digest, "media_type": media_type, "size": len(data), "data": data, "created_at": _now()},
+            ["sha256"],
+        )
+    return digest
+
+
+def get_artifact(sha256: str, *, engine: Engine | None = None) -> bytes:
+    """The bytes stored under ``sha256``; ``KeyError`` if there are none."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        data = conn.execute(sa.select(artifacts.c.data).where(artifacts.c.sha256 == sha256.lower())).scalar_one_or_none()
+    if data is None:
+        raise KeyError(sha256)
+    return bytes(data)
+
+
+def put_json_artifact(obj: Any, *, engine: Engine | None = None) -> str:
+    """Store the canonical JSON of ``obj``; the returned key equals ``canonical.sha256_of(obj)``."""
+    return put_artifact(canonical_json(obj), media_type="application/json", engine=engine)
+
+
+def get_json_artifact(sha256: str, *, engine: Engine | None = None) -> Any:
+    """The JSON object stored under ``sha256``; ``KeyError`` if there is none."""
+    return json.loads(get_artifact(sha256, engine=engine).decode("utf-8"))
+
+
+# --- strikes --------------------------------------------------------------------------
+def _check_status(status: str) -> None:
+    if status not in _STATUS_RANK:
+        raise ValueError(f"strike status must be one of {', '.join(STRIKE_STATUSES)}, not {status!r}")
+
+
+def _strike_row(conn: Connection, strike_id: str, *, lock: bool = False) -> dict | None:
+    stmt = sa.select(strikes).where(strikes.c.strike_id == strike_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return row_dict(conn.execute(stmt).first())
+
+
+def record_strike(
+    strike_id: str,
+    *,
+    contract_id: str | None = None,
+    domain: str | None = None,
+    status: str = "requested",
+    reason: str | None = None,
+    run_dir: str | None = None,
+    engine: Engine | None = None,
+) -> dict:
+    """Record a strike; return its row.
+
+    Recording an existing strike (a redelivered request) keeps its status and fills in
+    only the fields it did not have yet; change the status with :func:`update_strike`.
+    """
+    _check_status(status)
+    engine = _resolve(engine)
+    now = _now()
+    with write_transaction(engine) as conn:
+        created = insert_ignore(
+            conn,
+            strikes,
+            {
+                "strike_id": strike_id,
+                "contract_id": contract_id,
+                "domain": domain,
+                "status": status,
+                "reason": reason,
+                "run_dir": str(run_dir) if run_dir is not None else None,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["strike_id"],
+        )
+        if not created:
+            fill = {
+                name: value
+                for name, value in (("contract_id", contract_id), ("domain", domain), ("run_dir", run_dir))
+                if value is not None
+            }
+            for name, value in fill.items():
+                conn.execute(
+                    sa.update(strikes)
+                    .where(strikes.c.strike_id == strike_id, strikes.c[name].is_(None))
+                    .values({name: str(value), "updated_at": now})
+                )
+        return _strike_row(conn, strike_id)
+
+
+def update_strike(
+    strike_id: str,
+    *,
+    status: str,
+    reason: str | None = None,
+    run_dir: str | None = None,
+    force: bool = False,
+    engine: Engine | None = None,
+) -> dict:
+    """Move a strike to ``status`` (creating the row if absent); return its row.
+
+    Statuses only move forward (requested → running → completed | rejected | failed) and
+    a terminal status is final: a late or redelivered message cannot turn a completed
+    strike back into a running one.  Such an update is ignored and the stored row is
+    returned; ``force=True`` overrides (an operator re-running a strike).
+    """
+    _check_status(status)
+    engine = _resolve(engine)
+    now = _now()
+    with write_transaction(engine) as conn:
+        insert_ignore(
+            conn,
+            strikes,
+            {"strike_id": strike_id, "status": status, "reason": reason,
+             "run_dir": str(run_dir) if run_dir is not None else None, "created_at": now, "updated_at": now},
+            ["strike_id"],
+        )
+        row = _strike_row(conn, strike_id, lock=True)
+        current = row["status"]
+        moves_forward = _STATUS_RANK[status] > _STATUS_RANK[current] or (
+            status == current and current not in TERMINAL_STATUSES
+        )
+        if force or moves_forward:
+            values: dict[str, Any] = {"status": status, "updated_at": now}
+            if reason is not None or status != current:
+                values["reason"] = reason
+            if run_dir is not None:
+                values["run_dir"] = str(run_dir)
+            conn.execute(sa.update(strikes).where(strikes.c.strike_id == strike_id).values(values))
+            row = _strike_row(conn, strike_id)
+        return row
+
+
+def get_strike(strike_id: str, *, engine: Engine | None = None) -> dict | None:
+    """The strike's row (strike_id, contract_id, domain, status, reason, run_dir, created_at, updated_at) or None."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        return _strike_row(conn, strike_id)
+
+
+def list_strikes(contract_id: str | None = None, limit: int = 100, *, engine: Engine | None = None) -> list[dict]:
+    """The latest ``limit`` strikes (of ``contract_id`` if given), newest first."""
+    engine = _resolve(engine)
+    stmt = sa.select(strikes).order_by(strikes.c.created_at.desc(), strikes.c.strike_id).limit(limit)
+    if contract_id is not None:
+        stmt = stmt.where(strikes.c.contract_id == contract_id)
+    with read_transaction(engine) as conn:
+        return [row_dict(r) for r in conn.execute(stmt)]
+
+
+# --- regiment: one strike per contract and period -------------------------------------
+def claim_contract_period(contract_id: str, period_key: str, strike_id: str, *, domain: str | None = None,
+                          engine: Engine | None = None) -> bool:
+    """Claim ``(contract_id, period_key)`` for ``strike_id``; True only for the first claimer.
+
+    The primary key makes the claim atomic across processes and machines.  The winner's
+    strike is recorded (status ``requested``) in the same transaction, so a claim never
+    exists without its strike.
+    """
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        now = _now()
+        won = insert_ignore(
+            conn,
+            contract_runs,
+            {"contract_id": contract_id, "period_key": period_key, "strike_id": strike_id, "created_at": now},
+            ["contract_id", "period_key"],
+        )
+        if won:
+            insert_ignore(conn, strikes, {
+                "strike_id": strike_id, "contract_id": contract_id, "domain": domain, "status": "requested",
+                "reason": None, "run_dir": None, "created_at": now, "updated_at": now,
+            }, ["strike_id"])
+        return won
+
+
+def list_contract_runs(contract_id: str | None = None, *, engine: Engine | None = None) -> list[dict]:
+    """Claimed periods, oldest first: contract_id, period_key, strike_id, created_at, plus the
+    strike's ``status``, ``reason`` and ``domain`` (None when the strike was never recorded)."""
+    engine = _resolve(engine)
+    stmt = (
+        sa.select(
+            contract_runs.c.contract_id,
+            contract_runs.c.period_key,
+            contract_runs.c.strike_id,
+            contract_runs.c.created_at,
+            strikes.c.status,
+            strikes.c.reason,
+            strikes.c.domain,
+        )
+        .select_from(contract_runs.outerjoin(strikes, strikes.c.strike_id == contract_runs.c.strike_id))
+        .order_by(contract_runs.c.created_at, contract_runs.c.contract_id, contract_runs.c.period_key)
+    )
+    if contract_id is not None:
+        stmt = stmt.where(contract_runs.c.contract_id == contract_id)
+    with read_transaction(engine) as conn:
+        return [row_dict(r) for r in conn.execute(stmt)]

@@ -1,0 +1,263 @@
+"""The client constraint: what the engineer receives, as a validated pydantic model.
+
+A constraint JSON names the horizon, the initial state, the envelope, actuator limits, the
+tariff, the emission factor, the disturbances, the uncertainty and the budgets.  Whatever it
+leaves out comes from the domain's defaults (``industriverse/model/domains/<domain>.yaml``); a
+``network`` key replaces the domain's network with the client's own.  See
+``examples/*.json`` and the README for complete files.
+
+Units: temperatures °C, stored energy kWh, power kW, prices currency/kWh, demand charge
+currency/kW, emission factor kg CO₂/kWh, process noise in state units per √hour.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from industriverse.errors import BadInput
+from industriverse.model.network import Network
+from industriverse.model.series import SeriesSpec
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Horizon(_Model):
+    start: datetime = Field(description="local time of the first step, ISO 8601")
+    hours: float = Field(gt=0, le=24 * 14)
+    step_minutes: float = Field(gt=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _whole_steps(self):
+        steps = self.hours * 60 / self.step_minutes
+        if abs(steps - round(steps)) > 1e-9:
+            raise ValueError(f"hours ({self.hours}) is not a whole number of {self.step_minutes}-minute steps")
+        if round(steps) > 2000:
+            raise ValueError(f"{round(steps)} steps is more than the 2000 a plan may have")
+        return self
+
+    @property
+    def steps(self) -> int:
+        return int(round(self.hours * 60 / self.step_minutes))
+
+    @property
+    def step_seconds(self) -> float:
+        return self.step_minutes * 60.0
+
+
+class Band(_Model):
+    min: SeriesSpec | None = None
+    max: SeriesSpec | None = None
+
+
+class ActuatorLimits(_Model):
+    min_kw: float | None = None
+    max_kw: float | None = Field(None, gt=0)
+    ramp_kw_per_step: float | None = Field(None, gt=0)
+
+
+class Tariff(_Model):
+    energy: SeriesSpec = Field(description="import price, currency/kWh")
+    export: SeriesSpec = Field(0.0, description="export price, currency/kWh (not above the import price)")
+    demand_charge_per_kw: float = Field(0.0, ge=0, description="currency per kW of the horizon's 15-minute peak")
+    currency: str = "USD"
+
+
+class ForecastError(_Model):
+    std: float = Field(ge=0, description="stationary standard deviation, in the disturbance's unit")
+    correlation_hours: float = Field(gt=0)
+
+
+class Uncertainty(_Model):
+    process_noise: float | dict[str, float] = Field(
+        0.0, description="diffusion of node states, state units/√h; a number applies to every thermal node")
+    forecast_error: dict[str, ForecastError] = {}
+    ensemble_size: int = Field(200, ge=10, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    max_violation_probability: float = Field(0.05, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("process_noise")
+    @classmethod
+    def _non_negative(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(x < 0 for x in values):
+            raise ValueError("process noise must not be negative")
+        return v
+
+
+class Budgets(_Model):
+    energy_kwh: float | None = Field(None, gt=0)
+    peak_kw: float | None = Field(None, gt=0)
+
+
+class ClientConstraint(_Model):
+    """A client's constraint after the domain defaults were merged in."""
+
+    client: str = "client"
+    contract_id: str | None = Field(None, description="the regiment contract this strike serves")
+    description: str = ""
+    source: str = ""
+    domain: str | None = None
+    horizon: Horizon
+    network: Network
+    initial_state: dict[str, float]
+    envelope: dict[str, Band] = {}
+    terminal: dict[str, Band] = Field(default_factory=dict, description="bounds on the final state only (e.g. battery back to its start)")
+    actuators: dict[str, ActuatorLimits] = {}
+    disturbances: dict[str, SeriesSpec] = {}
+    tariff: Tariff
+    emission_factor: SeriesSpec = Field(0.0, description="kg CO₂ per kWh imported")
+    uncertainty: Uncertainty = Uncertainty()
+    budgets: Budgets = Budgets()
+    baseline: dict[str, Any] = Field(default_factory=dict, description="the baseline controller and its settings")
+
+
+
+def _check_references(c: ClientConstraint, file: str | None) -> None:
+    """Names in the constraint must exist in the network; each error names its field."""
+    nodes = c.network.node_names
+    for label, bands in (("initial_state", c.initial_state), ("envelope", c.envelope), ("terminal", c.terminal),
+                         ("uncertainty.process_noise", c.uncertainty.process_noise if isinstance(c.uncertainty.process_noise, dict) else {})):
+        for name in bands:
+            if name not in nodes:
+                raise BadInput(file, f"{label}.{name}", f"unknown node (nodes: {', '.join(nodes)})")
+    for name in nodes:
+        if name not in c.initial_state:
+            raise BadInput(file, f"initial_state.{name}", "is required (the node's state at the start)")
+    for name in c.actuators:
+        if name not in c.network.actuator_names:
+            raise BadInput(file, f"actuators.{name}", f"unknown actuator (actuators: {', '.join(c.network.actuator_names)})")
+    for name in c.network.disturbance_names:
+        if name not in c.disturbances:
+            raise BadInput(file, f"disturbances.{name}", "is required: the network reads this series")
+    for name in c.uncertainty.forecast_error:
+        if name not in c.network.disturbance_names:
+            raise BadInput(file, f"uncertainty.forecast_error.{name}",
+                           f"unknown disturbance (disturbances: {', '.join(c.network.disturbance_names)})")
+
+
+_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile"}
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith(("tagged-union", "function-")))))
+
+
+def _best_error(errors: list[dict]) -> dict:
+    """The most telling error: a failed union tries every member, so prefer the member the input meant
+    (a JSON object meant a series spec, anything else meant a number)."""
+    def score(e):
+        via_number = any(p in ("float", "int") for p in e["loc"])
+        meant_spec = isinstance(e.get("input"), dict) or any(isinstance(p, str) and p.startswith("tagged-union") for p in e["loc"][:-1]) and not via_number
+        return (via_number == meant_spec, -len(e["loc"]))
+    return min(errors, key=score)
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Deep-merge ``over`` onto ``base`` (dicts merge key by key; anything else replaces)."""
+    if isinstance(base, dict) and isinstance(over, dict) and not ("type" in over and "type" in base):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def _defaults_for(defaults: dict, network: Any) -> dict:
+    """The domain defaults that name only what the client's own ``network`` has.
+
+    A client network may reuse the domain's names (then their defaults apply) or bring its own
+    (then a default about a node, actuator or series it lacks would be a false error).
+    """
+    if not isinstance(network, dict):
+        return defaults  # validation reports the malformed network itself
+
+    def names(items, *keys):
+        out = set()
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict):
+                out.update(item.get(k) for k in keys if isinstance(item.get(k), str))
+        return out
+
+    site = network.get("site") if isinstance(network.get("site"), dict) else {}
+    nodes = names(network.get("nodes"), "name")
+    actuators = names(network.get("actuators"), "name")
+    series = names(network.get("boundaries"), "disturbance") | names(network.get("gains"), "disturbance") | {
+        site.get(k) for k in ("load", "pv") if isinstance(site.get(k), str)}
+    keep = {"initial_state": nodes, "envelope": nodes, "terminal": nodes, "actuators": actuators, "disturbances": series}
+    out = dict(defaults)
+    for key, known in keep.items():
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k in known}
+    unc = out.get("uncertainty")
+    if isinstance(unc, dict):
+        unc = dict(unc)
+        if isinstance(unc.get("forecast_error"), dict):
+            unc["forecast_error"] = {k: v for k, v in unc["forecast_error"].items() if k in series}
+        if isinstance(unc.get("process_noise"), dict):
+            unc["process_noise"] = {k: v for k, v in unc["process_noise"].items() if k in nodes}
+        out["uncertainty"] = unc
+    return out
+
+
+def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None) -> ClientConstraint:
+    """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field."""
+    if not isinstance(raw, dict):
+        raise BadInput(file, None, "the constraint must be a JSON object")
+    merged = dict(domain_defaults or {})
+    if "network" in raw:  # the client's own network replaces the domain's, not merges into it
+        merged.pop("network", None)
+        merged = _defaults_for(merged, raw["network"])
+    merged = _merge(merged, raw)
+    try:
+        c = ClientConstraint.model_validate(merged)
+    except ValidationError as exc:
+        err = _best_error(exc.errors())
+        field = _field_path(err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        # other members of the same union are alternatives, not further problems
+        fields = {_field_path(e["loc"]) for e in exc.errors() if not (field or "").startswith(_field_path(e["loc"]))} | {field}
+        more = f" (and problems in {len(fields) - 1} more field(s))" if len(fields) > 1 else ""
+        raise BadInput(file, field, msg + more) from None
+    _check_references(c, file)
+    return c
+
+
+def read_constraint_file(path: str | Path) -> dict:
+    """Read a constraint JSON file; a missing file or bad JSON is :class:`BadInput`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise BadInput(str(path), None, "no such file") from None
+    except OSError as exc:
+        raise BadInput(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(str(path), None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(raw, dict):
+        raise BadInput(str(path), None, "the constraint must be a JSON object")
+    return raw
+
+
+def absolute_csv_paths(raw: Any, base: Path) -> Any:
+    """``raw`` with every CSV series path made absolute against ``base`` (the constraint file's
+    folder), so that a worker anywhere, in any working directory, reads the same file."""
+    if isinstance(raw, dict):
+        if raw.get("type") == "csv" and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
+            raw = {**raw, "path": str((base / raw["path"]).resolve())}
+        return {k: absolute_csv_paths(v, base) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [absolute_csv_paths(v, base) for v in raw]
+    return raw

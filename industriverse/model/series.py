@@ -1,0 +1,178 @@
+"""Time series of the constraint: disturbances, tariffs, emission factors, envelope bounds.
+
+A series spec is a number (constant) or one of::
+
+    {"type": "constant", "value": v}
+    {"type": "sinusoid", "mean": m, "amplitude": a, "period_hours": 24, "phase_hours": 0}
+        value = m + a·sin(2π (t − phase) / period), t in hours since the horizon start
+    {"type": "series", "values": [...], "step_minutes": s}     held over s minutes (default: the horizon step)
+    {"type": "csv", "path": "file.csv", "column": "name", "time_column": "time" (optional)}
+        rows per step, or with time_column the last row at or before each instant (ISO times)
+    {"type": "time_of_use", "periods": [{"days": "weekdays", "hours": [14, 18], "value": v}, ...], "default": v}
+        days: "all", "weekdays", "weekends" or a list of weekday numbers (0 = Monday);
+        hours: [start, end) local clock hours, may wrap past midnight; first matching period wins
+    {"type": "daily_profile", "values": [24 hourly values]}
+
+All series are sampled at instants (a step's start for inputs and prices; a state's time for
+envelope bounds) and held over a step (zero-order hold).
+"""
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from industriverse.errors import BadInput
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Constant(_Spec):
+    type: Literal["constant"]
+    value: float
+
+
+class Sinusoid(_Spec):
+    type: Literal["sinusoid"]
+    mean: float
+    amplitude: float
+    period_hours: float = Field(24.0, gt=0)
+    phase_hours: float = 0.0
+
+
+class Series(_Spec):
+    type: Literal["series"]
+    values: list[float] = Field(min_length=1)
+    step_minutes: float | None = Field(None, gt=0)
+
+
+class CsvSeries(_Spec):
+    type: Literal["csv"]
+    path: str
+    column: str
+    time_column: str | None = None
+
+
+class Period(_Spec):
+    days: Literal["all", "weekdays", "weekends"] | list[Annotated[int, Field(ge=0, le=6)]] = "all"
+    hours: tuple[float, float]
+    value: float
+
+    @field_validator("hours")
+    @classmethod
+    def _clock(cls, v):
+        if not all(0 <= h <= 24 for h in v):
+            raise ValueError("hours must be clock hours between 0 and 24")
+        if v[0] == v[1]:
+            raise ValueError("an empty period: start equals end")
+        return v
+
+
+class TimeOfUse(_Spec):
+    type: Literal["time_of_use"]
+    periods: list[Period] = Field(min_length=1)
+    default: float
+
+
+class DailyProfile(_Spec):
+    type: Literal["daily_profile"]
+    values: list[float] = Field(min_length=24, max_length=24)
+
+
+SeriesSpec = Union[
+    float,
+    Annotated[Union[Constant, Sinusoid, Series, CsvSeries, TimeOfUse, DailyProfile], Field(discriminator="type")],
+]
+
+
+def _day_matches(days, weekday: int) -> bool:
+    if days == "all":
+        return True
+    if days == "weekdays":
+        return weekday < 5
+    if days == "weekends":
+        return weekday >= 5
+    return weekday in days
+
+
+def sample(spec: SeriesSpec, start: datetime, offsets_h: np.ndarray, step_h: float, *, field: str,
+           base_dir: Path | None = None, file: str | None = None) -> np.ndarray:
+    """Values of ``spec`` at ``start + offsets_h`` hours.
+
+    ``field`` and ``file`` name the spec in errors (a CSV that is missing, too short, ...).
+    """
+    t = np.asarray(offsets_h, dtype=float)
+    if isinstance(spec, (int, float)):
+        return np.full(t.shape, float(spec))
+    if isinstance(spec, Constant):
+        return np.full(t.shape, spec.value)
+    if isinstance(spec, Sinusoid):
+        return spec.mean + spec.amplitude * np.sin(2 * np.pi * (t - spec.phase_hours) / spec.period_hours)
+    if isinstance(spec, Series):
+        hold_h = (spec.step_minutes / 60.0) if spec.step_minutes else step_h
+        idx = np.floor(t / hold_h + 1e-9).astype(int)
+        if idx.max(initial=0) >= len(spec.values):
+            need = int(idx.max()) + 1
+            raise BadInput(file, f"{field}.values", f"has {len(spec.values)} values, the horizon needs {need}")
+        return np.asarray(spec.values, dtype=float)[idx]
+    if isinstance(spec, DailyProfile):
+        clock = np.array([(start + timedelta(hours=float(h))).hour for h in t])
+        return np.asarray(spec.values, dtype=float)[clock]
+    if isinstance(spec, TimeOfUse):
+        out = np.full(t.shape, spec.default)
+        for i, h in enumerate(t):
+            when = start + timedelta(hours=float(h))
+            clock = when.hour + when.minute / 60.0 + when.second / 3600.0
+            for p in spec.periods:
+                a, b = p.hours
+                inside = a <= clock < b if a < b else (clock >= a or clock < b)
+                if inside and _day_matches(p.days, when.weekday()):
+                    out[i] = p.value
+                    break
+        return out
+    if isinstance(spec, CsvSeries):
+        return _sample_csv(spec, start, t, step_h, field=field, base_dir=base_dir, file=file)
+    raise BadInput(file, field, f"unknown series spec {spec!r}")
+
+
+def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> np.ndarray:
+    path = Path(spec.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise BadInput(file, f"{field}.path", f"cannot read CSV '{path}': {exc.strerror or exc}") from None
+    if not rows or spec.column not in rows[0]:
+        raise BadInput(str(path), spec.column, f"column not found (columns: {list(rows[0]) if rows else []})")
+    try:
+        values = np.array([float(r[spec.column]) for r in rows])
+    except ValueError as exc:
+        raise BadInput(str(path), spec.column, f"not a number: {exc}") from None
+    if spec.time_column is None:
+        idx = np.floor(t / step_h + 1e-9).astype(int)
+        if idx.max(initial=0) >= len(values):
+            raise BadInput(str(path), spec.column, f"has {len(values)} rows, the horizon needs {int(idx.max()) + 1}")
+        return values[idx]
+    if spec.time_column not in rows[0]:
+        raise BadInput(str(path), spec.time_column, "time column not found")
+    try:
+        stamps = np.array([(datetime.fromisoformat(r[spec.time_column]) - start).total_seconds() / 3600 for r in rows])
+    except ValueError as exc:
+        raise BadInput(str(path), spec.time_column, f"not an ISO time: {exc}") from None
+    if np.any(np.diff(stamps) <= 0):
+        raise BadInput(str(path), spec.time_column, "times must increase")
+    pos = np.searchsorted(stamps, t + 1e-9, side="right") - 1
+    if pos.min(initial=0) < 0:
+        raise BadInput(str(path), spec.time_column, "the first row is after the horizon start")
+    held_h = float(np.median(np.diff(stamps))) if len(stamps) > 1 else step_h  # the last row holds one spacing
+    if stamps[-1] + held_h < t.max(initial=0) + step_h - 1e-9:
+        raise BadInput(str(path), spec.time_column, "the rows end before the horizon does")
+    return values[pos]

@@ -1,0 +1,2 @@
+"""Operation: the capsule gateway (gateway), the runtime monitor (monitor) and the digital twin (twin).
+"""

@@ -1,0 +1,245 @@
+"""The optimizer's entry point: a planning problem in, the optimization JSON out.
+
+``method``:
+
+* ``lp``  — the planning LP through HiGHS (:mod:`industriverse.plan.lp`).  Exact for networks whose
+  electric power is affine; the lower bound is the dual bound.  With a temperature-dependent COP
+  the LP is the convex relaxation: it gives the bound, and its plan is polished on the true cost
+  by sequential LP (deterministic, no seed).
+* ``idf`` — the energy-based diffusion engine (:mod:`industriverse.plan.idf`); the bound comes from the
+  (relaxed) LP's dual.
+* ``auto`` — ``lp`` for affine power, ``idf`` for temperature-dependent COPs (the relaxation's plan
+  joins the polished starts).
+
+The result never claims optimality without a bound: ``lower_bound`` is proven from dual values
+(or null), ``gap = (cost − lower_bound) / |cost|``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from industriverse.errors import BadInput, Infeasible
+from industriverse.plan.idf import (FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish, true_violation)
+from industriverse.model.kpis import band_excess
+from industriverse.plan.infeasibility import explain_infeasible
+from industriverse.plan.lp import build_planning_lp, solve
+from industriverse.plan.power import PowerModel, exact_power, relaxed_power
+
+METHODS = ("auto", "idf", "lp")
+
+
+def _floats(a) -> list[float]:
+    return [float(v) for v in np.asarray(a, dtype=float).ravel()]
+
+
+def untightened_violation(problem, u: np.ndarray, x: np.ndarray | None = None) -> float:
+    """Largest violation by plan ``u`` (H, m) of the client's own (un-tightened) envelope at
+    ``k = 1..H``, the actuator limits and the ramp limits, in state units or kW (0 if none)."""
+    x = problem.predict(u) if x is None else x
+    env = band_excess(x[1:], problem.x_lo[1:], problem.x_hi[1:])
+    return max(float(env.max(initial=0.0)), actuator_violation(problem, u))
+
+
+def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str | Path | None = None,
+             settings: IDFSettings | None = None,
+             progress: Callable[[str, int, int, float, float], None] | None = None) -> dict:
+    """Optimise the plan of ``problem`` (a :class:`industriverse.model.mapping.PlanningProblem`).
+
+    Returns the optimization JSON (a dict; field names fixed by DESIGN.md §4, see the README).
+    Raises :class:`Infeasible` naming the conflicting constraints when no plan meets them, and
+    :class:`BadInput` for an unknown method or a negative seed.
+    """
+    if method not in METHODS:
+        raise BadInput(None, "--method", f"unknown method '{method}' (known: {', '.join(METHODS)})")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise BadInput(None, "--seed", f"must be a non-negative integer, got {seed!r}")
+    t0 = time.perf_counter()
+    nonlinear = any(a.nonlinear for a in problem.network.actuators)
+    used = method if method != "auto" else ("idf" if nonlinear else "lp")
+    # the LP (exact, or the relaxation) always runs: it proves the bound or the infeasibility
+    lp = solve_planning_lp(problem, relax=nonlinear)
+    stats: dict = {"lp_seconds": lp.seconds, "lp_solves": lp.lp_solves, "lp_iterations": lp.iterations,
+                   "dual_objective": lp.dual_objective, "dual_residual": lp.dual_residual,
+                   # the bound stays valid with a residual (it is absorbed by the variable bounds); flag it anyway
+                   "dual_feasible": bool(lp.dual_residual is not None and lp.dual_residual <= 1e-7)}
+    if lp.premise is not None:
+        stats["relaxation_premise"] = lp.premise
+    settings = settings or IDFSettings()
+    evaluations, iterations, particles = 1, lp.iterations, 0
+    if used == "lp" and not nonlinear:
+        u = lp.u
+    elif used == "lp":  # relaxation plan polished on the true cost (sequential LP)
+        land = Landscape(problem)
+        out = polish(problem, lp.u, land, settings)
+        u = lp.u if out is None else out[0]
+        if out is not None:
+            stats["lp_solves"] += out[4]
+            evaluations += out[5]
+        stats["start"] = "relaxation"
+    else:
+        extra = {"relaxation": lp.u} if (method == "auto" and nonlinear) else None
+        res = idf(problem, seed=int(seed), settings=settings, extra_starts=extra, progress=progress)
+        u = res.u
+        evaluations, iterations, particles = res.evaluations, res.iterations, res.particles
+        stats.update({"lp_solves": stats["lp_solves"] + res.lp_solves, "langevin_seconds": res.langevin_seconds,
+                      "polish_seconds": res.polish_seconds, "best_start": res.best_start,
+                      "candidates": [{k: (None if v is None else (float(v) if not isinstance(v, str) else v))
+                                      for k, v in c.items()} for c in res.candidates]})
+    x = problem.predict(u)
+    power = problem.site_power(u, x)
+    k = problem.kpis(u, x)
+    cost = float(k["cost"])
+    violation = true_violation(problem, u)
+    feasible = violation <= FEAS_TOL
+    if not feasible:
+        raise Infeasible([f"no plan found that meets every constraint (best plan misses by {violation:.3g}); "
+                          f"the {'relaxation' if nonlinear else 'LP'} is feasible, so this is not proven — "
+                          f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
+    lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
+    gap = None
+    if lb is not None:
+        gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
+    bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (COP at its maximum over proven temperature intervals)")
+    backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
+    stats.update({"seconds": time.perf_counter() - t0, "evaluations": int(evaluations), "iterations": int(iterations),
+                  "particles": int(particles)})
+    return {
+        "request": problem.request,
+        "request_dir": None if request_dir is None else str(request_dir),
+        "domain": problem.domain,
+        "kind": problem.kind,
+        "method": used,
+        "method_requested": method,
+        "seed": int(seed),
+        "backoff": {name: float(b) for name, b in zip(problem.nodes, backoff)},
+        "horizon": {"start": problem.start.isoformat(timespec="minutes"), "steps": problem.H,
+                    "step_minutes": problem.dt_s / 60.0, "times": problem.step_times()},
+        "plan": {name: _floats(u[:, j]) for j, name in enumerate(problem.actuators)},
+        "states": {name: _floats(x[:, i]) for i, name in enumerate(problem.nodes)},
+        "power_kw": _floats(power),
+        "objective": {"cost": cost, "energy_kwh": float(k["energy_kwh"]), "emissions_kg": float(k["emissions_kg"]),
+                      "peak_kw": float(k["peak_kw"]), "export_kwh": float(k["export_kwh"]),
+                      "currency": problem.constraint.tariff.currency},
+        "lower_bound": lb,
+        "lower_bound_method": bound_method,
+        "gap": gap,
+        "feasible": bool(feasible),
+        "max_violation": untightened_violation(problem, u, x),
+        "stats": _json_safe(stats),
+    }
+
+
+def _json_safe(v):
+    """Replace non-finite floats by None, numpy scalars by Python ones (strict JSON)."""
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
+
+
+def load_plan(opt_doc: dict):
+    """Rebuild ``(problem, u)`` from an optimization JSON: the problem from ``domain``,
+    ``request``, ``request_dir`` (base of relative CSV paths) and ``backoff``; ``u`` (H, m) kW from
+    ``plan``.  Raises :class:`BadInput` naming the field when the document does not fit."""
+    from industriverse.model.mapping import map_constraint
+
+    for key in ("domain", "request", "plan"):
+        if key not in opt_doc:
+            raise BadInput(None, key, "is missing from the optimization JSON")
+    base = opt_doc.get("request_dir")
+    problem = map_constraint(opt_doc["domain"], opt_doc["request"], base_dir=Path(base) if base else None)
+    backoff = opt_doc.get("backoff") or {}
+    unknown = set(backoff) - set(problem.nodes)
+    if unknown:
+        raise BadInput(None, "backoff", f"names unknown node(s) {sorted(unknown)}")
+    if any(backoff.values()):
+        problem = problem.with_backoff(np.array([float(backoff.get(n, 0.0)) for n in problem.nodes]))
+    plan = opt_doc["plan"]
+    missing = [a for a in problem.actuators if a not in plan]
+    if missing:
+        raise BadInput(None, "plan", f"has no values for actuator(s) {missing}")
+    cols = []
+    for a in problem.actuators:
+        v = np.asarray(plan[a], dtype=float)
+        if v.shape != (problem.H,):
+            raise BadInput(None, f"plan.{a}", f"has {v.size} values, the horizon has {problem.H} steps")
+        cols.append(v)
+    return problem, np.column_stack(cols)
+
+
+# --------------------------------------------------------------------------------------------
+# the planning problem as an LP
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PlanningLPResult:
+    """The planning LP's optimum ``u`` (H, m) kW, its LP objective (the cost for exact models),
+    the proven ``lower_bound`` on the optimal cost, and how it was obtained."""
+
+    u: np.ndarray
+    objective: float
+    lower_bound: float
+    dual_objective: float
+    dual_residual: float
+    relaxed: bool
+    iterations: int
+    seconds: float
+    lp_solves: int
+    power: PowerModel
+    premise: dict | None = None
+
+
+def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True) -> PlanningLPResult:
+    """Solve the planning LP: exact for linear networks, the convex relaxation with ``relax=True``.
+
+    Raises :class:`industriverse.errors.Infeasible` naming the conflicting constraints (from the
+    elastic LP) when no plan meets them; ``ValueError`` for a temperature-dependent COP without
+    ``relax``.
+    """
+    t0 = time.perf_counter()
+    nonlinear = any(a.nonlinear for a in problem.network.actuators)
+    if nonlinear and not relax:
+        raise ValueError("this network has a temperature-dependent COP: solve the relaxation (relax=True) or use IDF")
+    power = relaxed_power(problem, backoff=backoff) if nonlinear else exact_power(problem)
+    lp = build_planning_lp(problem, power, backoff=backoff)
+    sol = solve(lp)
+    if sol.status == 2:
+        raise Infeasible(explain_infeasible(problem, power, backoff=backoff))
+    if sol.status != 0:
+        raise RuntimeError(f"HiGHS failed on the planning LP: {sol.message}")
+    u = np.clip(sol.z[lp.blocks["u"]].reshape(problem.H, problem.m), problem.u_lo, problem.u_hi)
+    premise = None
+    if power.relaxed:
+        premise = check_relaxation_premise(problem, power, u)
+    return PlanningLPResult(u, sol.objective, sol.lower_bound, sol.dual_objective, sol.dual_residual, bool(power.relaxed),
+                            sol.iterations, time.perf_counter() - t0, 1, power, premise)
+
+
+def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: float = 1e-6) -> dict:
+    """Does plan ``u`` stay inside the temperature intervals the relaxation assumed?
+
+    The intervals are proven for every envelope-feasible plan, so this holds for any feasible
+    ``u``; it is checked on the returned plan as a guard.
+    """
+    x = problem.predict(u)
+    out = {"holds": True, "nodes": {}}
+    for r in power.relaxed:
+        t = x[:-1, r.node]
+        worst = float(max(np.max(t - r.t_hi), np.max(r.t_lo - t)))
+        name = problem.nodes[r.node]
+        out["nodes"][name] = {"t_min_c": float(np.min(r.t_lo)), "t_max_c": float(np.max(r.t_hi)),
+                              "plan_t_min_c": float(t.min()), "plan_t_max_c": float(t.max()), "outside_by": max(worst, 0.0)}
+        if worst > tol:
+            out["holds"] = False
+    return out

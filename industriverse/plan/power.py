@@ -1,0 +1,287 @@
+"""Site electric power as a function of the plan: the exact affine model, the convex relaxation of
+temperature-dependent COPs over proven temperature intervals, and the linearisation at a plan.
+
+Temperature-dependent COPs: the power ``u·f(x)`` with ``f = 1/COP`` is bounded below using a
+proven interval ``[lo_k, hi_k]`` of the node temperature over every plan that meets the envelope
+(:func:`state_intervals`, interval arithmetic through the exact discrete dynamics, intersected with
+the band): ``f ≥ 1/max COP`` over the interval, plus, where ``f`` is convex (chillers), tangent cuts
+of the perspective of ``f``.  Every feasible plan of the real problem, lifted with its true power,
+is feasible for the relaxed LP (:mod:`industriverse.plan.lp`), so the relaxed optimum and its dual
+bound are lower bounds on the real optimal cost.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from industriverse.model.network import KELVIN, Actuator, carnot_terms, cop
+
+HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}
+
+
+@dataclass
+class PowerModel:
+    """Site electric power as an affine function of the plan, plus relaxed COP terms.
+
+    ``P_k = p_const[k] + (J @ u_flat)[k] + Σ_r q[r, k]`` in kW, ``J``: (H, H·m) sparse.
+    ``relaxed``: one entry per temperature-dependent COP actuator replaced by a variable ``q``
+    (see :func:`relaxed_power`); empty for an exact model.
+    """
+
+    p_const: np.ndarray
+    J: sparse.csr_matrix
+    relaxed: list["RelaxedActuator"] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return not self.relaxed
+
+
+@dataclass
+class RelaxedActuator:
+    """``g_lo·u ≤ q ≤ g_hi·u`` and cuts ``q ≥ α·u + β·x_node + γ`` (per step, rows of ``cuts``)."""
+
+    actuator: int
+    node: int
+    g_lo: np.ndarray  # (H,) 1/COP lower bound, kW electric per kW thermal
+    g_hi: np.ndarray  # (H,) upper bound (inf where unknown)
+    cuts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # each (α, β, γ), (H,) arrays
+    t_lo: np.ndarray  # (H,) proven node temperature interval at step starts, °C
+    t_hi: np.ndarray
+
+
+def _diag_power(W: np.ndarray) -> sparse.csr_matrix:
+    """``J`` of a power that is ``Σ_a W[k, a]·u[k, a]``: (H, H·m)."""
+    H, m = W.shape
+    rows = np.repeat(np.arange(H), m)
+    cols = np.arange(H * m)
+    return sparse.csr_matrix((W.ravel(), (rows, cols)), shape=(H, H * m))
+
+
+def exact_power(problem) -> PowerModel:
+    """The exact affine power of a network whose COPs do not depend on temperature."""
+    p0, W = problem.linear_power()
+    return PowerModel(p0, _diag_power(W))
+
+
+def state_intervals(problem, backoff: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Proven bounds ``(lo, hi)``, each (H+1, n), on the nominal states of every plan that
+    respects the actuator limits and the (tightened) envelope.
+
+    Interval arithmetic through ``x[k+1] = Ad x[k] + Bd u[k] + Ed d[k]`` from the given initial
+    state, intersected with the band at every step ``k ≥ 1`` (the plan must keep it).
+    """
+    x_lo, x_hi = problem.envelope(backoff=backoff)
+    Ad, Bd = problem.Ad, problem.Bd
+    Ap, An = np.maximum(Ad, 0.0), np.minimum(Ad, 0.0)
+    drive = problem.d @ problem.Ed.T
+    lo = np.empty((problem.H + 1, problem.n))
+    hi = np.empty_like(lo)
+    lo[0] = hi[0] = problem.x0
+    for k in range(problem.H):
+        bu_lo = np.minimum(Bd * problem.u_lo[k], Bd * problem.u_hi[k]).sum(axis=1)
+        bu_hi = np.maximum(Bd * problem.u_lo[k], Bd * problem.u_hi[k]).sum(axis=1)
+        nlo = Ap @ lo[k] + An @ hi[k] + bu_lo + drive[k]
+        nhi = Ap @ hi[k] + An @ lo[k] + bu_hi + drive[k]
+        lo[k + 1] = np.maximum(nlo, x_lo[k + 1])
+        hi[k + 1] = np.minimum(nhi, x_hi[k + 1])
+        empty = lo[k + 1] > hi[k + 1]  # no plan keeps the band here: the LP will say infeasible
+        lo[k + 1, empty], hi[k + 1, empty] = nlo[empty], nhi[empty]
+    return lo, hi
+
+
+def tighten_intervals(problem, lo: np.ndarray, hi: np.ndarray, nodes: list[int], *, backoff: bool = True,
+                      decay: float = 1e-3, max_window: int = 6) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Tighter proven bounds on the states of ``nodes`` at steps ``1..H-1`` by optimisation.
+
+    For each (step k, node, sense) a window LP over states ``x[a..b]`` and inputs ``u[a..b-1]``
+    (``a = k − L``, ``b = k + L'``) with the exact dynamics as equalities, every state inside the
+    valid interval ``[lo, hi]`` (which already holds the band) and the actuator box maximises or
+    minimises ``x[k, node]``.  Dropping what lies outside the window, ramp limits and budgets only
+    enlarges the feasible set, so each window's optimum bounds every feasible plan.  All windows
+    are independent blocks of ONE LP; each block's bound is proven from its own dual values
+    (the safe bound of :func:`dual_bound` restricted to the block), never from the primal value.
+
+    Returns new ``(lo, hi)`` and stats.
+    """
+    t0 = time.perf_counter()
+    H, n, m = problem.H, problem.n, problem.m
+    rho = float(np.max(np.abs(np.linalg.eigvals(problem.Ad)))) if n else 0.0
+    back = max_window if rho >= 1 else int(min(max_window, max(2, np.ceil(np.log(decay) / np.log(max(rho, 1e-12))))))
+    fwd = min(back, 12)
+    drive = problem.d @ problem.Ed.T
+    blocks = []  # (k, node, sense, var slice, row slice, var index of the objective)
+    c_parts, lb_parts, ub_parts = [], [], []
+    rows, cols, vals, rhs = [], [], [], []
+    nvar = nrow = 0
+    Ad, Bd = problem.Ad, problem.Bd
+    Ai, Aj = np.nonzero(Ad)
+    Bi, Bj = np.nonzero(Bd)
+    for k in range(1, H):
+        a, b = max(0, k - back), min(H, k + fwd)
+        T = b - a + 1  # states a..b, inputs a..b-1
+        nx, nu = T * n, (T - 1) * m
+        bounds_lo = np.concatenate([lo[a:b + 1].ravel(), problem.u_lo[a:b].ravel()])
+        bounds_hi = np.concatenate([hi[a:b + 1].ravel(), problem.u_hi[a:b].ravel()])
+        # dynamics rows x[j+1] − Ad x[j] − Bd u[j] = drive[j] in window-local indices
+        t = np.arange(T - 1)[:, None]
+        loc_r = np.concatenate([(t * n + np.arange(n)).ravel(), (t * n + Ai).ravel(), (t * n + Bi).ravel()])
+        loc_c = np.concatenate([((t + 1) * n + np.arange(n)).ravel(), (t * n + Aj).ravel(), (nx + t * m + Bj).ravel()])
+        loc_v = np.concatenate([np.ones((T - 1) * n), np.tile(-Ad[Ai, Aj], T - 1), np.tile(-Bd[Bi, Bj], T - 1)])
+        rhs_blk = drive[a:b].ravel()
+        for node in nodes:
+            for sense in (-1.0, 1.0):  # −1: maximise x[k, node], +1: minimise it
+                rows.append(loc_r + nrow)
+                cols.append(loc_c + nvar)
+                vals.append(loc_v)
+                rhs.append(rhs_blk)
+                c = np.zeros(nx + nu)
+                c[(k - a) * n + node] = sense
+                c_parts.append(c)
+                lb_parts.append(bounds_lo)
+                ub_parts.append(bounds_hi)
+                blocks.append((k, node, sense, slice(nvar, nvar + nx + nu), slice(nrow, nrow + (T - 1) * n)))
+                nvar += nx + nu
+                nrow += (T - 1) * n
+    A_eq = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(nrow, nvar))
+    b_eq = np.concatenate(rhs)
+    c = np.concatenate(c_parts)
+    lbv, ubv = np.concatenate(lb_parts), np.concatenate(ub_parts)
+    res = linprog(c, A_eq=A_eq, b_eq=b_eq, bounds=np.column_stack([lbv, ubv]), method="highs", options=HIGHS_OPTIONS)
+    new_lo, new_hi = lo.copy(), hi.copy()
+    if res.status != 0:  # infeasible windows: the planning LP will report it; keep the interval bounds
+        return new_lo, new_hi, {"seconds": time.perf_counter() - t0, "status": res.message}
+    y = res.eqlin.marginals
+    r = c - A_eq.T @ y
+    for k, node, sense, vs, rs in blocks:
+        rv = r[vs]
+        terms = np.concatenate([y[rs] * b_eq[rs], np.where(rv > 0, rv * lbv[vs], 0.0), np.where(rv < 0, rv * ubv[vs], 0.0)])
+        bound = safe_sum(terms)
+        if sense > 0:
+            new_lo[k, node] = max(new_lo[k, node], bound)
+        else:
+            new_hi[k, node] = min(new_hi[k, node], -bound)
+    return new_lo, new_hi, {"seconds": time.perf_counter() - t0, "window_back": back, "window_forward": fwd,
+                            "windows": len(blocks)}
+
+
+def safe_sum(terms: np.ndarray) -> float:
+    """``Σ terms`` minus a floating-point rounding allowance, so a bound summed from dual terms stays a bound."""
+    return float(np.sum(terms)) - 8 * np.finfo(float).eps * (terms.size + 10) * float(np.sum(np.abs(terms)))
+
+
+def _cop_breakpoint(act: Actuator, other: np.ndarray) -> np.ndarray:
+    """Node temperature (°C) at which the lift reaches ``min_lift_k`` (COP is monotone on each side)."""
+    m = act.cop
+    if act.kind == "chiller":  # lift = other + ca − (x − ea)
+        return other + m.condenser_approach_k + m.evaporator_approach_k - m.min_lift_k
+    return other - m.evaporator_approach_k + m.min_lift_k - m.condenser_approach_k
+
+
+def cop_range(act: Actuator, t_lo: np.ndarray, t_hi: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest COP over node temperatures in ``[t_lo, t_hi]`` (elementwise).
+
+    The Carnot-fraction COP is monotone on either side of the lift clamp, so the extremes are at
+    the interval ends or at the clamp's breakpoint.
+    """
+    cands = [t_lo, t_hi]
+    if act.cop.model == "carnot_fraction":
+        cands.append(np.clip(_cop_breakpoint(act, other), t_lo, t_hi))
+    vals = np.stack([cop(act, t, other) for t in cands])
+    return vals.min(axis=0), vals.max(axis=0)
+
+
+def inverse_cop_and_slope(act: Actuator, t_node: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f = 1/COP`` and ``df/dT_node`` (1/K) of a heat pump or chiller, elementwise.
+
+    Carnot fraction, chiller: ``f = lift / (η (T_cold + 273.15))`` with ``T_cold = T_node − approach``;
+    heat pump: ``f = lift / (η (T_hot + 273.15))`` with ``T_hot = T_node + approach``; the lift is
+    clamped below at ``min_lift_k`` (where it is flat, only the denominator varies).
+    """
+    t_node = np.asarray(t_node, dtype=float)
+    other = np.broadcast_to(np.asarray(other, dtype=float), t_node.shape)
+    m = act.cop
+    if m.model == "constant":
+        return np.full(t_node.shape, 1.0 / m.value), np.zeros(t_node.shape)
+    raw, ref = carnot_terms(act, t_node, other)
+    lift = np.maximum(raw, m.min_lift_k)
+    f = lift / (m.eta * ref)
+    # d/dT of lift/(η ref): lift' = −1 (chiller) or +1 (heat pump) where unclamped, 0 where clamped; ref' = 1
+    dlift = np.where(raw > m.min_lift_k, -1.0 if act.kind == "chiller" else 1.0, 0.0)
+    df = (dlift * ref - lift) / (m.eta * ref * ref)
+    return f, df
+
+
+def relaxed_power(problem, backoff: bool = True, n_cuts: int = 3, tighten: bool = True) -> PowerModel:
+    """A power model whose feasible set contains every real plan with its true power.
+
+    Linear actuators and the site load enter exactly; each temperature-dependent COP actuator
+    gets a variable ``q`` with ``u/COP_max ≤ q ≤ u/COP_min`` over the proven temperature interval
+    of its node, and for chillers (``1/COP`` convex and decreasing in the node temperature)
+    ``n_cuts`` tangent cuts of the perspective: for any ``s`` in the interval,
+    ``u f(x) ≥ u (f(s) + f'(s)(lo − s)) + U f'(s) (x − lo)`` because ``f'(s) ≤ 0``, ``x ≥ lo`` and
+    ``u ≤ U``.
+    """
+    net = problem.network
+    p0, W = problem.linear_power(nonlinear="zero")
+    relaxed: list[RelaxedActuator] = []
+    lo = hi = None
+    for a_i, a in enumerate(net.actuators):
+        if a.nonlinear:
+            if lo is None:
+                lo, hi = state_intervals(problem, backoff=backoff)
+                if tighten:
+                    cop_nodes = sorted({net.index(b.node) for b in net.actuators if b.nonlinear})
+                    lo, hi, _ = tighten_intervals(problem, lo, hi, cop_nodes, backoff=backoff)
+            node = net.index(a.node)
+            other = problem.d[:, net.boundary_columns[a.cop.boundary]]
+            t_lo, t_hi = lo[:-1, node].copy(), hi[:-1, node].copy()
+            c_min, c_max = cop_range(a, t_lo, t_hi, other)
+            g_lo = 1.0 / c_max
+            g_hi = np.where(c_min > 0, 1.0 / np.where(c_min > 0, c_min, 1.0), np.inf)
+            cuts = []
+            ref_cold = t_lo - (a.cop.evaporator_approach_k if a.kind == "chiller" else 0.0) + KELVIN
+            if a.kind == "chiller" and n_cuts > 0 and np.all(ref_cold > 0):
+                U = problem.u_hi[:, a_i]
+                for s_frac in np.linspace(0.0, 1.0, n_cuts + 2)[1:-1]:
+                    s = t_lo + s_frac * (t_hi - t_lo)
+                    f, df = inverse_cop_and_slope(a, s, other)
+                    alpha = f + df * (t_lo - s)
+                    beta = U * df
+                    gamma = -U * df * t_lo
+                    cuts.append((alpha, beta, gamma))
+            relaxed.append(RelaxedActuator(a_i, node, g_lo, g_hi, cuts, t_lo, t_hi))
+    return PowerModel(p0, _diag_power(W), relaxed)
+
+
+def linearized_power(problem, u: np.ndarray) -> PowerModel:
+    """First-order model of the true power around plan ``u`` (H, m) (exact for linear networks).
+
+    ``P(v) ≈ P(u) + J (v − u)`` with ``J = diag(f(x)) + diag(u·f'(x))·G_node`` for each COP
+    actuator (the adjoint of the dynamics enters through ``G``).
+    """
+    net = problem.network
+    x = problem.predict(u)
+    P = problem.site_power(u, x)
+    H, m = problem.H, problem.m
+    W = problem.linear_power(nonlinear="zero")[1]
+    dense = None
+    for a_i, a in enumerate(net.actuators):
+        if a.kind in ("heat_pump", "chiller") and a.cop.model == "carnot_fraction":
+            node = net.index(a.node)
+            other = problem.d[:, net.boundary_columns[a.cop.boundary]]
+            f, df = inverse_cop_and_slope(a, x[:-1, node], other)
+            W[:, a_i] = f
+            block = (u[:, a_i] * df)[:, None] * problem.G[:-1, node].reshape(H, H * m)
+            dense = block if dense is None else dense + block
+    J = _diag_power(W)
+    if dense is not None:
+        J = sparse.csr_matrix(J + sparse.csr_matrix(dense))
+    p_const = P - J @ u.ravel()
+    return PowerModel(p_const, J)
+
+

@@ -1,0 +1,375 @@
+"""The report's plots (matplotlib, headless: Agg canvas, no pyplot state, safe in worker threads).
+
+* :func:`plot_state_bands` — per banded node, the ensemble's median, 5–95 % and 1–99 % bands
+  against the shaded envelope, baseline and plan side by side;
+* :func:`plot_power_and_tariff` — the plan's power schedule against the baseline's, the tariff
+  underneath;
+* :func:`plot_cumulative_cost` — cumulative energy cost over the horizon, plan vs baseline
+  (nominal, noise-free trajectories × price);
+* :func:`plot_savings_distribution` — histograms of the per-trajectory paired savings with the
+  mean and its 95 % interval marked.
+
+Every function takes the run's documents (``run``: optimization, simulation, ...) and writes a
+PNG; :func:`make_plots` writes all four and returns their paths.  The envelope and the tariff
+are re-derived from the optimization's request through :func:`industriverse.model.mapping.map_constraint`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, DateFormatter
+from matplotlib.figure import Figure
+
+from industriverse.report.value import format_figure, format_number
+
+DPI = 110
+FIG_WIDTH = 8.5  # inches: text stays legible when the PDF scales the figure to the page width
+PLAN_COLOR = "#1f5fa8"
+BASE_COLOR = "#c8571b"
+ENVELOPE_COLOR = "#2e9e4a"
+PRICE_COLOR = "#555555"
+# PNG metadata: drop matplotlib's "Software" entry (it carries a web address; the HTML report must have none)
+PNG_METADATA = {"Software": None}
+
+
+@dataclass
+class SeriesContext:
+    """Time axis, envelope and tariff of a run, in plotting units.
+
+    ``times``: H+1 datetimes (state instants; step k spans times[k]..times[k+1]);
+    ``envelope``: {node: (lo (H+1,), hi (H+1,))} with ±inf where free; ``units``: {node: unit};
+    ``price``/``export_price``: (H,) currency/kWh or None when the tariff could not be rebuilt.
+    """
+
+    times: list[datetime]
+    dt_h: float
+    envelope: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    price: np.ndarray | None = None
+    export_price: np.ndarray | None = None
+    demand_charge: float = 0.0
+    currency: str = "USD"
+
+
+def series_context(run: dict) -> SeriesContext:
+    """Rebuild the time axis, envelope and tariff of a run from its optimization document."""
+    opt, sim = run.get("optimization") or {}, run.get("simulation") or {}
+    horizon = opt.get("horizon") or sim.get("horizon") or {}
+    currency = (opt.get("objective") or {}).get("currency") or "USD"
+    problem = None
+    request = opt.get("request") or sim.get("request")
+    domain = opt.get("domain") or sim.get("domain")
+    if request is not None and domain:
+        from industriverse.errors import IndustriverseError
+        from industriverse.model.mapping import map_constraint
+
+        base_dir = opt.get("request_dir") or sim.get("request_dir")
+        try:
+            problem = map_constraint(domain, request, base_dir=Path(base_dir) if base_dir else None)
+        except (IndustriverseError, OSError, ValueError):
+            problem = None  # e.g. a CSV series moved away: plot without envelope and tariff
+    if horizon.get("times"):
+        times = [datetime.fromisoformat(t) for t in horizon["times"]]
+    elif problem is not None:
+        times = [datetime.fromisoformat(t) for t in problem.step_times()]
+    else:
+        steps = int(horizon.get("steps") or len(opt.get("power_kw") or []))
+        start = datetime.fromisoformat(horizon.get("start") or "2000-01-01T00:00")
+        times = [start + timedelta(minutes=float(horizon.get("step_minutes") or 15) * k) for k in range(steps + 1)]
+    dt_h = (times[1] - times[0]).total_seconds() / 3600.0 if len(times) > 1 else 0.25
+    ctx = SeriesContext(times=times, dt_h=dt_h, currency=currency)
+    if problem is not None:
+        for i, node in enumerate(problem.network.nodes):
+            ctx.units[node.name] = "kWh" if node.is_storage else "°C"
+            lo, hi = problem.x_lo[:, i], problem.x_hi[:, i]
+            if np.isfinite(lo[1:]).any() or np.isfinite(hi[1:]).any():
+                ctx.envelope[node.name] = (lo, hi)
+        ctx.price, ctx.export_price = problem.price, problem.export_price
+        ctx.demand_charge = float(problem.demand_charge)
+        ctx.currency = problem.constraint.tariff.currency or currency
+    return ctx
+
+
+def banded_nodes(run: dict, ctx: SeriesContext) -> list[str]:
+    """Nodes with an envelope somewhere (else every node the simulation has bands for)."""
+    bands = ((run.get("simulation") or {}).get("plan") or {}).get("bands") or {}
+    nodes = [n for n in ctx.envelope if n in bands]
+    return nodes or list(bands)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _time_axis(ax, times: list[datetime]) -> None:
+    span_h = (times[-1] - times[0]).total_seconds() / 3600.0
+    ax.xaxis.set_major_locator(AutoDateLocator(minticks=4, maxticks=9))
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M" if span_h <= 36 else "%d %b %H:%M"))
+    ax.set_xlim(times[0], times[-1])
+    ax.grid(True, alpha=0.3)
+
+
+def _held(values: np.ndarray) -> np.ndarray:
+    """Values held over each step, padded to H+1 points for a 'post' step plot."""
+    values = np.asarray(values, dtype=float)
+    return np.append(values, values[-1])
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata=PNG_METADATA)
+    return path
+
+
+# --- 1. state bands --------------------------------------------------------------------------
+def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = None) -> Path:
+    """Median, 5–95 % and 1–99 % bands of each banded node against the shaded envelope.
+
+    One row per node; the baseline's ensemble on the left, the plan's on the right (same y
+    scale), the plan's nominal (planned) trajectory dashed.  Units: °C or kWh.
+    """
+    ctx = ctx or series_context(run)
+    sim, opt = run["simulation"], run.get("optimization") or {}
+    nodes = banded_nodes(run, ctx)
+    t = ctx.times
+    fig = _new_figure(FIG_WIDTH, 0.9 + 2.4 * max(1, len(nodes)))
+    axes = fig.subplots(max(1, len(nodes)), 2, sharex=True, squeeze=False)
+    for row, node in enumerate(nodes):
+        unit = ctx.units.get(node, "")
+        lows, highs = [], []
+        for side in ("baseline", "plan"):
+            b = sim[side]["bands"][node]
+            lows.append(np.min(b["p1"]))
+            highs.append(np.max(b["p99"]))
+        lo_env, hi_env = ctx.envelope.get(node, (np.full(len(t), -np.inf), np.full(len(t), np.inf)))
+        finite = np.concatenate([lo_env[np.isfinite(lo_env)], hi_env[np.isfinite(hi_env)]])
+        y_min = min(min(lows), finite.min() if finite.size else np.inf)
+        y_max = max(max(highs), finite.max() if finite.size else -np.inf)
+        pad = 0.08 * max(y_max - y_min, 1e-6)
+        y_min, y_max = y_min - pad, y_max + pad
+        for col, side in enumerate(("baseline", "plan")):
+            ax = axes[row, col]
+            color = BASE_COLOR if side == "baseline" else PLAN_COLOR
+            b = {k: np.asarray(v, dtype=float) for k, v in sim[side]["bands"][node].items()}
+            n_t = min(len(t), len(b["p50"]))
+            tt = t[:n_t]
+            if node in ctx.envelope:
+                ax.fill_between(tt, np.clip(lo_env[:n_t], y_min, y_max), np.clip(hi_env[:n_t], y_min, y_max),
+                                color=ENVELOPE_COLOR, alpha=0.13, lw=0, label="envelope (allowed band)")
+                for edge in (lo_env, hi_env):
+                    if np.isfinite(edge).any():
+                        ax.plot(tt, np.where(np.isfinite(edge[:n_t]), edge[:n_t], np.nan), color=ENVELOPE_COLOR,
+                                lw=1.0, ls="--")
+                # a bound on the final state only (e.g. the battery back to its start) is one point: mark it
+                for edge, marker in ((lo_env, "^"), (hi_env, "v")):
+                    if len(edge) > 2 and np.isfinite(edge[-1]) and edge[-1] != edge[-2]:
+                        ax.plot([tt[-1]], [edge[-1]], marker=marker, ms=9, color=ENVELOPE_COLOR, ls="none",
+                                clip_on=False, label="terminal bound")
+            ax.fill_between(tt, b["p1"][:n_t], b["p99"][:n_t], color=color, alpha=0.15, lw=0, label=f"{side}: 1–99 % of trajectories")
+            ax.fill_between(tt, b["p5"][:n_t], b["p95"][:n_t], color=color, alpha=0.35, lw=0, label=f"{side}: 5–95 %")
+            ax.plot(tt, b["p50"][:n_t], color=color, lw=1.6, label=f"{side}: median")
+            if side == "plan" and node in (opt.get("states") or {}):
+                planned = np.asarray(opt["states"][node], dtype=float)[:n_t]
+                ax.plot(tt, planned, color="black", lw=1.0, ls=":", label="planned (nominal)")
+            violations = sim[side].get("violations") or {}
+            by_node = violations.get("by_node") or {}
+            n = sim.get("ensemble_size")
+            title = f"{'Baseline' if side == 'baseline' else 'Plan'}: {node}"
+            if node in by_node and n:
+                title += f"  ({by_node[node]} of {n} trajectories leave this band)"
+            elif violations.get("count") is not None and n:
+                title += f"  ({violations['count']} of {n} trajectories leave the envelope)"
+            ax.set_title(title, fontsize=10)
+            ax.set_ylim(y_min, y_max)
+            quantity = {"°C": "temperature", "kWh": "stored energy"}.get(unit, "")
+            ax.set_ylabel(f"{node} {quantity} ({unit})".replace("  ", " ") if unit else node)
+            _time_axis(ax, t)
+            if row == len(nodes) - 1:
+                ax.set_xlabel("local time")
+    # one legend for the figure, below the plots, so no curve hides behind it
+    entries: dict[str, object] = {}
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries.keys()), loc="outside lower center", ncol=min(5, len(entries)),
+                   fontsize=8, frameon=False)
+    fig.suptitle("Ensemble of states under noise against the envelope", fontsize=12)
+    return _save(fig, path)
+
+
+# --- 2. power schedule and tariff ---------------------------------------------------------------
+def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None = None) -> Path:
+    """The plan's scheduled site power against the baseline's (median and 5–95 % of the ensemble), kW,
+    with the import (and export) price underneath, currency/kWh."""
+    ctx = ctx or series_context(run)
+    sim, opt = run["simulation"], run.get("optimization") or {}
+    t = ctx.times
+    fig = _new_figure(FIG_WIDTH, 5.0)
+    ax, ax_p = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    for side, color, label in (("baseline", BASE_COLOR, "baseline"), ("plan", PLAN_COLOR, "plan")):
+        bands = sim[side].get("power_bands") or {}
+        if bands:
+            ax.fill_between(t, _held(bands["p5"]), _held(bands["p95"]), step="post", color=color, alpha=0.18, lw=0,
+                            label=f"{label}: 5–95 % of trajectories")
+        if side == "baseline" and bands:
+            ax.step(t, _held(bands["p50"]), where="post", color=color, lw=1.6, label="baseline: median of ensemble")
+    scheduled = opt.get("power_kw") or ((sim["plan"].get("nominal") or {}).get("power_kw"))
+    if scheduled:
+        ax.step(t, _held(scheduled), where="post", color=PLAN_COLOR, lw=1.8, label="plan: scheduled power")
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.set_ylabel("site electric power (kW)\n+ import / − export")
+    ax.set_title("Power schedule: plan against baseline", fontsize=11)
+    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    _time_axis(ax, t)
+    if ctx.price is not None:
+        ax_p.step(t, _held(ctx.price), where="post", color=PRICE_COLOR, lw=1.6, label="import price")
+        if ctx.export_price is not None and np.any(ctx.export_price > 0):
+            ax_p.step(t, _held(ctx.export_price), where="post", color=PRICE_COLOR, lw=1.2, ls="--", label="export price")
+        ax_p.set_ylim(0, max(float(np.max(ctx.price)) * 1.15, 1e-6))
+        ax_p.legend(loc="best", fontsize=8)
+    else:
+        ax_p.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center",
+                  va="center", transform=ax_p.transAxes)
+    ax_p.set_ylabel(f"price ({ctx.currency}/kWh)")
+    ax_p.set_xlabel("local time")
+    _time_axis(ax_p, t)
+    return _save(fig, path)
+
+
+# --- 3. cumulative cost -------------------------------------------------------------------------
+def cumulative_cost(power_kw: np.ndarray, price: np.ndarray, export_price: np.ndarray, dt_h: float) -> np.ndarray:
+    """Cumulative energy cost (H+1,), currency, of site power (H,) kW: import × price − export × export price.
+
+    The demand charge (on the horizon's peak) is not spread over time and is left out.
+    """
+    p = np.asarray(power_kw, dtype=float)
+    step = (np.maximum(p, 0.0) * price - np.maximum(-p, 0.0) * export_price) * dt_h
+    return np.concatenate([[0.0], np.cumsum(step)])
+
+
+def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None = None) -> Path:
+    """Cumulative energy cost of the nominal (noise-free) plan and baseline trajectories over the horizon,
+    and underneath the cumulative saving (baseline − plan): where in the day the plan gains or loses."""
+    ctx = ctx or series_context(run)
+    sim, opt = run["simulation"], run.get("optimization") or {}
+    t = ctx.times
+    fig = _new_figure(FIG_WIDTH, 4.8)
+    if ctx.price is None:
+        ax = fig.subplots()
+        ax.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center", va="center",
+                transform=ax.transAxes)
+        return _save(fig, path)
+    ax, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    curves = {}
+    for side, color in (("baseline", BASE_COLOR), ("plan", PLAN_COLOR)):
+        nominal = (sim[side].get("nominal") or {}).get("power_kw")
+        source = "nominal run"
+        if nominal is None:
+            if side == "plan" and opt.get("power_kw"):
+                nominal, source = opt["power_kw"], "scheduled"
+            else:
+                nominal, source = sim[side]["power_bands"]["p50"], "median power"
+        cum = cumulative_cost(nominal, ctx.price, ctx.export_price, ctx.dt_h)
+        curves[side] = cum
+        ax.plot(t, cum, color=color, lw=1.8, label=f"{side} ({source}): {format_number(cum[-1])} {ctx.currency}")
+    kpis = {side: ((sim[side].get("kpis") or {}).get("cost") or {}).get("mean") for side in ("plan", "baseline")}
+    note = "noise-free trajectories × price"
+    if ctx.demand_charge > 0:
+        note += ", without the demand charge"
+    ax.set_title(f"Cumulative energy cost ({note})", fontsize=10)
+    if all(v is not None for v in kpis.values()):
+        ax.text(0.99, 0.04, f"ensemble means (all charges): plan {format_number(kpis['plan'])}, "
+                f"baseline {format_number(kpis['baseline'])} {ctx.currency}", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=8.5, color="#333333")
+    ax.set_ylabel(f"cumulative cost ({ctx.currency})")
+    ax.legend(loc="upper left", fontsize=8.5)
+    _time_axis(ax, t)
+    saved = curves["baseline"] - curves["plan"]
+    ax_d.fill_between(t, saved, 0.0, where=saved >= 0, color="#2e9e4a", alpha=0.45, lw=0, interpolate=True,
+                      label="plan ahead")
+    ax_d.fill_between(t, saved, 0.0, where=saved < 0, color="#c0392b", alpha=0.45, lw=0, interpolate=True,
+                      label="plan behind")
+    ax_d.plot(t, saved, color="black", lw=1.0)
+    ax_d.axhline(0.0, color="black", lw=0.6)
+    ax_d.set_ylabel(f"saved so far\n({ctx.currency})")
+    ax_d.set_xlabel("local time")
+    ax_d.legend(loc="upper left", fontsize=8)
+    _time_axis(ax_d, t)
+    return _save(fig, path)
+
+
+# --- 4. distribution of savings -----------------------------------------------------------------
+def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
+    """Histograms of the per-trajectory paired savings (baseline − plan) of energy and cost, with the
+    mean, its 95 % interval and the zero line marked."""
+    sim = run["simulation"]
+    cur = value.get("currency", "USD")
+    panels = (("energy_kwh", "energy_saved_kwh", "energy saved (kWh)", "kWh"),
+              ("cost", "cost_saved", f"cost saved ({cur})", cur),
+              ("emissions_kg", "emissions_saved_kg", "CO2 avoided (kg)", "kg"))
+    fig = _new_figure(FIG_WIDTH, 3.6)
+    axes = fig.subplots(1, len(panels))
+    n = value.get("ensemble_size")
+    for ax, (kpi, name, label, unit) in zip(axes, panels):
+        saved = np.asarray(sim["baseline"]["per_trajectory"][kpi], float) - np.asarray(sim["plan"]["per_trajectory"][kpi], float)
+        fig_v = value[name]
+        lo, hi = fig_v["ci95"]
+        ax.hist(saved, bins=min(30, max(8, saved.size // 5)), color="#8aa9cc", edgecolor="white", label=f"{n} paired trajectories")
+        ax.axvspan(lo, hi, color=PLAN_COLOR, alpha=0.25, label="95% CI of the mean")
+        ax.axvline(fig_v["mean"], color=PLAN_COLOR, lw=2.0, label=f"mean {format_number(fig_v['mean'], None)}")
+        lo_x, hi_x = float(min(saved.min(), lo)), float(max(saved.max(), hi))
+        spread = max(hi_x - lo_x, 1e-12)
+        distance = 0.0 if lo_x <= 0.0 <= hi_x else min(abs(lo_x), abs(hi_x))
+        if distance <= 3.0 * spread:  # zero fits without squashing the histogram
+            ax.axvline(0.0, color="black", lw=1.2, ls="--", label="zero (no saving)")
+        else:  # zero is far off: say where it is instead of drawing it
+            side = "left" if lo_x > 0 else "right"
+            ax.set_xlim(lo_x - 0.15 * spread, hi_x + 0.15 * spread)
+            ax.annotate(f"zero (no saving) is off\nto the {side}: " + ("every trajectory saves" if lo_x > 0 else
+                        "every trajectory loses"), xy=(0.02 if side == "left" else 0.98, 0.97), xycoords="axes fraction",
+                        ha="left" if side == "left" else "right", va="top", fontsize=7.5,
+                        bbox={"boxstyle": "round", "fc": "white", "ec": "#999999", "alpha": 0.9})
+        f = format_figure(fig_v, unit)
+        verdict = "significant" if fig_v["significant"] else "not significant"
+        ax.set_title(f"{f['mean']} {unit} [{f['lo']}, {f['hi']}]\n{verdict}", fontsize=9)
+        ax.set_xlabel(label)
+        ax.set_ylabel("trajectories")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right" if distance > 3.0 * spread else "best", framealpha=0.85)
+    fig.suptitle("Per-trajectory savings, baseline − plan on the same noise draws (> 0 = the plan saves)", fontsize=11)
+    return _save(fig, path)
+
+
+PLOT_FILES = {
+    "states": "states.png",
+    "power": "power_tariff.png",
+    "cumulative_cost": "cumulative_cost.png",
+    "savings": "savings_distribution.png",
+}
+PLOT_TITLES = {
+    "states": "States under noise against the envelope",
+    "power": "Power schedule and tariff",
+    "cumulative_cost": "Cumulative energy cost",
+    "savings": "Distribution of the paired savings",
+}
+
+
+def make_plots(run: dict, value: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write the four plots as PNG files under ``out_dir``; ``{name: path}`` (names of :data:`PLOT_FILES`)."""
+    out_dir = Path(out_dir)
+    ctx = series_context(run)
+    return {
+        "states": plot_state_bands(run, out_dir / PLOT_FILES["states"], ctx),
+        "power": plot_power_and_tariff(run, out_dir / PLOT_FILES["power"], ctx),
+        "cumulative_cost": plot_cumulative_cost(run, out_dir / PLOT_FILES["cumulative_cost"], ctx),
+        "savings": plot_savings_distribution(run, value, out_dir / PLOT_FILES["savings"]),
+    }

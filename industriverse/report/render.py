@@ -1,0 +1,554 @@
+"""The value report of a run: value.json, Markdown, one self-contained HTML file and a PDF.
+
+The report is built once as a list of blocks (headings, paragraphs, bullet lists, tables,
+images) from value.json (:func:`industriverse.report.value.compute_value`) and rendered three
+ways, so every format prints the same sentences and the same digits:
+
+* ``report.md`` — Markdown, the plots as PNG files beside it;
+* ``report.html`` — one file: inline CSS, the plots as ``data:`` URIs, no external reference;
+* ``report.pdf`` — fpdf2: title, summary, tables, plots, the proof's hashes and signature
+  key ID.  Text is set in DejaVu Sans (shipped with matplotlib) so °C, CO₂-style and
+  Clopper–Pearson render as written; without that font the text is reduced to latin-1.
+
+A run is a run directory (DESIGN.md §4: request.json, optimization.json, simulation.json,
+verdict.json, proof.json, capsule/manifest.yaml, deployment.json when deployed) or a strike
+ID whose stage results and artifacts are in the store (:func:`read_strike`).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from industriverse.errors import BadInput
+from industriverse.fleet.rundir import DOCUMENTS, write_json_file
+from industriverse.report.plots import PLOT_FILES, PLOT_TITLES, make_plots
+from industriverse.report.value import (STABILITY_DEFINITION, compute_value, format_figure, format_number, format_percent, format_probability, format_spread)
+
+FORMATS = ("md", "html", "pdf")
+RUN_FILES = DOCUMENTS  # the run directory's documents (industriverse.fleet.rundir)
+MANIFEST_FILE = Path("capsule") / "manifest.yaml"
+REQUIRED = ("optimization", "simulation")
+
+
+# --- reading a run ----------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BadInput(str(path), None, f"is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except OSError as exc:
+        raise BadInput(str(path), None, f"cannot be read ({exc.strerror})") from None
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """The documents of a run directory as dicts (absent optional files are left out).
+
+    Keys: request, optimization, simulation, verdict, proof, deployment, manifest, run_dir.
+    A missing optimization.json or simulation.json is :class:`BadInput`.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInput(str(run_dir), None, "is not a directory")
+    run: dict[str, Any] = {"run_dir": str(run_dir)}
+    for key, name in RUN_FILES.items():
+        path = run_dir / name
+        if path.is_file():
+            run[key] = _read_json(path)
+        elif key in REQUIRED:
+            raise BadInput(str(path), None, "is missing: a run directory needs optimization.json and simulation.json")
+    manifest = run_dir / MANIFEST_FILE
+    if manifest.is_file():
+        try:
+            run["manifest"] = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise BadInput(str(manifest), None, f"is not valid YAML ({exc.__class__.__name__})") from None
+    if isinstance(run.get("proof"), dict):
+        run.setdefault("strike_id", run["proof"].get("strike_id"))
+    return run
+
+
+def _refs(payload: Any, found: dict) -> None:
+    """Collect ``*_ref`` artifact keys and the deployment IDs from a stage payload (any nesting);
+    later finds replace earlier ones (the stages are read in the order they were stored)."""
+    if isinstance(payload, dict):
+        for key, val in payload.items():
+            if isinstance(val, str) and key.endswith("_ref"):
+                found[key[:-4]] = val
+            elif key in ("activity_id", "capsule_id", "run_dir") and isinstance(val, str):
+                found[key] = val
+            else:
+                _refs(val, found)
+    elif isinstance(payload, list):
+        for item in payload:
+            _refs(item, found)
+
+
+def _round_of(stage: str) -> int:
+    """The re-optimization round of a stage key (``stage`` is round 0, ``stage#r`` round r)."""
+    _, sep, tail = stage.rpartition("#")
+    return int(tail) if sep and tail.isdigit() else 0
+
+
+def read_strike(strike_id: str, *, engine=None) -> dict | None:
+    """The documents of a strike from the store, or None when the store knows no such strike.
+
+    Uses the strike's run directory when it still holds the files; otherwise resolves the
+    ``*_ref`` artifacts (optimization, simulation, verdict, proof) and the deployment IDs
+    (activity_id, capsule_id) of the stage results of the strike's last round that got as far
+    as a simulation (a strike the shield rejected may have been re-optimized in later rounds).
+    """
+    from industriverse.fleet import store
+
+    row = store.get_strike(strike_id, engine=engine)
+    stages = store.list_stage_results(strike_id, engine=engine)
+    if row is None and not stages:
+        return None
+    by_round: dict[int, dict[str, str]] = {}
+    for stage, payload in stages.items():
+        _refs(payload, by_round.setdefault(_round_of(stage), {}))
+    complete = [r for r, f in by_round.items() if "optimization" in f and "simulation" in f]
+    found = by_round.get(max(complete) if complete else max(by_round, default=0), {})
+    run_dir = (row or {}).get("run_dir") or found.get("run_dir")
+    if run_dir and (Path(run_dir) / RUN_FILES["optimization"]).is_file() and (Path(run_dir) / RUN_FILES["simulation"]).is_file():
+        run = read_run(run_dir)
+    else:
+        run = {"run_dir": run_dir}
+        for key in ("optimization", "simulation", "verdict", "proof"):
+            if key in found:
+                try:
+                    run[key] = store.get_json_artifact(found[key], engine=engine)
+                except KeyError:
+                    raise BadInput("store", f"{key}_ref", f"artifact {found[key]} of strike {strike_id} is not in the store") from None
+        for key in REQUIRED:
+            if key not in run:
+                status = (row or {}).get("status", "unknown")
+                raise BadInput("--run", None, f"strike {strike_id} (status {status}) has no {key} result in the store yet")
+    if found.get("activity_id") or found.get("capsule_id"):
+        dep = run.setdefault("deployment", {})
+        dep.setdefault("activity_id", found.get("activity_id"))
+        dep.setdefault("capsule_id", found.get("capsule_id"))
+    run["strike_id"] = strike_id
+    return run
+
+
+# --- the document ---------------------------------------------------------------------------
+@dataclass
+class Block:
+    """One piece of the report: kind in h1 | h2 | p | note | bullets | table | image | code."""
+
+    kind: str
+    text: str = ""
+    items: list | None = None  # bullets: [str]; table: rows [[str]]; code: [str]
+    header: list | None = None  # table header
+    path: Path | None = None  # image
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, float)):
+        return format_number(x)
+    if x is None:
+        return "n/a"
+    return str(x)
+
+
+OUTCOME_TITLES = {
+    "deployed": "DEPLOYED",
+    "rejected": "REJECTED by the shield - nothing deployed",
+    "verified": "VERIFIED by the shield, not deployed",
+    "unverified": "NOT VERIFIED - no shield verdict in this run",
+}
+KPI_LABELS = {
+    "energy_kwh": "Energy imported (kWh)",
+    "cost": "Cost ({cur})",
+    "emissions_kg": "Emissions (kg CO2)",
+    "peak_kw": "Peak power, 15-min mean (kW)",
+    "discomfort_kh": "Discomfort outside the band (K·h)",
+}
+
+
+def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
+    """The report as blocks, from value.json and the plot files."""
+    cur = value["currency"]
+    blocks: list[Block] = []
+    who = value.get("client")
+    title = f"Value report: {who} ({value.get('domain')})" if who else f"Value report: {value.get('domain')}"
+    blocks.append(Block("h1", title))
+    hz = value.get("horizon") or {}
+    meta = [f"Strike {value.get('strike_id') or 'n/a'}",
+            f"horizon from {hz.get('start')}, {hz.get('steps')} steps of {_fmt(hz.get('step_minutes'))} min",
+            f"ensemble of {value['ensemble_size']} trajectories (seed {value.get('seed')})"]
+    blocks.append(Block("note", " · ".join(meta)))
+    blocks.append(Block("p", f"Outcome: {OUTCOME_TITLES.get(value['outcome'], value['outcome'])}"))
+
+    blocks.append(Block("h2", "Summary"))
+    blocks.append(Block("bullets", items=list(value["summary"])))
+
+    blocks.append(Block("h2", "Savings against the baseline"))
+    rows = []
+    for field, label, unit in (("energy_saved_kwh", "Energy saved", "kWh"), ("energy_saved_pct", "Energy saved", "%"),
+                               ("cost_saved", "Cost saved", cur), ("emissions_saved_kg", "CO2 avoided", "kg"),
+                               ("peak_reduction_kw", "Peak reduction", "kW")):
+        fig = value[field]
+        if fig.get("mean") is None:
+            rows.append([f"{label} ({unit})", "n/a", "n/a", "n/a"])
+            continue
+        f = format_figure(fig, "")
+        verdict = ("not significant" if not fig["significant"] else
+                   "significant saving" if fig["mean"] > 0 else "significant LOSS")
+        rows.append([f"{label} ({unit})", f["mean"], f"{f['lo']} to {f['hi']}", verdict])
+    blocks.append(Block("table", header=["Figure", "Mean", "95% interval", "Verdict"], items=rows))
+    blocks.append(Block("note", f"Each figure: mean and {value['interval']}. "
+                                "Significant = the interval excludes zero. A negative saving is a loss. "
+                                f"Energy saved in % = {value['energy_saved_pct']['definition']}."))
+
+    blocks.append(Block("h2", "Key performance indicators"))
+    rows = []
+    for kpi, label in KPI_LABELS.items():
+        k = value["kpis"].get(kpi)
+        if not k:
+            continue
+        rows.append([label.format(cur=cur), format_spread(k["plan"]), format_spread(k["baseline"])])
+    blocks.append(Block("table", header=["KPI (ensemble mean, 5th to 95th percentile)", "Plan", "Baseline"], items=rows))
+
+    s = value["stability_score"]
+    vp = value["violation_probability"]
+    blocks.append(Block("h2", "Stability score"))
+    blocks.append(Block("p", f"Definition: {STABILITY_DEFINITION}, under the stochastic plant model, "
+                             f"from {s['ensemble_size']} simulated trajectories."))
+    rows = [
+        ["Stability score", format_probability(s["plan"]), format_probability(s["baseline"])],
+        ["Trajectories leaving the envelope", f"{s['violating_trajectories']['plan']} of {s['ensemble_size']}",
+         f"{s['violating_trajectories']['baseline']} of {s['ensemble_size']}"],
+        [f"Violation probability, upper bound ({format_number(100 * vp['plan']['confidence'], 0)}%)",
+         format_probability(vp["plan"]["upper"]), format_probability(vp["baseline"]["upper"])],
+    ]
+    if vp.get("limit") is not None:
+        rows.append(["Client's maximum violation probability", format_probability(vp["limit"]), ""])
+    blocks.append(Block("table", header=["", "Plan", "Baseline"], items=rows))
+
+    o = value["optimizer"]
+    blocks.append(Block("h2", "Optimizer"))
+    rows = [["Method", _fmt(o.get("method"))],
+            [f"Planned cost ({cur})", _fmt(o.get("cost"))],
+            [f"Proven lower bound ({cur})", _fmt(o.get("lower_bound")) + (f" ({o['lower_bound_method']})" if o.get("lower_bound_method") else "")],
+            ["Gap to the bound", format_percent(o.get("gap")) if o.get("gap") is not None else "unknown (no proven bound)"],
+            ["Feasible", _fmt(o.get("feasible"))]]
+    blocks.append(Block("table", header=["", ""], items=rows))
+
+    blocks.append(Block("h2", "Shield checks"))
+    shield = value.get("shield")
+    if shield:
+        rows = [[str(c.get("name")), _fmt(c.get("value")), _fmt(c.get("limit")), _fmt(c.get("margin")),
+                 "pass" if c.get("passed") else "FAIL"] for c in shield["checks"]]
+        blocks.append(Block("table", header=["Check", "Value", "Limit", "Margin", "Result"], items=rows))
+        failed = [c for c in shield["checks"] if not c["passed"]]
+        blocks.append(Block("p", "All checks passed." if shield["passed"] else
+                            f"{len(failed)} check(s) failed: the plan was rejected."))
+        if any(c.get("detail") for c in failed):
+            blocks.append(Block("bullets", items=[f"{c['name']}: {c['detail']}" for c in failed if c.get("detail")]))
+        if value.get("relax"):
+            blocks.append(Block("p", "What could be relaxed:"))
+            blocks.append(Block("bullets", items=[f"{r['check']}: {r['advice']}" for r in value["relax"]]))
+    else:
+        blocks.append(Block("p", "No shield verdict in this run: the plan is not verified."))
+
+    blocks.append(Block("h2", "Deployment and proof"))
+    dep = value.get("deployment") or {}
+    proof = value.get("proof") or {}
+    rows = [["Outcome", value["outcome"]],
+            ["Deployed activity ID", _fmt(dep.get("activity_id"))],
+            ["Capsule ID", _fmt(dep.get("capsule_id"))]]
+    if proof:
+        rows += [["Proof strike ID", _fmt(proof.get("strike_id"))],
+                 ["Inputs SHA-256", _fmt(proof.get("inputs_sha256"))],
+                 ["Plan SHA-256", _fmt(proof.get("plan_sha256"))],
+                 ["Signature", f"{_fmt(proof.get('signature_algorithm'))}, key ID {_fmt(proof.get('signature_key_id'))}"],
+                 ["Code version", _fmt(proof.get("code_version"))],
+                 ["Proof created", _fmt(proof.get("created_at"))]]
+    else:
+        rows.append(["Proof", "none in this run"])
+    blocks.append(Block("table", header=["", ""], items=rows))
+
+    blocks.append(Block("h2", "Plots"))
+    for name, path in plots.items():
+        blocks.append(Block("image", PLOT_TITLES.get(name, name), path=Path(path)))
+    return blocks
+
+
+# --- Markdown ---------------------------------------------------------------------------------
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: list[Block], out_dir: Path) -> str:
+    """Markdown text; images are linked by their path relative to ``out_dir``."""
+    lines: list[str] = []
+    for b in blocks:
+        if b.kind == "h1":
+            lines += [f"# {b.text}", ""]
+        elif b.kind == "h2":
+            lines += [f"## {b.text}", ""]
+        elif b.kind == "p":
+            lines += [b.text, ""]
+        elif b.kind == "note":
+            lines += [f"*{b.text}*", ""]
+        elif b.kind == "bullets":
+            lines += [f"- {item}" for item in b.items] + [""]
+        elif b.kind == "table":
+            header = b.header if any(b.header) else [" "] * len(b.header)
+            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            lines.append("|" + "|".join("---" for _ in header) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.items]
+            lines.append("")
+        elif b.kind == "image":
+            rel = os.path.relpath(b.path, out_dir)
+            lines += [f"### {b.text}", "", f"![{b.text}]({rel})", ""]
+    return "\n".join(lines)
+
+
+# --- HTML -------------------------------------------------------------------------------------
+CSS = """
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;max-width:1060px;margin:24px auto;padding:0 16px;color:#222;line-height:1.45}
+h1{font-size:1.6em;border-bottom:2px solid #1f5fa8;padding-bottom:6px}
+h2{font-size:1.2em;margin-top:1.6em;color:#1f5fa8}
+h3{font-size:1em}
+.note{color:#555;font-size:.9em}
+.outcome{font-weight:bold;font-size:1.1em;padding:8px 12px;border-radius:4px;background:#eef3fa}
+.outcome.rejected,.outcome.unverified{background:#fbeaea;color:#8a1c1c}
+.outcome.deployed{background:#e8f5ec;color:#1d5e30}
+table{border-collapse:collapse;margin:8px 0 12px 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f2f4f7}
+td.mono{font-family:"DejaVu Sans Mono",monospace;font-size:.85em;word-break:break-all}
+img{max-width:100%;height:auto;border:1px solid #ddd}
+li{margin:4px 0}
+"""
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def render_html(blocks: list[Block], outcome: str) -> str:
+    """One self-contained HTML page: inline CSS, images as data URIs, no external reference."""
+    esc = html.escape
+    body: list[str] = []
+    title = next((b.text for b in blocks if b.kind == "h1"), "Value report")
+    for b in blocks:
+        if b.kind == "h1":
+            body.append(f"<h1>{esc(b.text)}</h1>")
+        elif b.kind == "h2":
+            body.append(f"<h2>{esc(b.text)}</h2>")
+        elif b.kind == "p":
+            cls = f' class="outcome {esc(outcome)}"' if b.text.startswith("Outcome:") else ""
+            body.append(f"<p{cls}>{esc(b.text)}</p>")
+        elif b.kind == "note":
+            body.append(f'<p class="note">{esc(b.text)}</p>')
+        elif b.kind == "bullets":
+            body.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items) + "</ul>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{esc(h)}</th>" for h in b.header) if any(b.header) else ""
+            rows = []
+            for row in b.items:
+                cells = []
+                for c in row:
+                    mono = ' class="mono"' if len(str(c)) >= 40 and " " not in str(c) else ""
+                    cells.append(f"<td{mono}>{esc(str(c))}</td>")
+                rows.append("<tr>" + "".join(cells) + "</tr>")
+            body.append("<table>" + (f"<thead><tr>{head}</tr></thead>" if head else "") + "<tbody>" + "".join(rows) + "</tbody></table>")
+        elif b.kind == "image":
+            body.append(f"<h3>{esc(b.text)}</h3><img alt=\"{esc(b.text)}\" src=\"{_data_uri(b.path)}\">")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# --- PDF --------------------------------------------------------------------------------------
+LATIN1_REPLACEMENTS = {
+    "–": "-", "—": "-", "−": "-", "≤": "<=", "≥": ">=", "₂": "2", "₀": "0", "×": "x", "…": "...",
+    "“": '"', "”": '"', "‘": "'", "’": "'", "·": "·", "°": "°",
+}
+
+
+def _font_files() -> dict[str, Path] | None:
+    """DejaVu Sans regular/bold/mono: matplotlib ships them (else the system's), or None."""
+    import matplotlib
+
+    dirs = [Path(matplotlib.get_data_path()) / "fonts" / "ttf", Path("/usr/share/fonts/truetype/dejavu")]
+    for d in dirs:
+        files = {"": d / "DejaVuSans.ttf", "B": d / "DejaVuSans-Bold.ttf", "I": d / "DejaVuSans-Oblique.ttf",
+                 "mono": d / "DejaVuSansMono.ttf"}
+        if all(p.is_file() for p in files.values()):
+            return files
+    return None
+
+
+def to_latin1(text: str) -> str:
+    """``text`` reduced to what the PDF core fonts can show (latin-1)."""
+    for a, b in LATIN1_REPLACEMENTS.items():
+        text = text.replace(a, b)
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
+    """The PDF report (A4): title, summary, tables, plots, proof hashes and signature key ID."""
+    from fpdf import FPDF
+    from fpdf.fonts import FontFace
+
+    pdf = FPDF(orientation="P", unit="mm", format="A4")
+    pdf.set_auto_page_break(True, margin=14)
+    pdf.set_margins(14, 14, 14)
+    fonts = _font_files()
+    if fonts:
+        pdf.add_font("Body", "", str(fonts[""]))
+        pdf.add_font("Body", "B", str(fonts["B"]))
+        pdf.add_font("Body", "I", str(fonts["I"]))
+        pdf.add_font("Mono", "", str(fonts["mono"]))
+        body, mono, clean = "Body", "Mono", (lambda s: s)
+    else:
+        body, mono, clean = "Helvetica", "Courier", to_latin1
+    pdf.set_title(clean(title))
+    pdf.set_author("industriverse value report")
+    pdf.set_creator("industriverse")
+    pdf.alias_nb_pages()
+
+    def footer():
+        pdf.set_y(-10)
+        pdf.set_font(body, "", 7.5)
+        pdf.set_text_color(120)
+        pdf.cell(0, 5, clean(f"{title} - page {pdf.page_no()}/{{nb}}"), align="C")
+        pdf.set_text_color(0)
+
+    pdf.footer = footer
+    pdf.add_page()
+    width = pdf.epw
+    for b in blocks:
+        if b.kind == "h1":
+            pdf.set_font(body, "B", 16)
+            pdf.set_text_color(31, 95, 168)
+            pdf.multi_cell(width, 8, clean(b.text), align="L")
+            pdf.set_text_color(0)
+            pdf.ln(1)
+        elif b.kind == "h2":
+            if pdf.get_y() > pdf.h - 45:
+                pdf.add_page()
+            pdf.ln(3)
+            pdf.set_font(body, "B", 12.5)
+            pdf.set_text_color(31, 95, 168)
+            pdf.multi_cell(width, 7, clean(b.text), align="L")
+            pdf.set_text_color(0)
+            pdf.ln(1)
+        elif b.kind in ("p", "note"):
+            pdf.set_font(body, "I" if b.kind == "note" else ("B" if b.text.startswith("Outcome:") else ""),
+                         8.5 if b.kind == "note" else 10)
+            pdf.multi_cell(width, 5, clean(b.text), align="L")
+            pdf.ln(1.5)
+        elif b.kind == "bullets":
+            pdf.set_font(body, "", 9.5)
+            for item in b.items:
+                pdf.set_x(pdf.l_margin)
+                pdf.cell(5, 5, "-")
+                pdf.multi_cell(width - 5, 5, clean(item), align="L")
+                pdf.ln(1)
+        elif b.kind == "table":
+            pdf.set_font(body, "", 8.5)
+            n_cols = len(b.header)
+            long_first = n_cols == 2
+            col_widths = (0.32, 0.68) if long_first else None
+            with pdf.table(
+                col_widths=col_widths, text_align="LEFT", line_height=4.6, padding=1.2,
+                first_row_as_headings=any(b.header),
+                headings_style=FontFace(emphasis="BOLD", fill_color=(235, 239, 245)),
+            ) as table:
+                if any(b.header):
+                    row = table.row()
+                    for h in b.header:
+                        row.cell(clean(str(h)))
+                for cells in b.items:
+                    row = table.row()
+                    for c in cells:
+                        text = clean(str(c))
+                        if len(text) >= 40 and " " not in text:  # hashes: monospace, small
+                            row.cell(text, style=FontFace(family=mono, size_pt=7))
+                        else:
+                            row.cell(text)
+            pdf.ln(2)
+        elif b.kind == "image":
+            from PIL import Image
+
+            with Image.open(b.path) as im:
+                w_px, h_px = im.size
+            h_mm = width * h_px / w_px
+            if pdf.get_y() + h_mm + 8 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            pdf.set_font(body, "B", 10)
+            pdf.multi_cell(width, 6, clean(b.text), align="L")
+            pdf.image(str(b.path), x=pdf.l_margin, w=width)
+            pdf.ln(3)
+    path = Path(path)
+    pdf.output(str(path))
+    return path
+
+
+# --- the whole report -------------------------------------------------------------------------
+def parse_formats(text: str | list | tuple) -> tuple[str, ...]:
+    """``"md,html,pdf"`` (or a sequence) as a tuple of known formats; an unknown one is :class:`BadInput`."""
+    items = [s.strip().lower() for s in (text.split(",") if isinstance(text, str) else text) if str(s).strip()]
+    unknown = [s for s in items if s not in FORMATS]
+    if unknown or not items:
+        raise BadInput(None, "--format", f"must be a comma-separated subset of {','.join(FORMATS)}, got {text!r}")
+    return tuple(dict.fromkeys(items))
+
+
+def write_report(run_dir: str | Path | None, output_dir: str | Path | None = None,
+                 formats=FORMATS, *, run: dict | None = None) -> dict[str, str]:
+    """Write value.json and the report files of a run; ``{"value"|"md"|"html"|"pdf": path}``.
+
+    ``run_dir``: the run directory (read with :func:`read_run` unless ``run`` holds the
+    documents already).  ``output_dir`` defaults to ``run_dir/report``.  The plots (PNG)
+    are written into ``output_dir`` beside report.md.
+    """
+    formats = parse_formats(formats)
+    if run is None:
+        if run_dir is None:
+            raise BadInput(None, "--run", "no run directory given")
+        run = read_run(run_dir)
+    if output_dir is None:
+        if run_dir is None:
+            raise BadInput(None, "--output_dir", "is needed when the run has no run directory")
+        output_dir = Path(run_dir) / "report"
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    value = compute_value(run)
+    paths: dict[str, str] = {}
+    value_path = out / "value.json"
+    write_json_file(value_path, value)
+    paths["value"] = str(value_path)
+
+    plots = make_plots(run, value, out)
+    blocks = build_document(value, plots)
+    title = blocks[0].text
+    if "md" in formats:
+        p = out / "report.md"
+        p.write_text(render_markdown(blocks, out), encoding="utf-8")
+        paths["md"] = str(p)
+    if "html" in formats:
+        p = out / "report.html"
+        p.write_text(render_html(blocks, value["outcome"]), encoding="utf-8")
+        paths["html"] = str(p)
+    if "pdf" in formats:
+        paths["pdf"] = str(render_pdf(blocks, out / "report.pdf", title=title))
+    return paths
+
+
+__all__ = ["read_run", "read_strike", "write_report", "build_document", "render_markdown", "render_html",
+           "render_pdf", "parse_formats", "PLOT_FILES"]

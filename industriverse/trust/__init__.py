@@ -1,0 +1,3 @@
+"""Trust: Ed25519 signing (signing), the signed proof (proof),
+its replay (replay) and the signed capsule (capsule).
+"""

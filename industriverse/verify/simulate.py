@@ -1,0 +1,494 @@
+"""Monte-Carlo simulation of the stochastic plant under a plan and under the baseline controller.
+
+The ensemble is vectorised over trajectories (and over controllers): the only Python loops run
+over plan steps and control sub-steps.  Per control sub-step of ``h`` seconds
+(:func:`industriverse.plan.tracking.control_substeps`):
+
+* the controllers see the measured (true) state and disturbances and set the actuators
+  (the plan through the tracking law of :mod:`industriverse.plan.tracking`, the baseline through
+  :mod:`industriverse.verify.baselines`);
+* the true disturbance is the forecast (held over the plan step) plus an Ornstein–Uhlenbeck
+  forecast error (exact one-step law, zero at the start because the present is measured);
+  site load, PV and non-negative heat gains are clipped at zero, and PV is zero where its
+  forecast is zero (night);
+* linear networks step exactly: ``x⁺ = Ad x + Bd u + Ed d + w`` (ZOH at the sub-step) with the
+  process noise ``w ~ N(0, Qd)``, ``Qd`` by Van Loan (exact), factored by Cholesky;
+  networks with radiation step by stochastic Heun (additive noise, strong order 1) on inner
+  steps short enough for the fastest node;
+* electric site power is evaluated at the sub-step (actuators at the state of the sub-step's
+  start), export beyond the site's export limit is curtailed, and the KPIs of
+  :mod:`industriverse.model.kpis` use it at that resolution (so the 15-minute peak is real).
+
+The plan and the baseline run in the same pass on the same random draws (common random
+numbers), so their per-trajectory differences are paired.  The draws are standard normals
+generated in float32 (the arithmetic is float64) from ``numpy.random.SeedSequence(seed)``, one
+child per chunk of trajectories, so a result depends on the seed and the ensemble size only.
+What does not depend on the controllers (draws, true disturbances, noise increments) is
+prepared one plan step ahead on a helper thread.
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from industriverse.verify.baselines import make_baseline
+from industriverse.model.kpis import actuator_travel_kw, band_excess, discomfort_kh, energy_kpis
+from industriverse.model.network import electric_power
+from industriverse.verify.stats import (clopper_pearson_lower, clopper_pearson_upper, percentile_bands, summary, t_interval)
+from industriverse.plan.tracking import PEAK_WINDOW_S, PlanTracking, SubstepModel, substep_model
+
+VIOLATION_TOL = 1e-6        # state units; excesses below this are round-off, not violations
+CHUNK = 8192                # trajectories per vectorised pass (bounds memory; results depend on seed and N only)
+HEUN_STIFFNESS = 0.25       # inner step × fastest rate of the linearised network
+MAX_BYTES = 3e9             # refuse ensembles whose state storage would not fit in memory
+KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
+HELPER_THREAD = True        # prepare the next step's noise on a helper thread (False: everything on one core)
+KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
+
+
+@dataclass
+class Ensemble:
+    """Raw ensemble paths of C controllers over N trajectories.
+
+    ``x``: (C, N, H+1, n) states at the plan steps; ``power``: (C, N, H) electric site power
+    averaged over each plan step, kW; ``energy``: the :func:`industriverse.model.kpis.energy_kpis` of the
+    site power at the sub-step resolution, each (C, N); ``travel``: (C, N) actuator travel
+    Σ|Δu| over the sub-steps, kW; ``u_mean``: (C, N, H, m) set-points averaged over each plan
+    step, kW; ``path_steps``: trajectories × sub-steps × controllers integrated.
+    """
+
+    names: list[str]
+    x: np.ndarray
+    power: np.ndarray
+    energy: dict
+    travel: np.ndarray
+    u_mean: np.ndarray
+    S: int
+    h: float
+    path_steps: int
+    method: str
+
+
+def disturbance_limits(problem) -> tuple[np.ndarray, np.ndarray]:
+    """Lower (n_d,) and upper (H, n_d) physical limits of the true disturbances."""
+    net, names = problem.network, problem.network.disturbance_names
+    lo = np.full(len(names), -np.inf)
+    hi = np.full((problem.H, len(names)), np.inf)
+    nonneg = {net.site.load, net.site.pv} | {g.disturbance for g in net.gains}
+    for i, name in enumerate(names):
+        if name in nonneg and np.all(problem.d[:, i] >= 0.0):
+            lo[i] = 0.0
+        if name == net.site.pv:
+            hi[problem.d[:, i] <= 0.0, i] = 0.0  # no sun, no PV
+    return lo, hi
+
+
+
+
+def _heun_substeps(model: SubstepModel) -> int:
+    rate = float(np.max(np.abs(np.linalg.eigvals(model.A)))) if model.A.size else 0.0
+    return max(1, int(np.ceil(model.h * rate / HEUN_STIFFNESS)))
+
+
+def _kpi_block_steps(problem, h: float, S: int) -> int:
+    """Plan steps per KPI block.
+
+    A block starts on a 15-minute window boundary and spans whole windows, so the block-wise
+    :func:`industriverse.model.kpis.energy_kpis` (sums add up, the peak is the largest block peak)
+    equals the whole-horizon one.
+    """
+    base = 1 if h >= PEAK_WINDOW_S - 1e-9 else math.lcm(S, int(round(PEAK_WINDOW_S / h))) // S
+    return min(problem.H, base * max(1, math.ceil(KPI_BLOCK_SUBSTEPS / (base * S))))
+
+
+def _add_energy(acc: dict, block: dict) -> None:
+    for name, v in block.items():
+        if name == "peak_kw":
+            acc[name] = np.maximum(acc[name], v) if name in acc else v
+        else:
+            acc[name] = acc[name] + v if name in acc else v
+
+
+def _dot(X: np.ndarray, MT: np.ndarray) -> np.ndarray:
+    """``X @ MT`` for a tall ``X`` (R, k) and a tiny ``MT`` (k, n) (np.matmul is slow on these shapes)."""
+    if MT.shape == (1, 1):
+        return X * MT[0, 0]
+    return np.dot(X, MT)
+
+
+def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
+    """Per plan step k: what does not depend on the controllers, for all S sub-steps at once.
+
+    Yields ``(D, W, xi)``: the true disturbances ``D`` (S, Nc or 1, n_d) (forecast + OU error,
+    clipped to physical limits); for linear networks ``W`` (S, Nc, n), the state increment of the
+    process noise and of the disturbances' departure from the forecast (``None`` without either);
+    for networks with radiation ``xi`` (S, J, Nc, n), the standard normals of the Wiener
+    increments.  Draws are standard normals in float32 (the arithmetic is float64), in a fixed
+    order: process noise then forecast-error innovations, step by step.
+    """
+    nonlinear = problem.network.has_nonlinear_dynamics
+    H, S, n, n_d = problem.H, model.S, problem.n, problem.d.shape[1]
+    d_lo, d_hi = disturbance_limits(problem)
+    clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
+    fe, q = model.fe_index, len(model.fe_index)
+    noisy_state = noise and bool(np.any(model.Qd if not nonlinear else model.Qc))
+    noisy_dist = noise and q > 0
+    LT, EdT = model.noise_factor.T, model.Ed.T
+    err_drive = EdT[fe]  # (q, n): state drive per unit of forecast error
+    err = np.zeros((Nc, q))
+    for k in range(H):
+        xi = rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None
+        E = None
+        if noisy_dist:
+            innov = rng.standard_normal((S, Nc, q), dtype=np.float32).astype(float)
+            E = np.empty((S, Nc, q))
+            for s in range(S):  # exact OU steps (elementwise: no BLAS threads next to the integrating thread)
+                E[s] = err
+                err = model.ou_a * err + model.ou_s * innov[s]
+            D = np.broadcast_to(problem.d[k], (S, Nc, n_d)).copy()
+            D[:, :, fe] += E
+        else:
+            D = np.broadcast_to(problem.d[k], (S, 1, n_d))
+        if clip_d:
+            D = np.clip(D, d_lo, d_hi[k])
+        W = None
+        if not nonlinear and (clip_d or E is not None or noisy_state):
+            # per sub-step products: small enough for one BLAS thread (no oversubscription)
+            W = np.zeros((S, Nc if (E is not None or noisy_state) else 1, n))
+            for s in range(S):
+                if clip_d:  # the clipped truth's departure from the forecast
+                    W[s] += _dot(D[s] - problem.d[k], EdT)
+                elif E is not None:
+                    W[s] += _dot(E[s], err_drive)
+                if noisy_state:
+                    W[s] += _dot(xi[s, 0], LT)
+        yield D, W, (xi if nonlinear else None)
+
+
+def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, model: SubstepModel | None = None,
+                 noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
+    """Simulate ``controllers`` (each ``start(N)``, ``__call__(j, x, d) -> u``) on the same draws.
+
+    ``noise=False`` gives the nominal run (forecast disturbances, no process noise);
+    ``kpis=False`` skips the energy KPIs and the actuator travel (``energy`` stays empty,
+    ``travel`` zero: the states and the step-mean power are still computed).  The draws
+    come from ``seed`` (see :func:`_exogenous`) and are shared by all controllers; they depend on
+    ``seed`` and ``N`` only.  The exogenous inputs of the next plan step are prepared on a helper
+    thread while this one integrates (numpy releases the GIL in its loops; one generator, used
+    in the same order, gives the same numbers).
+    """
+    model = model or substep_model(problem)
+    net = problem.network
+    H, S, n, m, C = problem.H, model.S, problem.n, problem.m, len(controllers)
+    if C * N * ((H + 1) * n + H * (m + 1) + 8) * 8 > MAX_BYTES:
+        from industriverse.errors import BadInput
+
+        raise BadInput(None, "uncertainty.ensemble_size", f"{N} trajectories over {H} steps need more than {MAX_BYTES / 1e9:g} GB")
+    nonlinear = net.has_nonlinear_dynamics
+    J = _heun_substeps(model) if nonlinear else 1
+    hh = model.h / J
+    sq_qc = np.sqrt(np.diag(model.Qc) * hh)  # Heun: Wiener increments per inner step
+    noisy_state = noise and bool(np.any(model.Qc))
+    AdT, BdT = model.Ad.T, model.Bd.T
+    AT, BT, ET = model.A.T, model.B.T, model.E.T
+    forecast_drive = problem.d @ model.Ed.T  # (H, n)
+    export_floor = -float(problem.export_max)
+    h_h = model.h / 3600.0
+    block = _kpi_block_steps(problem, model.h, S)
+    rep = lambda a: np.repeat(np.asarray(a, dtype=float), S)  # noqa: E731  (held over the sub-steps)
+    price, export_price, emission = rep(problem.price), rep(problem.export_price), rep(problem.emission)
+
+    x_out = np.empty((C, N, H + 1, n))
+    p_out = np.empty((C, N, H))
+    energy: dict[str, np.ndarray] = {}
+    travel = np.zeros((C, N))
+    u_mean = np.empty((C, N, H, m))
+    children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
+    helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise and HELPER_THREAD else None
+    try:
+        for c_i, c0 in enumerate(range(0, N, CHUNK)):
+            c1 = min(N, c0 + CHUNK)
+            Nc = c1 - c0
+            exo = _exogenous(problem, model, np.random.default_rng(children[c_i]), Nc, noise, J)
+            pending = helper.submit(next, exo) if helper else None
+            X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
+            for ctrl in controllers:
+                ctrl.start(Nc)
+            x_out[:, c0:c1, 0] = X
+            # one KPI block of site power and set-points, time first (row 0 of u: the block before's last)
+            p_blk = np.empty((block * S, C, Nc))
+            u_blk = np.empty((block * S + 1, C, Nc, m))
+            acc: dict[str, np.ndarray] = {}
+            for k in range(H):
+                if helper:  # step k's inputs are ready; the helper prepares step k+1 meanwhile
+                    Dk, Wk, xik = pending.result()
+                    if k + 1 < H:
+                        pending = helper.submit(next, exo)
+                else:
+                    Dk, Wk, xik = next(exo)
+                b0 = (k % block) * S
+                for s in range(S):
+                    j = k * S + s
+                    D = Dk[s]
+                    U = u_blk[b0 + s + 1]
+                    for c, ctrl in enumerate(controllers):
+                        U[c] = ctrl(j, X[c], D)
+                    np.maximum(electric_power(net, U, X, D), export_floor, out=p_blk[b0 + s])
+                    if not nonlinear:
+                        X = (_dot(X.reshape(C * Nc, n), AdT) + _dot(U.reshape(C * Nc, m), BdT)).reshape(C, Nc, n)
+                        X += forecast_drive[k]
+                        if Wk is not None:
+                            X += Wk[s]
+                    else:
+                        drive = _dot(U.reshape(C * Nc, m), BT).reshape(C, Nc, n) + _dot(D, ET)
+                        for i in range(J):
+                            dW = xik[s, i] * sq_qc if noisy_state else 0.0
+                            f0 = X @ AT + drive + net.radiation_correction(X, D)
+                            Xp = X + f0 * hh + dW
+                            f1 = Xp @ AT + drive + net.radiation_correction(Xp, D)
+                            X = X + 0.5 * (f0 + f1) * hh + dW
+                x_out[:, c0:c1, k + 1] = X
+                u_mean[:, c0:c1, k] = u_blk[b0 + 1:b0 + S + 1].mean(axis=0)
+                p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
+                if kpis and ((k + 1) % block == 0 or k == H - 1):  # a whole block of 15-minute windows (or the tail)
+                    T, t0 = b0 + S, (k - k % block) * S
+                    power = np.moveaxis(p_blk[:T], 0, -1)  # a strided view: cheaper than a transposed copy
+                    _add_energy(acc, energy_kpis(power, h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T], 0.0))
+                    first = 1 if t0 == 0 else 0  # no set-point before the horizon
+                    travel[:, c0:c1] += actuator_travel_kw(np.moveaxis(u_blk[first:T + 1], 0, 2))
+                    u_blk[0] = u_blk[T]
+                if progress is not None:
+                    progress((c0 + Nc * (k + 1) / H) / N)
+            if kpis:
+                acc["cost"] = acc["cost"] + problem.demand_charge * acc["peak_kw"]  # the demand charge on the horizon's peak
+            for name, v in acc.items():
+                energy.setdefault(name, np.empty((C, N)))[:, c0:c1] = v
+    finally:
+        if helper:
+            helper.shutdown(cancel_futures=True)
+    method = (f"stochastic Heun, {J} inner steps per {model.h:g} s control sub-step (radiation)" if nonlinear
+              else f"exact ZOH + Van Loan at the {model.h:g} s control sub-step")
+    return Ensemble(names=[c.name for c in controllers], x=x_out, power=p_out, energy=energy, travel=travel, u_mean=u_mean,
+                    S=S, h=model.h, path_steps=C * N * H * S * J, method=method)
+
+
+# --- reading a plan -----------------------------------------------------------------------
+def plan_from_optimization(problem, doc, file: str | None = None) -> np.ndarray:
+    """The plan (H, m) in kW of an optimization JSON ``doc``, checked against ``problem``.
+
+    A document for another domain or another horizon (start, steps, step length), a missing or
+    unknown actuator, a wrong length or a non-finite value is :class:`BadInput` naming ``file``
+    and the field.
+    """
+    from datetime import datetime
+
+    from industriverse.errors import BadInput
+
+    if not isinstance(doc, dict):
+        raise BadInput(file, None, "an optimization JSON must be an object")
+    dom = doc.get("domain")
+    if dom is not None and dom != problem.domain:
+        raise BadInput(file, "domain", f"the plan is for domain '{dom}', not '{problem.domain}'")
+    hz = doc.get("horizon")
+    if not isinstance(hz, dict):
+        req = doc.get("request")
+        hz = req.get("horizon") if isinstance(req, dict) else None
+        if isinstance(hz, dict) and "hours" in hz and "step_minutes" in hz:
+            try:
+                hz = dict(hz, steps=round(float(hz["hours"]) * 60.0 / float(hz["step_minutes"])))
+            except (TypeError, ValueError):
+                raise BadInput(file, "request.horizon", "hours and step_minutes must be numbers") from None
+    if isinstance(hz, dict):
+        want = {"start": problem.start, "steps": problem.H, "step_minutes": problem.dt_s / 60.0}
+        for key, value in want.items():
+            if key not in hz:
+                continue
+            got = hz[key]
+            try:
+                same = datetime.fromisoformat(str(got)) == value if key == "start" else abs(float(got) - value) < 1e-9
+            except (TypeError, ValueError):
+                raise BadInput(file, f"horizon.{key}", f"cannot read {got!r}") from None
+            if not same:
+                shown = value.isoformat(timespec="minutes") if key == "start" else f"{value:g}"
+                raise BadInput(file, f"horizon.{key}", f"the plan's horizon has {key} {got}, the constraint's has {shown}")
+    plan = doc.get("plan")
+    if not isinstance(plan, dict):
+        raise BadInput(file, "plan", "is required: an object {actuator: [kW per step]}")
+    for name in plan:
+        if name not in problem.actuators:
+            raise BadInput(file, f"plan.{name}", f"is not an actuator of this network ({', '.join(problem.actuators)})")
+    u = np.empty((problem.H, problem.m))
+    for j, name in enumerate(problem.actuators):
+        if name not in plan:
+            raise BadInput(file, f"plan.{name}", "is missing")
+        values = plan[name]
+        if not isinstance(values, list) or len(values) != problem.H:
+            got = len(values) if isinstance(values, list) else type(values).__name__
+            raise BadInput(file, f"plan.{name}", f"needs {problem.H} values (one per step), got {got}")
+        try:
+            u[:, j] = np.array(values, dtype=float)
+        except (TypeError, ValueError):
+            raise BadInput(file, f"plan.{name}", "values must be numbers (kW)") from None
+        if not np.all(np.isfinite(u[:, j])):
+            raise BadInput(file, f"plan.{name}", "values must be finite numbers (kW)")
+    return u
+
+
+# --- the simulation JSON ------------------------------------------------------------------
+def _kpis(problem, ens: Ensemble) -> dict[str, np.ndarray]:
+    """Per-trajectory KPIs (C, N) of an ensemble."""
+    out = dict(ens.energy)
+    out["discomfort_kh"] = discomfort_kh(ens.x, problem.x_lo, problem.x_hi, problem.dt_h, problem.thermal & problem.banded)
+    out["travel_kw"] = ens.travel
+    return {name: out[name] for name in KPI_NAMES}
+
+
+def _violations(problem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, n) bool: state k=1..H of node i is outside its band by more than the tolerance."""
+    return band_excess(x[:, 1:, :], problem.x_lo[1:], problem.x_hi[1:]) > VIOLATION_TOL
+
+
+def _controller_result(problem, ens: Ensemble, nom: Ensemble, c: int, kpis: dict, ctrl, confidence: float) -> dict:
+    N, H = ens.x.shape[1], problem.H
+    x = ens.x[c]
+    viol = _violations(problem, x)
+    any_viol = viol.any(axis=(1, 2))
+    count = int(any_viol.sum())
+    first = {}
+    for i, node in enumerate(problem.nodes):
+        steps = np.flatnonzero(viol[:, :, i].any(axis=0))
+        first[node] = int(steps[0]) + 1 if steps.size else None
+    earliest = [v for v in first.values() if v is not None]
+    upper = clopper_pearson_upper(count, N, confidence)
+    return {
+        "controller": ens.names[c],
+        "settings": ctrl.settings,
+        "bands": {node: percentile_bands(x[:, :, i]) for i, node in enumerate(problem.nodes)},
+        "power_bands": percentile_bands(ens.power[c]),
+        "violations": {
+            "count": count,
+            "by_node": {node: int(viol[:, :, i].any(axis=1).sum()) for i, node in enumerate(problem.nodes)},
+            "first_steps": first,
+            "first_step": min(earliest) if earliest else None,
+            "tolerance": VIOLATION_TOL,
+        },
+        "violation_probability": {
+            "estimate": count / N,
+            "upper": upper,
+            "confidence": confidence,
+            "limit": problem.constraint.uncertainty.max_violation_probability,
+        },
+        "kpis": {name: summary(v[c]) for name, v in kpis.items()},
+        "final_state": {node: summary(x[:, -1, i]) for i, node in enumerate(problem.nodes)},
+        "per_trajectory": {name: [float(a) for a in v[c]] for name, v in kpis.items()},
+        "nominal": {
+            "states": {node: [float(a) for a in nom.x[c, 0, :, i]] for i, node in enumerate(problem.nodes)},
+            "power_kw": [float(a) for a in nom.power[c, 0]],
+            "plan_kw": {a: [float(v) for v in nom.u_mean[c, 0, :, j]] for j, a in enumerate(problem.actuators)},
+            "violation": bool(_violations(problem, nom.x[c]).any()),
+        },
+        "stability_score": {
+            "value": clopper_pearson_lower(N - count, N, confidence),
+            "definition": (f"one-sided {confidence:g} Clopper-Pearson lower bound of P(every envelope bound holds at "
+                           f"every step k=1..{H}) from {N - count} of {N} simulated trajectories without violation "
+                           f"(tolerance {VIOLATION_TOL:g})"),
+        },
+    }
+
+
+def _horizon(problem, model: SubstepModel) -> dict:
+    return {
+        "start": problem.start.isoformat(timespec="minutes"),
+        "steps": problem.H,
+        "step_minutes": problem.dt_s / 60.0,
+        "times": problem.step_times(),
+        "control_minutes": model.h / 60.0,
+        "substeps": model.S,
+    }
+
+
+def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | None = None, seed: int | None = None,
+             request_dir: str | None = None, progress: Callable[[float], None] | None = None,
+             file: str | None = None) -> dict:
+    """Simulate the baseline and, with ``plan_u`` (H, m) in kW, the plan; return the simulation JSON.
+
+    ``ensemble_size`` and ``seed`` default to the constraint's ``uncertainty``; ``file`` names the
+    constraint file in errors about the baseline settings; ``progress`` gets the fraction done.
+
+    The JSON: ``domain``, ``kind``, ``request``, ``request_dir``, ``ensemble_size``, ``seed``,
+    ``confidence``, ``horizon`` {start, steps, step_minutes, times (H+1), control_minutes,
+    substeps}, ``noise`` {process_noise_per_sqrt_h, forecast_error, method,
+    common_random_numbers}, ``baseline`` and (with a plan) ``plan``, each:
+
+    * ``controller`` (``tracking`` for the plan) and its ``settings``;
+    * ``bands`` {node: {p1, p5, p50, p95, p99: [H+1]}} — state percentiles at k = 0..H;
+    * ``power_bands`` {p1..p99: [H]} — site power, kW, averaged over each step;
+    * ``violations`` {count: trajectories leaving the envelope at some k ≥ 1 by more than
+      ``tolerance``, by_node: {node: such trajectories}, first_steps: {node: earliest k at which
+      any trajectory leaves that node's band, or null}, first_step, tolerance};
+    * ``violation_probability`` {estimate, upper (one-sided Clopper–Pearson at ``confidence``),
+      confidence, limit (the constraint's maximum)};
+    * ``kpis`` {energy_kwh, cost, emissions_kg, peak_kw, discomfort_kh, travel_kw, export_kwh:
+      {mean, std, p5, p50, p95}}, ``per_trajectory`` {kpi: [N]}, ``final_state`` {node: summary};
+    * ``nominal`` {states {node: [H+1]}, power_kw [H], plan_kw {actuator: [H] step means},
+      violation} — the same controller without noise, on the forecast;
+    * ``stability_score`` {value: one-sided Clopper–Pearson lower bound of P(no violation), definition}.
+
+    With a plan also ``paired_differences`` {kpi: {mean, ci95 [lo, hi] (Student t on the paired
+    per-trajectory differences), per_trajectory}} of plan − baseline (a saving is negative), and
+    always ``stats`` {seconds, path_steps, trajectories, controllers}.
+    """
+    t0 = time.perf_counter()
+    unc = problem.constraint.uncertainty
+    N = int(unc.ensemble_size if ensemble_size is None else ensemble_size)
+    seed = int(unc.seed if seed is None else seed)
+    if N < 2:
+        raise ValueError(f"an ensemble needs at least 2 trajectories, got {N}")
+    confidence = float(unc.confidence)
+    model = substep_model(problem)
+
+    ctrls = []
+    if plan_u is not None:
+        u = np.asarray(plan_u, dtype=float)
+        if u.shape != (problem.H, problem.m) or not np.all(np.isfinite(u)):
+            raise ValueError(f"plan_u must be finite with shape {(problem.H, problem.m)}, got {u.shape}")
+        ctrls.append(PlanTracking(problem, u, model))
+    ctrls.append(make_baseline(problem, model, file))
+    nom = run_ensemble(problem, ctrls, 1, seed, model=model, noise=False)  # controllers reset on each run
+    ens = run_ensemble(problem, ctrls, N, seed, model=model, progress=progress)
+    kpis = _kpis(problem, ens)
+    results = [_controller_result(problem, ens, nom, c, kpis, ctrl, confidence) for c, ctrl in enumerate(ctrls)]
+    doc = {
+        "domain": problem.domain,
+        "kind": problem.kind,
+        "request": problem.request,
+        "request_dir": request_dir,
+        "ensemble_size": N,
+        "seed": seed,
+        "confidence": confidence,
+        "horizon": _horizon(problem, model),
+        "noise": {
+            "process_noise_per_sqrt_h": {node: float(v) for node, v in zip(problem.nodes, problem.process_noise)},
+            "forecast_error": {name: {"std": e.std, "correlation_hours": e.correlation_hours}
+                               for name, e in unc.forecast_error.items()},
+            "method": ens.method,
+            "common_random_numbers": plan_u is not None,
+        },
+        "baseline": results[-1],
+    }
+    if plan_u is not None:
+        doc["plan"] = results[0]
+        diffs = {}
+        for name, v in kpis.items():
+            delta = v[0] - v[1]
+            lo, hi = t_interval(delta, 0.95)
+            diffs[name] = {"mean": float(delta.mean()), "ci95": [lo, hi], "per_trajectory": [float(a) for a in delta]}
+        doc["paired_differences"] = diffs
+    doc["stats"] = {"seconds": time.perf_counter() - t0, "path_steps": int(ens.path_steps + nom.path_steps),
+                    "trajectories": N, "controllers": len(ctrls)}
+    return doc
