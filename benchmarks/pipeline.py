@@ -56,7 +56,8 @@ def main() -> int:
     from strike_helpers import delete_topology, start_workers, stop_workers
     from workers.actor import load_actors
     from workers.embedded import EmbeddedBus
-    from workers.rabbitmq import RabbitPublisher, request
+    from workers.rabbitmq.client import request
+    from workers.rabbitmq.publisher import RabbitPublisher
 
     raw = json.loads((ROOT / "examples" / "hvac_testcase1.json").read_text())
     rows = []

@@ -74,7 +74,7 @@ class Regiment:
 
     def publisher(self):
         if self._publisher is None:
-            from workers.rabbitmq import RabbitPublisher
+            from workers.rabbitmq.publisher import RabbitPublisher
 
             self._publisher = RabbitPublisher(self.broker, prefix=self.prefix, name="industriverse regiment")
         return self._publisher

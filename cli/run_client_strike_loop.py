@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     on_progress = _progress(args.quiet or not sys.stderr.isatty())
     print(f"strike {message.strike_id}: {args.domain} on the {'RabbitMQ' if broker else 'embedded'} bus", file=sys.stderr)
     if broker:
-        from workers.rabbitmq import request as broker_request
+        from workers.rabbitmq.client import request as broker_request
 
         outcome = broker_request(message, url=broker, prefix=args.prefix, timeout=args.timeout, on_progress=on_progress)
     else:

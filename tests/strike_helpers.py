@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pika
 
-from workers.rabbitmq import Topology
+from workers.rabbitmq.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
 RABBITMQCTL = "/usr/sbin/rabbitmqctl"

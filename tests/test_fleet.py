@@ -25,7 +25,7 @@ from strike_helpers import (
     throwaway_vhost,
     wait_for,
 )
-from workers.rabbitmq import RabbitPublisher
+from workers.rabbitmq.publisher import RabbitPublisher
 
 pytestmark = pytest.mark.broker
 

@@ -32,7 +32,10 @@ from strike_helpers import RABBITMQCTL, close_all_connections, drain, queue_stat
 from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
 from workers.middleware import RetryPolicy
-from workers.rabbitmq import RabbitBus, RabbitPublisher, Topology, request
+from workers.rabbitmq.client import request
+from workers.rabbitmq.consumer import RabbitBus
+from workers.rabbitmq.publisher import RabbitPublisher
+from workers.rabbitmq.topology import Topology
 
 pytestmark = pytest.mark.broker
 
@@ -270,7 +273,7 @@ def test_sigterm_finishes_the_message_in_flight_and_leaves_the_rest(amqp_url, pr
 
 
 def test_a_message_that_kills_every_worker_is_dead_lettered_and_fails_its_strike(amqp_url, prefix, home, tmp_path):
-    from workers.rabbitmq import DELIVERY_LIMIT
+    from workers.rabbitmq.topology import DELIVERY_LIMIT
 
     poison, good = strike(x=1, crash=True), strike(x=5)
     observer = Observer(amqp_url, prefix, ["strike.failed.*", "strike.completed.*"])
@@ -401,7 +404,7 @@ if __name__ == "__main__":
 
 
 def test_the_store_answers_for_a_strike_that_failed_without_a_stage_result(home):
-    from workers.rabbitmq import outcome_from_store
+    from workers.rabbitmq.client import outcome_from_store
 
     store.record_strike("s-lost", status="requested")
     assert outcome_from_store("s-lost") is None

@@ -13,7 +13,7 @@ from messages import Message, StrikeRequested
 from strike_helpers import EXAMPLES, ROOT, example, start_workers, stop_workers, write_constraint
 from workers.actor import load_actors
 from workers.embedded import EmbeddedBus
-from workers.rabbitmq import request as broker_request
+from workers.rabbitmq.client import request as broker_request
 
 
 def _strike(domain: str, raw: dict) -> Message:

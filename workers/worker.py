@@ -13,7 +13,8 @@ from workers.actor import Registry, load_actors
 from workers.logging import configure_logging, get_logger
 from workers.metrics import start_metrics_server
 from workers.middleware import RetryPolicy
-from workers.rabbitmq import RabbitBus, redact, resolve_url
+from workers.rabbitmq.connection import redact, resolve_url
+from workers.rabbitmq.consumer import RabbitBus
 
 log = get_logger("industriverse.worker")
 

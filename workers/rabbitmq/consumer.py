@@ -1,16 +1,4 @@
-"""The RabbitMQ bus (pika): the same actors as competing consumers on durable quorum queues.
-
-Topology (declared by every worker and every client on connect, idempotently), for a name
-prefix ``P`` (``INDUSTRIVERSE_AMQP_PREFIX``, default ``industriverse``):
-
-* ``P``: one durable **topic** exchange; every message is published to it with routing key
-  ``<type>.<strike_id>`` (:mod:`messages.routing`);
-* ``P.<kind>``: one durable **quorum** queue per worker kind, bound to ``<type>.*`` for each type
-  the kind consumes, with ``x-delivery-limit`` (5) and dead-lettering to ``P.dlx``;
-* ``P.dlx``: a durable direct exchange; ``P.<kind>.dead`` (quorum) is bound to it with key
-  ``P.<kind>``, so both the broker's dead letters (delivery limit exceeded) and ours land there.
-
-Worker side (:class:`RabbitBus`), following DESIGN.md §2:
+"""The worker side of the RabbitMQ bus (:class:`RabbitBus`), following DESIGN.md §2.
 
 * one ``BlockingConnection`` per process and one channel in confirm mode; handlers run on
   ``concurrency`` worker threads per kind, and ``prefetch_count`` = ``concurrency`` (per consumer:
@@ -38,9 +26,6 @@ Worker side (:class:`RabbitBus`), following DESIGN.md §2:
   re-opened with exponential backoff capped at ``reconnect_max_delay``; in-flight results of
   the old connection are dropped (the broker redelivers those messages and the stored stage
   results answer them).
-
-Client side: :class:`RabbitPublisher` (publish with confirms, e.g. the regiment) and
-:func:`request` (publish a ``strike.requested`` and wait for its outcome, with progress).
 """
 from __future__ import annotations
 
@@ -52,158 +37,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from industriverse.fleet import store
-from industriverse.errors import BadInput, InfrastructureError
-from messages.codec import decode, encode
-from messages.envelope import InvalidMessage, Message
-from messages.routing import CONSUMES, binding_key, outcome_keys, routes, strike_key
-from messages.types import TERMINAL_TYPES, StrikeFailed
+from industriverse.errors import BadInput
+from messages.codec import encode
+from messages.envelope import Message
+from messages.types import StrikeFailed
 from workers.actor import Actor, Registry
 from workers.broker import Bus, Unroutable
 from workers.logging import get_logger, log_context
 from workers.middleware import Outcome, RetryPolicy, process
+from workers.rabbitmq.connection import RECONNECT_ON, Backoff, close_quietly, connection_parameters, redact, resolve_url
+from workers.rabbitmq.publisher import RabbitPublisher, properties_of, publish_message
+from workers.rabbitmq.topology import DELIVERY_LIMIT, Topology, resolve_prefix
 
 log = get_logger("industriverse.rabbitmq")
-
-DEFAULT_PREFIX = "industriverse"
-DELIVERY_LIMIT = 5
-
-
-def resolve_url(url: str | None = None) -> str:
-    """``url``, else ``INDUSTRIVERSE_AMQP_URL``; :class:`BadInput` when neither is set."""
-    url = url or os.environ.get("INDUSTRIVERSE_AMQP_URL")
-    if not url:
-        raise BadInput(None, "--broker", "no broker URL given (pass --broker amqp://... or set INDUSTRIVERSE_AMQP_URL)")
-    if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise BadInput(None, "--broker", f"broker URL must start with amqp:// or amqps://, not {redact(url)!r}")
-    return url
-
-
-def resolve_prefix(prefix: str | None = None) -> str:
-    """``prefix``, else ``INDUSTRIVERSE_AMQP_PREFIX``, else ``industriverse``."""
-    return prefix or os.environ.get("INDUSTRIVERSE_AMQP_PREFIX") or DEFAULT_PREFIX
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def connection_parameters(url: str, name: str) -> pika.URLParameters:
-    """pika parameters for ``url``, naming the connection (visible in ``rabbitmqctl list_connections``)."""
-    params = pika.URLParameters(url)
-    params.client_properties = {"connection_name": name}
-    params.connection_attempts = 1  # we do our own backoff
-    params.socket_timeout = 5
-    params.blocked_connection_timeout = 60
-    return params
-
-
-@dataclass(frozen=True)
-class Topology:
-    """Names and declaration of the exchanges and queues under one prefix."""
-
-    prefix: str = DEFAULT_PREFIX
-    consumes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(CONSUMES))
-    delivery_limit: int = DELIVERY_LIMIT
-
-    @classmethod
-    def for_actors(cls, actors: Iterable[Actor], prefix: str | None = None, **kwargs: Any) -> "Topology":
-        """The standard queues plus those of ``actors`` (a message type feeds exactly one queue)."""
-        table = dict(CONSUMES)
-        for kind, types in Registry(actors).consumes().items():
-            table[kind] = tuple(dict.fromkeys(table.get(kind, ()) + types))
-        routes(table)  # raises if a type would feed two queues
-        return cls(resolve_prefix(prefix), table, **kwargs)
-
-    @property
-    def exchange(self) -> str:
-        return self.prefix
-
-    @property
-    def dead_letter_exchange(self) -> str:
-        return f"{self.prefix}.dlx"
-
-    def queue(self, kind: str) -> str:
-        return f"{self.prefix}.{kind}"
-
-    def dead_queue(self, kind: str) -> str:
-        return f"{self.prefix}.{kind}.dead"
-
-    def declare(self, channel: BlockingChannel) -> None:
-        """Declare everything (idempotent; a queue declared before with other arguments is a
-        PRECONDITION_FAILED error from the broker)."""
-        channel.exchange_declare(self.exchange, exchange_type="topic", durable=True)
-        channel.exchange_declare(self.dead_letter_exchange, exchange_type="direct", durable=True)
-        for kind, types in self.consumes.items():
-            q, dead = self.queue(kind), self.dead_queue(kind)
-            channel.queue_declare(dead, durable=True, arguments={"x-queue-type": "quorum"})
-            channel.queue_bind(dead, self.dead_letter_exchange, routing_key=q)
-            channel.queue_declare(
-                q,
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": self.delivery_limit,
-                    "x-dead-letter-exchange": self.dead_letter_exchange,
-                    "x-dead-letter-routing-key": q,
-                },
-            )
-            for t in types:
-                channel.queue_bind(q, self.exchange, routing_key=binding_key(t))
-
-    def delete(self, channel: BlockingChannel) -> None:
-        """Delete every queue and exchange of this topology (tests, operators starting afresh)."""
-        for kind in self.consumes:
-            channel.queue_delete(self.queue(kind))
-            channel.queue_delete(self.dead_queue(kind))
-        channel.exchange_delete(self.exchange)
-        channel.exchange_delete(self.dead_letter_exchange)
-
-
-def properties_of(message: Message) -> pika.BasicProperties:
-    """AMQP properties of a message: persistent, JSON, correlation ID = strike ID."""
-    return pika.BasicProperties(
-        content_type="application/json",
-        delivery_mode=pika.DeliveryMode.Persistent,
-        message_id=message.message_id,
-        correlation_id=message.strike_id,
-        type=message.type,
-        timestamp=int(message.created_at.timestamp()),
-        headers={
-            "schema_version": message.schema_version,
-            "attempt": message.attempt,
-            "round": message.round,
-            "contract_id": message.contract_id,
-            "causation_id": message.causation_id,
-        },
-    )
-
-
-def publish_message(channel: BlockingChannel, topology: Topology, message: Message) -> None:
-    """Publish ``message`` persistently with ``mandatory=True`` on a confirm-mode channel and
-    return once the broker confirmed it.
-
-    A terminal message (``strike.completed``/``strike.failed``) that no client waits for is
-    fine (the outcome is in the store); any other unroutable message raises :class:`Unroutable`.
-    """
-    try:
-        channel.basic_publish(topology.exchange, message.routing_key, encode(message), properties_of(message), mandatory=True)
-    except pika.exceptions.UnroutableError:
-        if message.type in TERMINAL_TYPES:
-            log.info("no client waits for this outcome", type=message.type, strike_id=message.strike_id)
-            return
-        raise Unroutable(f"no queue is bound to {message.routing_key!r} on exchange {topology.exchange!r}") from None
 
 
 class _Threads:
@@ -237,19 +88,6 @@ class _Session:
     in_flight: set[int] = field(default_factory=set)  # delivery tags; touched on the connection thread only
     consumer_tags: list[str] = field(default_factory=list)
     live: bool = True
-
-
-# Connection-level failures after which the worker reconnects.
-_RECONNECT_ON = (pika.exceptions.AMQPError, OSError)
-
-
-def _close_quietly(connection: pika.BlockingConnection) -> None:
-    """Close ``connection`` if it is open; a broker that is gone already is no error here."""
-    try:
-        if connection.is_open:
-            connection.close()
-    except _RECONNECT_ON:
-        pass
 
 
 class RabbitBus(Bus):
@@ -310,7 +148,7 @@ class RabbitBus(Bus):
             raise BadInput(None, "kind", "no actors to run")
         self._stop.clear()
         threads = {kind: _Threads(self.concurrency, f"{kind}-worker") for kind in self.kinds}
-        delay = self.reconnect_initial_delay
+        backoff = Backoff(self.reconnect_initial_delay, self.reconnect_max_delay)
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -319,15 +157,15 @@ class RabbitBus(Bus):
                     break
                 except Exception as exc:  # never die: a supervisor restarting us would be a crash loop
                     if time.monotonic() - started > 30:
-                        delay = self.reconnect_initial_delay  # it was up for a while: start over
-                    if isinstance(exc, _RECONNECT_ON):
+                        backoff.reset()  # it was up for a while: start over
+                    delay = backoff.next()
+                    if isinstance(exc, RECONNECT_ON):
                         log.warning("broker connection lost; reconnecting", broker=redact(self.url),
                                     error=f"{type(exc).__name__}: {exc}", retry_in_s=round(delay, 2))
                     else:
                         log.exception("worker error; reconnecting", retry_in_s=round(delay, 2))
                     if self._stop.wait(delay):
                         break
-                    delay = min(self.reconnect_max_delay, delay * 2)
         finally:
             for t in threads.values():
                 t.shutdown()
@@ -369,7 +207,7 @@ class RabbitBus(Bus):
             self.connected.clear()
             if session is not None:
                 session.live = False
-            _close_quietly(connection)
+            close_quietly(connection)
 
     def _on_message(self, session: _Session, kind: str, threads: _Threads, _channel: BlockingChannel,
                     method: pika.spec.Basic.Deliver, props: pika.BasicProperties, body: bytes) -> None:
@@ -472,119 +310,3 @@ class RabbitBus(Bus):
             return False
         log.warning("dead-lettered", queue=self.topology.dead_queue(kind), reason=outcome.reason)
         return True
-
-
-class RabbitPublisher:
-    """Publish messages with confirms from one thread (the strike loop, the regiment).
-
-    Declares the topology on connect so that a request published before any worker started
-    waits in its queue.  Connection failures raise :class:`InfrastructureError`.
-    """
-
-    def __init__(self, url: str | None = None, *, prefix: str | None = None, topology: Topology | None = None,
-                 name: str = "industriverse client"):
-        self.url = resolve_url(url)
-        self.topology = topology or Topology(resolve_prefix(prefix))
-        try:
-            self.connection = pika.BlockingConnection(connection_parameters(self.url, f"{name} {socket.gethostname()}:{os.getpid()}"))
-            self.channel = self.connection.channel()
-            self.channel.confirm_delivery()
-            self.topology.declare(self.channel)
-        except _RECONNECT_ON as exc:
-            raise InfrastructureError(f"cannot reach the broker at {redact(self.url)}: {type(exc).__name__} {exc}".strip()) from None
-
-    def publish(self, message: Message) -> None:
-        """Publish and wait for the broker's confirm."""
-        publish_message(self.channel, self.topology, message)
-
-    def close(self) -> None:
-        _close_quietly(self.connection)
-
-    def __enter__(self) -> "RabbitPublisher":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def outcome_from_store(strike_id: str, *, engine: Any = None) -> Message | None:
-    """The strike's ``strike.completed``/``strike.failed`` as far as the store knows it, or None.
-
-    Used when the wait for the outcome lost its connection: the outcome published meanwhile is
-    gone with the exclusive queue, but the stage result that published it is stored.  The last
-    round's outcome wins.
-    """
-    found = [decode(data) for payload in store.list_stage_results(strike_id, engine=engine).values()
-             for data in payload.get("messages", []) if data.get("type") in TERMINAL_TYPES]
-    if found:
-        return max(found, key=lambda m: m.round)
-    row = store.get_strike(strike_id, engine=engine)
-    if row and row["status"] == "failed":  # failed where no stage result was stored (an unreadable message)
-        stage, _, reason = (row["reason"] or "").partition(": ")
-        return Message(strike_id=strike_id, contract_id=row.get("contract_id"),
-                       body=StrikeFailed(stage=stage if reason else "unknown", reason=reason or row["reason"] or "failed"))
-    return None
-
-
-def request(
-    message: Message,
-    *,
-    url: str | None = None,
-    prefix: str | None = None,
-    timeout: float = 600.0,
-    on_progress: Callable[[Message], None] | None = None,
-    engine: Any = None,
-) -> Message:
-    """Publish ``message`` (a ``strike.requested``) and return the strike's ``strike.completed``
-    or ``strike.failed`` message.
-
-    An exclusive, auto-delete queue is bound to ``strike.completed.<id>`` and
-    ``strike.failed.<id>`` (with ``on_progress``: to ``*.*.<id>``, every message of the strike)
-    *before* publishing, so the outcome cannot be missed.  If the connection drops while
-    waiting, it reconnects and also asks the store.  Raises :class:`InfrastructureError` when
-    the broker cannot be reached or no outcome arrives within ``timeout`` seconds.
-    """
-    url = resolve_url(url)
-    topology = Topology(resolve_prefix(prefix))
-    sid = message.strike_id
-    deadline = time.monotonic() + timeout
-    published = False
-    delay = 0.5
-    while True:
-        try:
-            with RabbitPublisher(url, topology=topology, name="industriverse strike") as pub:
-                channel = pub.channel
-                q = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-                for key in ([strike_key(sid)] if on_progress else list(outcome_keys(sid))):
-                    channel.queue_bind(q, topology.exchange, routing_key=key)
-                if not published:
-                    pub.publish(message)
-                    published = True
-                elif (found := outcome_from_store(sid, engine=engine)) is not None:
-                    return found
-                for method, _props, body in channel.consume(q, auto_ack=True, inactivity_timeout=0.5):
-                    if time.monotonic() > deadline:
-                        raise InfrastructureError(f"no outcome of strike {sid} within {timeout:g} s (are workers running?)")
-                    if method is None:
-                        continue
-                    try:
-                        m = decode(body)
-                    except InvalidMessage:
-                        continue
-                    if m.strike_id != sid:  # any round: a rejected plan may be re-optimized as round 1, 2...
-                        continue
-                    if on_progress is not None:
-                        on_progress(m)
-                    if m.type in TERMINAL_TYPES:
-                        return m
-        except InfrastructureError:
-            if not published or time.monotonic() > deadline:
-                raise
-        except _RECONNECT_ON as exc:
-            if not published and isinstance(exc, pika.exceptions.AMQPConnectionError):
-                raise InfrastructureError(f"cannot reach the broker at {redact(url)}: {type(exc).__name__}") from None
-            if time.monotonic() > deadline:
-                raise InfrastructureError(f"lost the broker while waiting for strike {sid}: {exc!r}") from None
-        log.warning("lost the broker while waiting for the outcome; reconnecting", strike_id=sid, retry_in_s=delay)
-        time.sleep(delay)
-        delay = min(10.0, delay * 2)
