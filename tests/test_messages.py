@@ -101,14 +101,27 @@ def test_envelope_validation():
          "invalid plan.optimized message: body.optimization_ref: String should match pattern"),
         (b'{"type": "plan.optimized", "strike_id": "s1", "body": {"optimization_ref": "' + A.encode() + b'", "extra": 1}}',
          "invalid plan.optimized message: body.extra: Extra inputs are not permitted"),
+        # bounds (issue 9): checked before or while parsing, so hostile input costs nothing
+        (b"[" * 100_000 + b"]" * 100_000, "message nests deeper than the limit of 64 levels"),
+        (b'{"a": ' * 65 + b"1" + b"}" * 65, "message nests deeper than the limit of 64 levels"),
+        (b'{"strike_id": "s1", "seed": ' + b"9" * 5000 + b"}", "message holds an integer of 5000 digits, over the limit of 20"),
+        (b'{"strike_id": "s1", "x": NaN}', "message holds NaN"),
+        (b'{"strike_id": "s1", "x": -Infinity}', "message holds -Infinity"),
+        (b'{"strike_id": "s1", "x": 1e400}', "message holds a number out of range (1e400)"),
+        (b'{"pad": "' + b" " * (4 * 1024 * 1024) + b'"}', "over the limit of 4194304"),
     ],
 )
 def test_decode_rejects_with_a_clear_reason(raw, reason):
     with pytest.raises(InvalidMessage) as err:
         decode(raw)
     assert reason in err.value.reason
-    if b'"strike_id": "s1"' in raw:
+    if b'"strike_id": "s1"' in raw and b'"type"' in raw:
         assert err.value.strike_id == "s1"  # so the strike can be failed with this reason
+
+
+def test_decode_takes_a_message_at_the_limits():
+    m = Message.start(StrikeRequested(domain="hvac", constraint={"a": [[[[1.5e300]]]]}, seed=2**63 - 1))
+    assert decode(encode(m)) == m
 
 
 def test_routing_keys():

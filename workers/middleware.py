@@ -170,10 +170,12 @@ def process(
     """
     try:
         message = decode(raw)
-    except InvalidMessage as exc:
+    except Exception as exc:  # an unreadable body never gets better: dead-letter it on this first delivery
+        if not isinstance(exc, InvalidMessage):
+            exc = InvalidMessage(f"message cannot be decoded: {reason_of(exc)}")
         sid = exc.strike_id or (strike_id if is_strike_id(strike_id) else None)
         with log_context(worker=worker, stage=worker, strike_id=sid, message_id=None, contract_id=None):
-            log.error("rejecting unreadable message", reason=exc.reason)
+            log.error("rejecting unreadable message", reason=exc.reason)  # the one line it is logged with
             return _failure(worker, worker, exc.reason, None, sid, error=exc, engine=engine)
 
     actor = actors.get(message.type)

@@ -308,5 +308,6 @@ class RabbitBus(Bus):
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
             log.error("could not publish the dead letter; rejecting to the broker's dead-lettering", error=repr(exc))
             return False
-        log.warning("dead-lettered", queue=self.topology.dead_queue(kind), reason=outcome.reason)
+        # the reason was logged where the message failed; one line per dead letter is enough
+        log.debug("dead-lettered", queue=self.topology.dead_queue(kind), reason=outcome.reason)
         return True
