@@ -11,13 +11,17 @@ Exit codes: 0 deployed · 1 rejected by the shield or infeasible (nothing deploy
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cli._common import one_line_errors
 from industriverse.errors import BadInput, InfrastructureError
+
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week: longer waits are a typo, not a plan
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -28,7 +32,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="RabbitMQ URL (amqp://user:pass@host:5672/%%2F); default: $INDUSTRIVERSE_AMQP_URL, else the embedded bus")
     p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
     p.add_argument("--output_dir", metavar="DIR", default=None, help="run directory to write (default: runs/<strike_id>/)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for the outcome on RabbitMQ (default 600)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="seconds to wait for the outcome on RabbitMQ (default 600); the request expires then:"
+                        " no worker starts a stage for it, nor deploys it, afterwards")
     p.add_argument("--method", choices=("auto", "idf", "lp"), default="auto",
                    help="optimizer: exact LP where the problem is linear, IDF otherwise (auto); or force one")
     p.add_argument("--seed", type=int, default=None, help="seed of the optimizer and the ensemble (default: the constraint's uncertainty.seed)")
@@ -101,12 +107,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
     if args.backoff_factor < 0:
         raise BadInput(None, "--backoff_factor", "must not be negative")
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT_S):
+        raise BadInput(None, "--timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], not {args.timeout}")
     request = absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
-    message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
-                                            backoff_k=args.backoff_factor), contract_id=request.get("contract_id"))
-    run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / message.strike_id
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
+    # on the broker the request expires when the client stops waiting (embedded: it runs here, now)
+    expires_at = datetime.now(timezone.utc) + timedelta(seconds=args.timeout) if broker else None
+    message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
+                                            backoff_k=args.backoff_factor, expires_at=expires_at),
+                            contract_id=request.get("contract_id"))
+    run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / message.strike_id
     store.record_strike(message.strike_id, contract_id=message.contract_id, domain=args.domain, status="requested",
                         run_dir=str(run_dir.resolve()))
     on_progress = _progress(args.quiet or not sys.stderr.isatty())

@@ -20,6 +20,9 @@ Envelope fields:
 ``round``           re-optimization round of the strike (0, 1, ...): a strike the shield
                     rejected may be re-requested with a larger back-off; each round has its
                     own stage results (the idempotency key is ``(strike_id, stage#round)``).
+``expires_at``      UTC deadline of the strike (None: none), copied from the request's body
+                    and carried by every message that follows, so each stage up to the
+                    deployment can refuse work the client gave up on.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, StringConstraints, model_validator
 
 # Letters, digits, '-' and '_': a strike ID is the last segment of a topic routing key,
 # so it must not contain the '.' separator (nor the wildcards).
@@ -96,6 +99,7 @@ class Message(BaseModel, Generic[BodyT]):
     contract_id: str | None = None
     attempt: int = Field(0, ge=0)
     round: int = Field(0, ge=0)
+    expires_at: AwareDatetime | None = None
     body: SerializeAsAny[BodyT]
 
     @model_validator(mode="before")
@@ -104,6 +108,11 @@ class Message(BaseModel, Generic[BodyT]):
         if isinstance(data, dict) and isinstance(data.get("body"), Body):
             body = data["body"]
             data = {"type": body.TYPE, "schema_version": body.SCHEMA_VERSION, **data}
+        if isinstance(data, dict) and data.get("expires_at") is None:  # the request's deadline rides the envelope
+            body = data.get("body")
+            deadline = body.get("expires_at") if isinstance(body, dict) else getattr(body, "expires_at", None)
+            if deadline is not None:
+                data = {**data, "expires_at": deadline}
         return data
 
     @model_validator(mode="after")
@@ -115,6 +124,9 @@ class Message(BaseModel, Generic[BodyT]):
                 f"type/schema_version {self.type!r}/{self.schema_version} do not match the body "
                 f"{type(self.body).__name__} ({self.body.TYPE!r}/{self.body.SCHEMA_VERSION})"
             )
+        asked = getattr(self.body, "expires_at", None)
+        if asked is not None and asked != self.expires_at:
+            raise ValueError(f"expires_at {self.expires_at} differs from the body's {asked}")
         return self
 
     # --- building messages ------------------------------------------------------------
@@ -136,12 +148,17 @@ class Message(BaseModel, Generic[BodyT]):
             contract_id=self.contract_id,
             causation_id=self.message_id,
             round=self.round,
+            expires_at=self.expires_at,
             body=body,
         )
 
     def retried(self) -> "Message":
         """This message again for a retry: same ``message_id``, ``attempt`` + 1."""
         return self.model_copy(update={"attempt": self.attempt + 1})
+
+    def expired(self, now: datetime | None = None) -> bool:
+        """True when the strike's deadline (``expires_at``) has passed at ``now`` (default: the clock)."""
+        return self.expires_at is not None and (now or _utcnow()) >= self.expires_at
 
     @property
     def routing_key(self) -> str:

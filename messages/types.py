@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from messages.envelope import Body, Sha256
 
@@ -31,6 +31,9 @@ class StrikeRequested(Body):
     backoff_k: float = Field(0.0, ge=0, description="envelope back-off in noise standard deviations")
     retry: int = Field(0, ge=0, description="re-optimization round after a shield rejection (0 = first try)")
     output_dir: str | None = Field(None, description="run directory to write (default runs/<strike_id>/)")
+    expires_at: AwareDatetime | None = Field(
+        None, description="UTC deadline: a stage that would start later fails the strike as expired, and nothing is "
+                          "deployed (the client's --timeout; None: no deadline)")
 
 
 class PlanOptimized(Body):
@@ -141,5 +144,8 @@ BODY_MODELS: tuple[type[Body], ...] = (
 # (type, schema_version) -> body model: what decode() accepts.
 BODIES: dict[tuple[str, int], type[Body]] = {(m.TYPE, m.SCHEMA_VERSION): m for m in BODY_MODELS}
 MESSAGE_TYPES: tuple[str, ...] = tuple(m.TYPE for m in BODY_MODELS)
+# Work before the deployment: refused once the strike's expires_at has passed.  After it
+# (capsule.deployed, plan.rejected) the strike is committed and its report is written anyway.
+EXPIRING_TYPES: frozenset[str] = frozenset({StrikeRequested.TYPE, PlanOptimized.TYPE, PlanSimulated.TYPE, PlanVerified.TYPE})
 # Types that end a strike: nobody consumes them as work; a waiting client binds to them.
 TERMINAL_TYPES: frozenset[str] = frozenset({StrikeCompleted.TYPE, StrikeFailed.TYPE})

@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
+import sys
 import threading
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pika
 import pytest
 
 from industriverse.fleet import store
-from messages import Message, StrikeRequested
-from strike_helpers import drain, queue_state
+from industriverse.operate.gateway import CapsuleGatewayService
+from messages import Message, StrikeRequested, encode
+from strike_helpers import ROOT, drain, example, queue_state, start_workers, stop_workers, wait_for, write_constraint
 from toy_actors import make_actors
-from workers.middleware import RetryPolicy
+from workers.actor import load_actors
+from workers.embedded import EmbeddedBus
+from workers.middleware import Expired, RetryPolicy, process
 from workers.rabbitmq.consumer import RabbitBus
 from workers.rabbitmq.publisher import RabbitPublisher
-
-pytestmark = pytest.mark.broker
 
 FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)
 
@@ -55,6 +59,7 @@ def publish_raw(url: str, prefix: str, strike_id: str, body: bytes) -> None:
         conn.close()
 
 
+@pytest.mark.broker
 def test_poison_messages_are_dead_lettered_on_their_first_delivery_with_the_reason(amqp_url, prefix, home, caplog):
     poison = {
         "deep": b'{"type": "strike.requested", "body": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
@@ -94,3 +99,72 @@ def test_poison_messages_are_dead_lettered_on_their_first_delivery_with_the_reas
     assert sorted(e["strike_id"] for e in rejected) == sorted(ids.values())  # one line each
     assert not events(caplog, "runtime error; returning the message to the queue")
     assert not [r for r in caplog.records if r.exc_info]  # no traceback
+
+
+# --- expiry: a strike the client gave up on never goes live --------------------------------------
+def deployments() -> list[dict]:
+    return CapsuleGatewayService().list_activities(activity_type="deployment")
+
+
+@pytest.mark.broker
+def test_a_request_whose_client_timed_out_fails_as_expired_and_deploys_nothing(amqp_url, prefix, home, tmp_path):
+    path = write_constraint(tmp_path, example("hvac", ensemble=100, hours=4))
+    client = subprocess.run([sys.executable, str(ROOT / "cli" / "run_client_strike_loop.py"), "--domain", "hvac",
+                             "--constraint_json", str(path), "--broker", amqp_url, "--prefix", prefix, "--timeout", "2"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert client.returncode == 3, client.stderr
+    last = client.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no outcome of strike") and "request cancelled" in last, client.stderr
+    sid = last.split()[5]
+    assert queue_state(amqp_url, f"{prefix}.optimizer")[0] == 1  # no worker ran: the request waits
+
+    worker = start_workers(amqp_url, prefix, tmp_path / "w")  # the worker comes up after the client gave up
+    try:
+        row = wait_for(lambda: (r := store.get_strike(sid)) and r["status"] == "failed" and r, timeout=60, what="failed")
+    finally:
+        stop_workers(worker)
+    assert row["reason"].startswith("optimizer: expired: the request's deadline"), row
+    assert deployments() == []
+    assert store.list_stage_results(sid) == {}  # no stage ran
+    assert queue_state(amqp_url, f"{prefix}.optimizer.dead")[0] == 0  # not poison: acknowledged, not dead-lettered
+
+
+@pytest.fixture()
+def verified(home) -> Message:
+    """A real hvac strike run to its plan.verified message on the embedded bus (a far deadline,
+    kept by the re-requested rounds after a rejection)."""
+    far = datetime.now(timezone.utc) + timedelta(hours=1)
+    bus = EmbeddedBus(load_actors(["all"]))
+    bus.publish(Message.start(StrikeRequested(domain="hvac", constraint=example("hvac", ensemble=100, hours=4),
+                                              seed=1, backoff_k=1.0, expires_at=far)))
+    while bus.run(max_messages=1) and bus.published[-1].type != "plan.verified":
+        pass
+    assert bus.published[-1].type == "plan.verified", bus.published[-1]
+    assert {m.expires_at for m in bus.published} == {far}  # every message of every round carries the deadline
+    return bus.published[-1]
+
+
+def test_the_deployer_checks_the_deadline_itself_right_before_it_deploys(verified):
+    from workers.deployer import deploy_capsule
+
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    with pytest.raises(Expired, match="before the deployer stage ran"):
+        deploy_capsule(verified.model_copy(update={"expires_at": past}))  # the handler alone, no runtime around it
+    assert deployments() == []
+
+
+def test_an_expired_plan_is_failed_by_the_runtime_and_a_live_one_deploys(verified):
+    actors = {a.consumes: a for a in load_actors(["deployer"])}
+    late = verified.model_copy(update={"expires_at": datetime.now(timezone.utc) - timedelta(seconds=5)})
+    outcome = process(encode(late), actors, worker="deployer")
+    assert outcome.action == "ack" and [m.type for m in outcome.publish] == ["strike.failed"]
+    assert outcome.publish[0].body.reason.startswith("expired: the request's deadline")
+    assert outcome.publish[0].body.error == "Expired"
+    assert store.get_strike(verified.strike_id)["status"] == "failed"
+    assert deployments() == []
+
+    fresh = Message.start(StrikeRequested(domain="hvac", constraint=example("hvac", ensemble=100, hours=4), seed=1,
+                                          backoff_k=1.0, expires_at=datetime.now(timezone.utc) + timedelta(minutes=5)))
+    done = EmbeddedBus(load_actors(["all"])).request(fresh)
+    assert done.type == "strike.completed" and done.body.outcome == "deployed"  # a deadline not yet passed
+    assert len(deployments()) == 1

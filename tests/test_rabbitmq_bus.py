@@ -363,7 +363,7 @@ def test_workers_reconnect_when_the_broker_closes_all_connections(vhost, home, t
 
 
 def test_request_times_out_with_an_infrastructure_error(amqp_url, prefix, home):
-    with pytest.raises(InfrastructureError, match="no outcome of strike .* within 0.5 s"):
+    with pytest.raises(InfrastructureError, match="no outcome of strike .* within 0.5 s: request cancelled"):
         request(strike(x=1), url=amqp_url, prefix=prefix, timeout=0.5)
 
 

@@ -101,6 +101,8 @@ def test_strike_script_rejection_retries_then_exits_1_with_a_report(home, tmp_pa
     (["--domain", "nuclear"], 2, "unknown domain 'nuclear'"),
     (["--constraint_json", "absent.json"], 2, "absent.json: no such file"),
     (["--backoff_factor", "-1"], 2, "--backoff_factor"),
+    (["--timeout", "nan"], 2, "--timeout"),
+    (["--timeout", "0"], 2, "--timeout"),
 ])
 def test_strike_script_bad_input_exits_2_with_one_line(home, tmp_path, args, code, text):
     path = write_constraint(tmp_path, example("hvac"))

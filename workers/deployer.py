@@ -1,7 +1,8 @@
 """Deployer worker: ``plan.verified`` → signed capsule registered with the gateway, monitor armed → ``capsule.deployed``.
 
 Registration is idempotent in the gateway (the same capsule content returns the same
-activity), so a redelivered message never deploys twice.
+activity), so a redelivered message never deploys twice; a strike whose ``expires_at`` has
+passed is never registered (checked by the runtime and again just before registering).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from industriverse.operate.monitor import arm_monitor
 from industriverse.fleet.rundir import bundle_files
 from messages import CapsuleDeployed, Message, PlanVerified
 from workers.actor import actor
+from workers.middleware import check_expiry
 from workers.scratch import new_run_dir, write_scratch_run
 
 
@@ -22,6 +24,7 @@ def deploy_capsule(message: Message) -> list[Message]:
     write_scratch_run(run_dir, body)
     manifest = pack_capsule(run_dir)
     gateway = CapsuleGatewayService()
+    check_expiry(message, "deployer")  # again, after the packing: the last moment before anything goes live
     activity_id = gateway.register(manifest.parent)
     arm_monitor(gateway, manifest.parent, activity_id)
     capsule_id = gateway.get_activity(activity_id)["capsule_id"]

@@ -8,6 +8,10 @@
 3. **idempotency**: the result of ``(strike_id, stage)`` is looked up in the store first; a
    redelivered message gets the stored messages back instead of calling the handler; a fresh
    result is stored with first-writer-wins and *what is stored* is published;
+   **expiry**: before a handler runs on work that precedes the deployment
+   (:data:`messages.types.EXPIRING_TYPES`), the strike's ``expires_at`` is checked; past it,
+   the message is acknowledged and ``strike.failed`` (reason ``expired: ...``) published
+   instead (a stored result, work done before the deadline, is still replayed);
 4. **retry policy**: a retryable error (:func:`is_retryable`: broker or database hiccups,
    :class:`~industriverse.errors.InfrastructureError`) is retried with exponential backoff up
    to ``max_attempts``; any other error, or retries exhausted, dead-letters the message and
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal, Mapping
 
 import sqlalchemy.exc
@@ -29,7 +34,7 @@ from industriverse.fleet import store
 from industriverse.errors import IndustriverseError, InfrastructureError
 from messages.codec import decode, to_dict
 from messages.envelope import InvalidMessage, Message, is_strike_id
-from messages.types import StrikeCompleted, StrikeFailed
+from messages.types import EXPIRING_TYPES, StrikeCompleted, StrikeFailed
 from workers import metrics
 from workers.actor import Actor
 from workers.logging import get_logger, log_context
@@ -96,6 +101,22 @@ class Outcome:
     stage: str | None = None
 
 
+class Expired(Exception):
+    """The strike's deadline passed before this stage ran: it fails as expired, nothing is deployed."""
+
+
+def check_expiry(message: Message, stage: str, now: datetime | None = None) -> None:
+    """Raise :class:`Expired` when ``message`` is work before the deployment and its strike's
+    ``expires_at`` has passed (the deployer calls this again right before it deploys)."""
+    if message.type not in EXPIRING_TYPES or message.expires_at is None:
+        return
+    now = now or datetime.now(timezone.utc)
+    if message.expired(now):
+        late = (now - message.expires_at).total_seconds()
+        raise Expired(f"expired: the request's deadline {message.expires_at.isoformat(timespec='seconds')} "
+                      f"passed {late:.1f} s before the {stage} stage ran; nothing was deployed")
+
+
 def stage_key(stage: str, round: int) -> str:
     """The store's stage name for a round of a strike: ``stage`` for round 0, ``stage#r`` after."""
     return stage if round == 0 else f"{stage}#{round}"
@@ -112,6 +133,7 @@ def run_idempotent(actor: Actor, message: Message, *, engine: Any = None) -> tup
     stored = store.get_stage_result(message.strike_id, key, engine=engine)
     replayed = stored is not None
     if stored is None:
+        check_expiry(message, actor.stage)
         produced = list(actor.handle(message) or [])
         for out in produced:
             if not isinstance(out, Message):
@@ -198,6 +220,10 @@ def process(
             log.info("handling", type=message.type, attempt=message.attempt, round=message.round)
             out, replayed = run_idempotent(actor, message, engine=engine)
             record_outcomes(out, engine=engine)
+        except Expired as exc:  # the client gave up: fail the strike, acknowledge (not poison, no dead letter)
+            log.warning("request expired; failing the strike", reason=str(exc))
+            failed = _failure(worker, stage, str(exc), message, error=exc, engine=engine)
+            return Outcome("ack", publish=failed.publish, reason=failed.reason, message=message, stage=stage)
         except Exception as exc:
             reason = reason_of(exc)
             if policy.should_retry(exc, message.attempt):

@@ -17,8 +17,10 @@ BACKOFF_GROWTH = 1.5        # each round multiplies the noise back-off by this
 CURABLE_BY_BACKOFF = {"chance_constraint", "envelope"}
 
 
-def next_round(optimization: dict, failed: list[str], round_: int) -> StrikeRequested | None:
-    """The re-request of a rejected plan with a larger back-off, or None when it would not help."""
+def next_round(optimization: dict, failed: list[str], round_: int, expires_at=None) -> StrikeRequested | None:
+    """The re-request of a rejected plan with a larger back-off, or None when it would not help.
+
+    It keeps the strike's deadline ``expires_at``: a later round is the same strike."""
     if round_ >= MAX_ROUNDS or not failed or not set(failed) <= CURABLE_BY_BACKOFF:
         return None
     if optimization.get("backoff_dropped"):
@@ -27,6 +29,7 @@ def next_round(optimization: dict, failed: list[str], round_: int) -> StrikeRequ
     return StrikeRequested(
         domain=optimization["domain"], constraint=optimization["request"], method=optimization.get("method", "auto"),
         seed=optimization.get("seed"), backoff_k=max(1.0, previous * BACKOFF_GROWTH), retry=round_ + 1,
+        expires_at=expires_at,
     )
 
 
@@ -43,7 +46,7 @@ def verify_plan(message: Message) -> list[Message]:
                 verdict_ref=store.put_json_artifact(verdict), proof_ref=store.put_json_artifact(proof))
     if verdict["passed"]:
         return [message.follow(PlanVerified(**refs))]
-    retry = next_round(optimization, failed, message.round)
+    retry = next_round(optimization, failed, message.round, message.expires_at)
     if retry is not None:
         return [Message.start(retry, strike_id=message.strike_id, contract_id=message.contract_id)]
     return [message.follow(PlanRejected(**refs, reasons=reasons))]

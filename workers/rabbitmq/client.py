@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 import pika.exceptions
@@ -13,13 +14,17 @@ from industriverse.fleet import store
 from messages.codec import decode
 from messages.envelope import InvalidMessage, Message
 from messages.routing import outcome_keys, strike_key
-from messages.types import TERMINAL_TYPES, StrikeFailed
+from messages.types import TERMINAL_TYPES, StrikeFailed, StrikeRequested
 from workers.logging import get_logger
 from workers.rabbitmq.connection import RECONNECT_ON, Backoff, redact, resolve_url
 from workers.rabbitmq.publisher import RabbitPublisher
 from workers.rabbitmq.topology import Topology, resolve_prefix
 
 log = get_logger("industriverse.rabbitmq")
+
+# After its timeout a client whose plan was verified but not yet deployed waits this long more
+# (s): a deployer that passed its last expiry check just before the deadline finishes registering.
+DEPLOY_SETTLE_S = 2.0
 
 
 def outcome_from_store(strike_id: str, *, engine: Any = None) -> Message | None:
@@ -41,6 +46,43 @@ def outcome_from_store(strike_id: str, *, engine: Any = None) -> Message | None:
     return None
 
 
+def with_deadline(message: Message, timeout: float) -> Message:
+    """``message`` with ``expires_at`` = now + ``timeout`` s, if it is a strike request without one."""
+    if not isinstance(message.body, StrikeRequested) or message.expires_at is not None:
+        return message
+    deadline = datetime.now(timezone.utc) + timedelta(seconds=timeout)
+    return message.model_copy(update={"expires_at": deadline,
+                                      "body": message.body.model_copy(update={"expires_at": deadline})})
+
+
+def _deploy_stage(strike_id: str, engine: Any) -> str:
+    """``deployed`` (a capsule.deployed is stored), ``verified`` (a plan.verified is stored but not
+    deployed yet: a deployer may be registering it) or ``none``."""
+    types = {m.get("type") for payload in store.list_stage_results(strike_id, engine=engine).values()
+             for m in payload.get("messages", [])}
+    return "deployed" if "capsule.deployed" in types else "verified" if "plan.verified" in types else "none"
+
+
+def _after_timeout(message: Message, timeout: float, engine: Any) -> Message:
+    """The outcome the store knows once the client's wait is over, else :class:`InfrastructureError`
+    saying whether the request is cancelled (it expired: no worker deploys it now) or was deployed."""
+    sid = message.strike_id
+    settle_until = time.monotonic() + DEPLOY_SETTLE_S
+    while _deploy_stage(sid, engine) == "verified" and time.monotonic() < settle_until:
+        time.sleep(0.1)
+    if (found := outcome_from_store(sid, engine=engine)) is not None:
+        return found
+    if _deploy_stage(sid, engine) == "deployed":
+        raise InfrastructureError(f"strike {sid} was deployed before its deadline, but its outcome did not arrive within "
+                                  f"{timeout:g} s: not cancelled (see its status in the store)")
+    if message.expires_at is not None:
+        raise InfrastructureError(
+            f"no outcome of strike {sid} within {timeout:g} s: request cancelled (it expired at "
+            f"{message.expires_at.isoformat(timespec='seconds')}; a worker that takes it later fails it as expired "
+            "and deploys nothing)")
+    raise InfrastructureError(f"no outcome of strike {sid} within {timeout:g} s (are workers running?)")
+
+
 def request(
     message: Message,
     *,
@@ -58,7 +100,11 @@ def request(
     *before* publishing, so the outcome cannot be missed.  If the connection drops while
     waiting, it reconnects and also asks the store.  Raises :class:`InfrastructureError` when
     the broker cannot be reached or no outcome arrives within ``timeout`` seconds.
+
+    A strike request without ``expires_at`` gets now + ``timeout``: when the wait is over the
+    request is cancelled, since no worker starts a stage for it, let alone deploys it, afterwards.
     """
+    message = with_deadline(message, timeout)
     url = resolve_url(url)
     topology = Topology(resolve_prefix(prefix))
     sid = message.strike_id
@@ -79,7 +125,7 @@ def request(
                     return found
                 for method, _props, body in channel.consume(q, auto_ack=True, inactivity_timeout=0.5):
                     if time.monotonic() > deadline:
-                        raise InfrastructureError(f"no outcome of strike {sid} within {timeout:g} s (are workers running?)")
+                        return _after_timeout(message, timeout, engine)
                     if method is None:
                         continue
                     try:
@@ -99,7 +145,8 @@ def request(
             if not published and isinstance(exc, pika.exceptions.AMQPConnectionError):
                 raise InfrastructureError(f"cannot reach the broker at {redact(url)}: {type(exc).__name__}") from None
             if time.monotonic() > deadline:
-                raise InfrastructureError(f"lost the broker while waiting for strike {sid}: {exc!r}") from None
+                log.warning("lost the broker while waiting for the outcome", strike_id=sid, error=repr(exc))
+                return _after_timeout(message, timeout, engine)
         delay = backoff.next()
         log.warning("lost the broker while waiting for the outcome; reconnecting", strike_id=sid, retry_in_s=delay)
         time.sleep(delay)
