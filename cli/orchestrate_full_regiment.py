@@ -1,8 +1,10 @@
 """Run the strike loop for every active client contract, once per period of its schedule.
 
 Each due contract gets exactly one strike.requested per period: the period is claimed in the
-store (INDUSTRIVERSE_DB_URL) before publishing, so a restarted daemon, or a second one, does
-not publish twice. With --broker (or INDUSTRIVERSE_AMQP_URL) requests go to the worker fleet on
+store (INDUSTRIVERSE_DB_URL) together with the request (a transactional outbox), so a restarted
+daemon, or a second one, does not publish twice, and a request whose publish failed (broker
+away, daemon killed) is published by the next pass. The daemon outlives broker and database
+outages, retrying with back-off. With --broker (or INDUSTRIVERSE_AMQP_URL) requests go to the worker fleet on
 RabbitMQ; without, each due strike runs in this process on the embedded bus and its run
 directory is written under --runs_dir.
 
@@ -10,12 +12,13 @@ directory is written under --runs_dir.
   industriverse regiment status [--contract ID] [--json]
 
 SIGTERM or Ctrl-C stops the daemon after the current pass. Exit codes: 0 · 2 bad input ·
-3 infrastructure failure.
+3 infrastructure failure (--once: a request left unpublished in the outbox).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -24,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cli._common import one_line_errors
-from industriverse.errors import BadInput, IndustriverseError
+from industriverse.errors import BadInput, InfrastructureError
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -33,7 +36,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--broker", metavar="URL", default=None, help="RabbitMQ URL; default $INDUSTRIVERSE_AMQP_URL, else the embedded bus")
     p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
     p.add_argument("--once", action="store_true", help="one pass over the contracts, then exit")
-    p.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between passes in daemon mode (default 60)")
+    p.add_argument("--interval", type=float, default=60.0, metavar="S",
+                   help="seconds between passes in daemon mode (default 60; sooner, backing off, after a failed pass)")
     p.add_argument("--runs_dir", default="runs", metavar="DIR", help="where embedded strikes write their run directories (default runs/)")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ")
     return p
@@ -66,59 +70,71 @@ def show_status(argv: list[str], prog: str | None) -> int:
 
 
 class Regiment:
-    """One pass publishes (or runs) every due, unclaimed contract period."""
+    """One pass claims every due contract period and sends what waits in the outbox.
+
+    The claim and the strike request go into the store in one transaction (the outbox); the
+    relay then publishes each pending request with a publisher confirm (or, without a broker,
+    runs it here) and marks it sent.  A crash or a broker outage in between leaves the request
+    pending, and the next pass (or the next start) sends it: no claimed strike is lost.
+    """
 
     def __init__(self, contracts, base: Path, *, broker: str | None, prefix: str | None, runs_dir: Path):
         self.contracts, self.base, self.broker, self.prefix, self.runs_dir = contracts, base, broker, prefix, runs_dir
-        self._publisher = None
+        self._due: dict[str, object] = {}  # strike_id -> DueStrike, for the embedded runs' output
 
-    def publisher(self):
-        if self._publisher is None:
-            from workers.rabbitmq.publisher import RabbitPublisher
-
-            self._publisher = RabbitPublisher(self.broker, prefix=self.prefix, name="industriverse regiment")
-        return self._publisher
-
-    def close(self) -> None:
-        if self._publisher is not None:
-            self._publisher.close()
-            self._publisher = None
-
-    def run_pass(self, now: datetime | None = None) -> int:
+    def claim(self, now: datetime | None = None) -> int:
+        """Claim the due, unclaimed periods, each with its request in the outbox; how many were new."""
         from industriverse.fleet import store
         from industriverse.fleet.regiment import due_requests
-        from messages import Message, StrikeRequested
+        from messages import Message, StrikeRequested, to_dict
 
-        published = 0
+        claimed = 0
         for due in due_requests(self.contracts, self.base, now or datetime.now()):
-            if not store.claim_contract_period(due.contract.id, due.period_key, due.strike_id, domain=due.contract.domain):
-                continue  # already requested for this period (by us before a restart, or by another daemon)
+            self._due[due.strike_id] = due
             message = Message.start(
                 StrikeRequested(domain=due.contract.domain, constraint=due.request,
                                 seed=due.request.get("uncertainty", {}).get("seed", 0), backoff_k=1.0),
                 strike_id=due.strike_id, contract_id=due.contract.id)
-            if self.broker:
-                try:
-                    self.publisher().publish(message)
-                except IndustriverseError:
-                    self.close()
-                    raise
-                print(f"{due.contract.id}: {due.period_key} -> strike {due.strike_id} requested", file=sys.stderr)
-            else:
-                self._run_embedded(message, due)
-            published += 1
-        return published
+            if store.claim_contract_period(due.contract.id, due.period_key, due.strike_id, domain=due.contract.domain,
+                                           message=to_dict(message)):
+                claimed += 1  # else already claimed (by us before a restart, or by another daemon)
+        return claimed
 
-    def _run_embedded(self, message, due) -> None:
+    def relay(self):
+        """Send the outbox's pending requests (see :func:`workers.outbox.relay_outbox`)."""
+        from workers.outbox import relay_outbox
+
+        if not self.broker:
+            return relay_outbox(self._run_embedded)
+        from workers.rabbitmq.publisher import RabbitPublisher
+
+        publisher = None
+
+        def publish(message) -> None:
+            nonlocal publisher
+            if publisher is None:  # a fresh connection per relay run: no idle connection to go stale between passes
+                publisher = RabbitPublisher(self.broker, prefix=self.prefix, name="industriverse regiment")
+            publisher.publish(message)  # returns once the broker confirmed it
+            print(f"{message.contract_id}: strike {message.strike_id} requested", file=sys.stderr)
+
+        try:
+            return relay_outbox(publish)
+        finally:
+            if publisher is not None:
+                publisher.close()
+
+    def _run_embedded(self, message) -> None:
         from cli.run_client_strike_loop import materialize, run_embedded
 
         outcome = run_embedded(message)
+        due = self._due.get(message.strike_id)
         if outcome.type == "strike.completed":
-            materialize(outcome, self.runs_dir / message.strike_id, due.request)
+            request = due.request if due is not None else message.body.constraint
+            materialize(outcome, self.runs_dir / message.strike_id, request)
             what = outcome.body.activity_id if outcome.body.outcome == "deployed" else "rejected"
         else:
             what = f"failed: {outcome.body.reason}"
-        print(f"{due.contract.id}: {due.period_key} -> strike {message.strike_id} {what}", file=sys.stderr)
+        print(f"{message.contract_id}: strike {message.strike_id} {what}", file=sys.stderr)
 
 
 @one_line_errors
@@ -127,25 +143,57 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if argv[:1] == ["status"]:
         return show_status(argv[1:], prog)
     args = build_parser(prog).parse_args(argv)
-    if args.interval <= 0:
-        raise BadInput(None, "--interval", "must be positive")
+    if not (math.isfinite(args.interval) and args.interval > 0):
+        raise BadInput(None, "--interval", f"must be a positive number of seconds, not {args.interval}")
     from industriverse.fleet.contracts import load_contracts
 
     contracts, base = load_contracts(args.contracts)
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
+    if broker:
+        from workers.rabbitmq.connection import resolve_url
+
+        broker = resolve_url(broker)  # a malformed URL is bad input (exit 2), not an outage to wait out
     regiment = Regiment(contracts, base, broker=broker, prefix=args.prefix, runs_dir=Path(args.runs_dir))
     stop = threading.Event()
     if not args.once:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    try:
-        while True:
-            n = regiment.run_pass()
-            print(f"regiment pass: {n} strike(s) requested, {sum(c.active for c in contracts)} active contract(s)", file=sys.stderr)
-            if args.once or stop.wait(args.interval):
-                break
-    finally:
-        regiment.close()
+    from workers.logging import configure_logging
+    from workers.rabbitmq.connection import Backoff
+
+    configure_logging()  # the relay's warnings as structured lines on stderr
+
+    # after a failed pass (broker or database away) retry sooner than --interval, backing off
+    first = min(1.0, args.interval)
+    backoff = Backoff(first, max(first, min(60.0, args.interval)))
+    active = sum(c.active for c in contracts)
+    while True:
+        try:
+            claimed = regiment.claim()
+            result = regiment.relay()
+        except Exception as exc:  # the store is unreachable: a daemon waits it out, --once reports it
+            if args.once:
+                raise
+            from workers.middleware import reason_of
+
+            print(f"regiment pass failed: {reason_of(exc)}; retrying", file=sys.stderr)
+            claimed, result = 0, None
+        healthy = result is not None and result.error is None
+        if result is not None:
+            print(f"regiment pass: {claimed} strike(s) requested, {len(result.sent)} published, {result.pending} waiting "
+                  f"in the outbox, {active} active contract(s)" + ("" if healthy else f" ({result.error})"), file=sys.stderr)
+        if args.once:
+            if not healthy:
+                raise InfrastructureError(f"{result.pending} strike request(s) left in the outbox, published by the next run: "
+                                          f"{result.error}")
+            break
+        if healthy:
+            backoff.reset()
+        wait = args.interval if healthy else backoff.next()
+        if not healthy:
+            print(f"regiment: retrying in {wait:g} s", file=sys.stderr)
+        if stop.wait(wait):
+            break
     return 0
 
 

@@ -168,3 +168,82 @@ def test_an_expired_plan_is_failed_by_the_runtime_and_a_live_one_deploys(verifie
     done = EmbeddedBus(load_actors(["all"])).request(fresh)
     assert done.type == "strike.completed" and done.body.outcome == "deployed"  # a deadline not yet passed
     assert len(deployments()) == 1
+
+
+# --- the regiment: no claimed strike lost ---------------------------------------------------------
+def regiment(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), *args],
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+@pytest.mark.broker
+def test_requests_claimed_while_the_broker_is_away_are_published_by_the_next_run(amqp_url, prefix, home):
+    contracts = str(ROOT / "examples" / "contracts.yaml")
+    away = regiment("--contracts", contracts, "--once", "--broker", "amqp://guest:guest@127.0.0.1:1/%2F", "--prefix", prefix)
+    assert away.returncode == 3, away.stderr
+    assert away.stderr.strip().splitlines()[-1].startswith("error: 4 strike request(s) left in the outbox"), away.stderr
+    assert "Traceback" not in away.stderr
+    claims = store.list_contract_runs()
+    assert len(claims) == 4 and all(r["status"] == "requested" and r["published_at"] is None for r in claims)
+    assert [r["attempts"] for r in store.pending_outbox()] == [1, 0, 0, 0]  # it stopped at the first failure
+
+    back = regiment("--contracts", contracts, "--once", "--broker", amqp_url, "--prefix", prefix)
+    assert back.returncode == 0, back.stderr
+    assert "regiment pass: 0 strike(s) requested, 4 published, 0 waiting in the outbox" in back.stderr
+    again = regiment("--contracts", contracts, "--once", "--broker", amqp_url, "--prefix", prefix)
+    assert "regiment pass: 0 strike(s) requested, 0 published, 0 waiting in the outbox" in again.stderr
+
+    from messages import decode
+
+    queued = [decode(body) for _props, body in drain(amqp_url, f"{prefix}.optimizer")]
+    assert sorted(m.strike_id for m in queued) == sorted(r["strike_id"] for r in claims)  # each exactly once
+    assert all(r["published_at"] for r in store.list_contract_runs())
+
+
+def rabbitmqctl(*args: str) -> None:
+    from strike_helpers import RABBITMQCTL
+
+    done = subprocess.run([RABBITMQCTL, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.broker
+def test_the_daemon_outlives_a_broker_outage_and_publishes_what_it_claimed_meanwhile(amqp_url, home, tmp_path):
+    import signal
+
+    from strike_helpers import close_all_connections, throwaway_vhost
+
+    contracts = tmp_path / "contracts.yaml"
+    contracts.write_text(
+        "contracts:\n"
+        "  - id: every-3s\n    client: test\n    domain: hvac\n"
+        f"    constraint: {ROOT / 'examples' / 'hvac_testcase1.json'}\n"
+        "    schedule: {every_minutes: 0.05}\n")  # a new period every 3 s
+    with throwaway_vhost(amqp_url, "ivoutbox") as (vhost, url):
+        daemon = subprocess.Popen([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), "--contracts",
+                                   str(contracts), "--interval", "0.5", "--broker", url, "--prefix", "ivoutbox"],
+                                  stderr=open(tmp_path / "daemon.log", "w"))
+        try:
+            wait_for(lambda: any(r["published_at"] for r in store.list_contract_runs()), timeout=60, what="a first publish")
+            # the outage: the broker refuses the daemon's vhost and closes every connection to it
+            rabbitmqctl("clear_permissions", "-p", vhost, "guest")
+            close_all_connections(vhost)
+            wait_for(lambda: any(r["attempts"] >= 2 for r in store.pending_outbox()), timeout=30, what="failed publishes")
+            assert daemon.poll() is None, "the daemon died in the outage"
+            rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            wait_for(lambda: not store.pending_outbox(), timeout=30, what="the outbox to drain")
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(20) == 0
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait(10)
+        from messages import decode
+
+        claims = store.list_contract_runs()
+        queued = [decode(body).strike_id for _props, body in drain(url, "ivoutbox.optimizer")]
+    log = (tmp_path / "daemon.log").read_text()
+    assert "retrying in" in log and "could not publish from the outbox" in log and "Traceback" not in log, log
+    assert len(claims) >= 3  # periods were claimed before, during and after the outage
+    assert all(r["published_at"] for r in claims)
+    assert set(queued) == {r["strike_id"] for r in claims}  # none lost (at least once: duplicates are harmless)

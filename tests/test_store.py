@@ -134,6 +134,25 @@ def test_contract_period_claimed_once(engine):
     assert len(store.list_contract_runs(engine=engine)) == 3
 
 
+def test_a_claim_and_its_outbox_message_commit_together(engine):
+    msg = {"message_id": "m-1", "type": "strike.requested", "strike_id": "s-a"}
+    assert store.claim_contract_period("c-1", "p-1", "s-a", message=msg, engine=engine) is True
+    # the loser of the claim writes nothing to the outbox
+    assert store.claim_contract_period("c-1", "p-1", "s-b", message={**msg, "message_id": "m-2"}, engine=engine) is False
+    assert [(r["message_id"], r["payload"]) for r in store.pending_outbox(engine=engine)] == [("m-1", msg)]
+    store.note_outbox_failure("m-1", "broker away", engine=engine)
+    assert store.pending_outbox(engine=engine)[0]["attempts"] == 1
+    assert store.list_contract_runs(engine=engine)[0]["published_at"] is None
+    store.mark_outbox_sent("m-1", engine=engine)
+    store.mark_outbox_sent("m-1", engine=engine)  # idempotent
+    assert store.pending_outbox(engine=engine) == []
+    assert store.list_contract_runs(engine=engine)[0]["published_at"] is not None
+    # a message the store cannot hold (NaN) is refused before anything is written: no claim without its message
+    with pytest.raises(ValueError):
+        store.claim_contract_period("c-1", "p-2", "s-c", message={**msg, "message_id": "m-3", "x": math.nan}, engine=engine)
+    assert [r["period_key"] for r in store.list_contract_runs(engine=engine)] == ["p-1"]
+
+
 # --- several processes at the same moment ----------------------------------------------
 def _race(url, barrier, queue, worker):
     store.dispose_engines()  # never reuse the parent's pooled connections

@@ -76,7 +76,9 @@ def configure_logging(level: str | int | None = None, *, json_output: bool | Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else str(level).upper())
-    logging.getLogger("pika").setLevel(logging.WARNING)  # pika logs every frame hiccup at INFO
+    # pika logs every frame hiccup at INFO and every failed connection with a traceback at ERROR;
+    # each failure reaches our code as an exception, reported there in one line
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     _configure_structlog()
 
 

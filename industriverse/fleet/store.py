@@ -13,6 +13,10 @@ What it holds:
 * **strikes** with their status (requested → running → completed | rejected | failed);
 * **contract runs**: which strike served which ``(contract_id, period_key)`` — the
   regiment's claim, so a period is struck once however many daemons run;
+* the **outbox**: messages to publish, written in the same transaction as the claim that
+  decided them and marked sent once the broker confirmed them (a transactional outbox: a
+  crash or a broker outage between the two leaves the row pending, and the relay publishes
+  it again, so no claimed strike is lost);
 * the **gateway tables** (capsules, capsule versions, activities) used by
   :mod:`industriverse.operate.gateway`.
 
@@ -99,6 +103,18 @@ contract_runs = sa.Table(
     sa.Column("period_key", sa.String(128), primary_key=True),
     sa.Column("strike_id", sa.String(128), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("message_id", sa.String(64), primary_key=True),
+    sa.Column("strike_id", sa.String(128), nullable=False, index=True),
+    sa.Column("payload", sa.JSON, nullable=False),  # the message as its JSON dict
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True, index=True),  # NULL: not confirmed yet
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),  # failed publish attempts
+    sa.Column("last_error", sa.Text, nullable=True),
 )
 
 # --- gateway tables (used by industriverse.operate.gateway) -----------------------------------
@@ -496,13 +512,16 @@ def list_strikes(contract_id: str | None = None, limit: int = 100, *, engine: En
 
 # --- regiment: one strike per contract and period -------------------------------------
 def claim_contract_period(contract_id: str, period_key: str, strike_id: str, *, domain: str | None = None,
-                          engine: Engine | None = None) -> bool:
+                          message: dict | None = None, engine: Engine | None = None) -> bool:
     """Claim ``(contract_id, period_key)`` for ``strike_id``; True only for the first claimer.
 
     The primary key makes the claim atomic across processes and machines.  The winner's
-    strike is recorded (status ``requested``) in the same transaction, so a claim never
-    exists without its strike.
+    strike is recorded (status ``requested``) and ``message`` (the strike request as a JSON
+    dict with its ``message_id``) put in the outbox, all in the same transaction: a claim
+    never exists without its strike and the request still to be published.
     """
+    if message is not None:
+        _json_dumps(message)  # refuse NaN before touching the DB
     engine = _resolve(engine)
     with write_transaction(engine) as conn:
         now = _now()
@@ -517,13 +536,56 @@ def claim_contract_period(contract_id: str, period_key: str, strike_id: str, *, 
                 "strike_id": strike_id, "contract_id": contract_id, "domain": domain, "status": "requested",
                 "reason": None, "run_dir": None, "created_at": now, "updated_at": now,
             }, ["strike_id"])
+            if message is not None:
+                conn.execute(sa.insert(outbox).values(message_id=message["message_id"], strike_id=strike_id,
+                                                      payload=message, created_at=now, attempts=0))
         return won
+
+
+# --- outbox ----------------------------------------------------------------------------
+def pending_outbox(limit: int = 1000, *, engine: Engine | None = None) -> list[dict]:
+    """Outbox rows not confirmed yet, oldest first: message_id, strike_id, payload, attempts, last_error, created_at."""
+    engine = _resolve(engine)
+    stmt = (sa.select(outbox.c.message_id, outbox.c.strike_id, outbox.c.payload, outbox.c.attempts,
+                      outbox.c.last_error, outbox.c.created_at)
+            .where(outbox.c.sent_at.is_(None)).order_by(outbox.c.created_at, outbox.c.message_id).limit(limit))
+    with read_transaction(engine) as conn:
+        return [row_dict(r) for r in conn.execute(stmt)]
+
+
+def mark_outbox_sent(message_id: str, *, engine: Engine | None = None) -> None:
+    """Record that the broker confirmed the outbox message ``message_id`` (idempotent)."""
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.update(outbox).where(outbox.c.message_id == message_id, outbox.c.sent_at.is_(None))
+                     .values(sent_at=_now()))
+
+
+def note_outbox_failure(message_id: str, error: str, *, engine: Engine | None = None) -> None:
+    """Count a failed publish of ``message_id`` and keep its reason (the row stays pending)."""
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.update(outbox).where(outbox.c.message_id == message_id)
+                     .values(attempts=outbox.c.attempts + 1, last_error=error[:2000]))
+
+
+def list_outbox(strike_id: str | None = None, *, engine: Engine | None = None) -> list[dict]:
+    """Every outbox row (of ``strike_id`` if given), oldest first, with ``sent_at`` (None while pending)."""
+    engine = _resolve(engine)
+    stmt = sa.select(outbox).order_by(outbox.c.created_at, outbox.c.message_id)
+    if strike_id is not None:
+        stmt = stmt.where(outbox.c.strike_id == strike_id)
+    with read_transaction(engine) as conn:
+        return [row_dict(r) for r in conn.execute(stmt)]
 
 
 def list_contract_runs(contract_id: str | None = None, *, engine: Engine | None = None) -> list[dict]:
     """Claimed periods, oldest first: contract_id, period_key, strike_id, created_at, plus the
-    strike's ``status``, ``reason`` and ``domain`` (None when the strike was never recorded)."""
+    strike's ``status``, ``reason`` and ``domain`` (None when the strike was never recorded) and
+    ``published_at``, when the broker confirmed its request (None while it waits in the outbox)."""
     engine = _resolve(engine)
+    published = (sa.select(outbox.c.strike_id, sa.func.max(outbox.c.sent_at).label("published_at"))
+                 .group_by(outbox.c.strike_id).subquery())
     stmt = (
         sa.select(
             contract_runs.c.contract_id,
@@ -533,8 +595,10 @@ def list_contract_runs(contract_id: str | None = None, *, engine: Engine | None 
             strikes.c.status,
             strikes.c.reason,
             strikes.c.domain,
+            published.c.published_at,
         )
-        .select_from(contract_runs.outerjoin(strikes, strikes.c.strike_id == contract_runs.c.strike_id))
+        .select_from(contract_runs.outerjoin(strikes, strikes.c.strike_id == contract_runs.c.strike_id)
+                     .outerjoin(published, published.c.strike_id == contract_runs.c.strike_id))
         .order_by(contract_runs.c.created_at, contract_runs.c.contract_id, contract_runs.c.period_key)
     )
     if contract_id is not None:
