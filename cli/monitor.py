@@ -26,22 +26,14 @@ from industriverse.errors import BadInput
 
 def read_telemetry(path: str | Path):
     """Yield ``(where, reading)`` from a JSON-lines file; blank lines are skipped."""
+    from industriverse.model.canonical import parse_json, read_text_checked
+
     path = Path(path)
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(str(path), None, "no such file") from None
-    except OSError as exc:
-        raise BadInput(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    with fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+    text = read_text_checked(path, what="telemetry file")  # stat, size limit
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
             where = f"{path} line {n}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(where, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+            yield where, parse_json(line, where)  # depth, integer-length and finite-number limits
 
 
 @one_line_errors

@@ -30,7 +30,7 @@ from industriverse.errors import BadInput
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Constant(_Spec):

@@ -52,7 +52,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from industriverse.model.canonical import read_json, sha256_bytes, sha256_of
+from industriverse.model.canonical import read_json, read_yaml, sha256_bytes, sha256_of
 from industriverse.errors import BadInput
 from industriverse.trust.proof import verify_proof
 from industriverse.trust.signing import sign_document, signing_input, verify_document
@@ -91,7 +91,7 @@ def resolve_inside(capsule_dir: Path, path: str) -> Path:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ManifestFile(_Model):
@@ -175,18 +175,7 @@ def manifest_path_of(path: str | Path) -> Path:
 def read_manifest_dict(path: str | Path) -> dict:
     """The manifest as loaded from YAML (no validation); :class:`BadInput` if unreadable."""
     mpath = manifest_path_of(path)
-    try:
-        text = mpath.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(str(mpath), None, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(str(mpath), None, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise BadInput(str(mpath), None, f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    raw = read_yaml(mpath)  # stat, size, depth, integer-length and finite-number limits
     if not isinstance(raw, dict):
         raise BadInput(str(mpath), None, "a capsule manifest must be a YAML mapping")
     return raw
@@ -296,8 +285,8 @@ def _parse_manifest(raw: dict, mpath: Path) -> CapsuleManifest | LegacyManifest:
 # --- verifying -----------------------------------------------------------------------
 def _load_json_file(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except BadInput:
         return None
 
 
