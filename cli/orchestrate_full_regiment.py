@@ -112,7 +112,7 @@ class Regiment:
     def _run_embedded(self, message, due) -> None:
         from cli.run_client_strike_loop import materialize, run_embedded
 
-        outcome = run_embedded(message)
+        outcome = run_embedded(message, data_dirs=[(self.base / due.contract.constraint).parent])
         if outcome.type == "strike.completed":
             materialize(outcome, self.runs_dir / message.strike_id, due.request)
             what = outcome.body.activity_id if outcome.body.outcome == "deployed" else "rejected"

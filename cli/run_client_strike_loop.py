@@ -55,8 +55,10 @@ def _progress(quiet: bool):
     return on_progress
 
 
-def run_embedded(message, *, log_level: str | None = None, on_progress=None):
+def run_embedded(message, *, log_level: str | None = None, on_progress=None, data_dirs=()):
     """Run one strike through the five workers in this process; return its outcome message.
+
+    ``data_dirs``: directories the workers may read CSV series from (the constraint's own directory).
 
     Worker logs go to stderr at ``log_level`` (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL,
     since the caller reports the outcome in one line anyway).
@@ -65,8 +67,11 @@ def run_embedded(message, *, log_level: str | None = None, on_progress=None):
     from workers.embedded import EmbeddedBus
     from workers.logging import configure_logging
 
+    from industriverse.model.series import data_roots_allowed
+
     configure_logging(log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
-    return EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
+    with data_roots_allowed(data_dirs):
+        return EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
 
 
 def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
         outcome = broker_request(message, url=broker, prefix=args.prefix, timeout=args.timeout, on_progress=on_progress)
     else:
-        outcome = run_embedded(message, log_level=args.log_level, on_progress=on_progress)
+        outcome = run_embedded(message, log_level=args.log_level, on_progress=on_progress, data_dirs=[path.parent])
 
     if outcome.type == "strike.failed":
         print(f"error: strike {message.strike_id} failed at {outcome.body.stage}: {outcome.body.reason}", file=sys.stderr)
