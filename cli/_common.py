@@ -1,13 +1,54 @@
 """What every script shares: one-line errors with the right exit code, JSON output."""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from industriverse.errors import IndustriverseError
+from industriverse.errors import BadInput, IndustriverseError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: a bad flag is :class:`BadInput` (``error: field '--flag':
+    what is wrong``, exit 2 through :func:`one_line_errors`), not argparse's usage text."""
+
+    def error(self, message: str):
+        m = re.match(r"argument ([^:]+): (.*)", message, re.S)
+        field, problem = (m.group(1).split("/")[-1], m.group(2)) if m else (None, message)
+        raise BadInput(None, field, problem.strip() + " (see --help)")  # one_line_errors prints it, exit 2
+
+
+def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False, lo_open: bool = False):
+    """An argparse ``type``: a finite number (an integer when ``integer``) in [lo, hi] (lo excluded when
+    ``lo_open``); NaN, infinities and out-of-range values are refused with the range named."""
+    kind = "an integer" if integer else "a finite number"
+    fmt = (lambda v: f"{int(v)}") if integer else (lambda v: f"{v:g}")
+    rng = " ".join(filter(None, [(f"{'>' if lo_open else '>='} {fmt(lo)}" if lo is not None else None),
+                                  ("and" if lo is not None and hi is not None else None),
+                                  (f"<= {fmt(hi)}" if hi is not None else None)]))
+    want = f"must be {kind}{' ' + rng if rng else ''}"
+
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{want}, got {text[:40]!r}") from None
+        if not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo)) \
+                or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{want}, got {text[:40]}")
+        return value
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+MAX_SEED = 2**63 - 1
+MAX_WAIT_S = 7 * 24 * 3600.0  # the longest timeout or interval a command accepts (a week)
 
 
 def one_line_errors(func: Callable[..., int]) -> Callable[..., int]:

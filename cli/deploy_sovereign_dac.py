@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/deploy_sovereign_dac.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.trust.capsule import load_manifest, manifest_path_of
 from industriverse.errors import BadInput, InfrastructureError
 from industriverse.operate.gateway import CapsuleGatewayService, DeploymentRefused
@@ -43,7 +43,7 @@ def _arm_monitor(gateway: CapsuleGatewayService, capsule_dir: Path, activity_id:
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Deploy a signed capsule to the capsule gateway.")
+    parser = ArgumentParser(prog=prog, description="Deploy a signed capsule to the capsule gateway.")
     parser.add_argument("--manifest", required=True, metavar="PATH", help="the capsule's manifest.yaml (or its directory)")
     parser.add_argument("--db", metavar="URL", help="gateway database URL (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
     args = parser.parse_args(argv)

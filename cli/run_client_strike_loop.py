@@ -16,23 +16,23 @@ import sys
 import time
 from pathlib import Path
 
-from cli._common import one_line_errors
+from cli._common import MAX_SEED, MAX_WAIT_S, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput, InfrastructureError
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", required=True, help="shipped domain: hvac, hvac_two_zone, cold_storage, microgrid")
     p.add_argument("--constraint_json", required=True, metavar="FILE", help="the client constraint (JSON; see examples/)")
     p.add_argument("--broker", metavar="URL", default=None,
                    help="RabbitMQ URL (amqp://user:pass@host:5672/%%2F); default: $INDUSTRIVERSE_AMQP_URL, else the embedded bus")
     p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
     p.add_argument("--output_dir", metavar="DIR", default=None, help="run directory to write (default: runs/<strike_id>/)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="seconds to wait for the outcome on RabbitMQ (default 600)")
+    p.add_argument("--timeout", type=number(0, MAX_WAIT_S, lo_open=True), default=600.0, metavar="S", help="seconds to wait for the outcome on RabbitMQ (default 600)")
     p.add_argument("--method", choices=("auto", "idf", "lp"), default="auto",
                    help="optimizer: exact LP where the problem is linear, IDF otherwise (auto); or force one")
-    p.add_argument("--seed", type=int, default=None, help="seed of the optimizer and the ensemble (default: the constraint's uncertainty.seed)")
-    p.add_argument("--backoff_factor", type=float, default=1.0, metavar="F",
+    p.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=None, help="seed of the optimizer and the ensemble (default: the constraint's uncertainty.seed)")
+    p.add_argument("--backoff_factor", type=number(0, 100), default=1.0, metavar="F",
                    help="envelope back-off in multiples of the noise back-off that meets the chance constraint (default 1; 0 = none)")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ (default: $INDUSTRIVERSE_AMQP_PREFIX or industriverse)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -97,6 +97,7 @@ def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     from industriverse.fleet import store
+    from industriverse.fleet.rundir import check_run_dir
     from industriverse.model.constraint import absolute_csv_paths, read_constraint_file
     from industriverse.model.mapping import map_constraint
     from messages import Message, StrikeRequested
@@ -104,13 +105,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
-    if args.backoff_factor < 0:
-        raise BadInput(None, "--backoff_factor", "must not be negative")
     request = absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
     message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
                                             backoff_k=args.backoff_factor), contract_id=request.get("contract_id"))
     run_dir = Path(args.output_dir) if args.output_dir else Path("runs") / message.strike_id
+    check_run_dir(run_dir)  # nothing is deployed unless its run directory can be written
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
     store.record_strike(message.strike_id, contract_id=message.contract_id, domain=args.domain, status="requested",
                         run_dir=str(run_dir.resolve()))

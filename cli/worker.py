@@ -12,20 +12,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/worker.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import MAX_WAIT_S, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 from messages.routing import WORKER_KINDS
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1])
     parser.add_argument("kinds", nargs="+", metavar="KIND", choices=[*WORKER_KINDS, "all"],
                         help=f"worker kinds to run in this process: {', '.join(WORKER_KINDS)} or all")
     parser.add_argument("--broker", metavar="URL", help="amqp://user:password@host:5672/vhost (default: $INDUSTRIVERSE_AMQP_URL)")
-    parser.add_argument("--concurrency", type=int, default=1, metavar="N", help="handler threads per kind (= prefetch count); default 1")
-    parser.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on this port")
+    parser.add_argument("--concurrency", type=number(1, 256, integer=True), default=1, metavar="N", help="handler threads per kind (= prefetch count); default 1")
+    parser.add_argument("--metrics-port", type=number(0, 65535, integer=True), metavar="P", help="serve Prometheus metrics on this port")
     parser.add_argument("--prefix", help="exchange/queue name prefix (default: $INDUSTRIVERSE_AMQP_PREFIX or 'industriverse')")
-    parser.add_argument("--grace", type=float, default=30.0, metavar="S", help="seconds to finish in-flight messages on SIGTERM; default 30")
+    parser.add_argument("--grace", type=number(0, MAX_WAIT_S), default=30.0, metavar="S", help="seconds to finish in-flight messages on SIGTERM; default 30")
     return parser
 
 
