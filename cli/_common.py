@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from industriverse.errors import BadInput, IndustriverseError
+from industriverse.errors import BadInput, IndustriverseError, InfrastructureError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -18,6 +18,7 @@ class ArgumentParser(argparse.ArgumentParser):
     what is wrong``, exit 2 through :func:`one_line_errors`), not argparse's usage text."""
 
     def error(self, message: str):
+        message = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)  # never echo a URL's password
         m = re.match(r"argument ([^:]+): (.*)", message, re.S)
         field, problem = (m.group(1).split("/")[-1], m.group(2)) if m else (None, message)
         raise BadInput(None, field, problem.strip() + " (see --help)")  # one_line_errors prints it, exit 2
@@ -64,8 +65,29 @@ def one_line_errors(func: Callable[..., int]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except Exception as exc:  # noqa: BLE001 - only infrastructure failures are turned into a line here
+            line = _infrastructure_line(exc)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            return InfrastructureError.exit_code
 
     return wrapper
+
+
+def _infrastructure_line(exc: BaseException) -> str | None:
+    """One line for a database, broker or file-system failure that reached the command unconverted
+    (exit 3, never a traceback); None for anything else (a bug: let it show)."""
+    module = type(exc).__module__ or ""
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:200]
+    if module.startswith("sqlalchemy"):
+        return f"database: {type(exc).__name__}: {first}"
+    if module.startswith("pika"):
+        return f"broker: {type(exc).__name__}: {first}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"file system: {where}{exc.strerror or type(exc).__name__}"
+    return None
 
 
 def write_json(data: Any, path: str | Path | None) -> None:

@@ -5,7 +5,8 @@ install or start). With --broker (or INDUSTRIVERSE_AMQP_URL) the strike is publi
 RabbitMQ and this command waits for its outcome from the worker fleet.
 
 stdout: the proof path, then the deployed activity ID as the last line.
-Exit codes: 0 deployed · 1 rejected by the shield or infeasible (nothing deployed) ·
+Exit codes: 0 deployed and active · 1 rejected by the shield or infeasible (nothing deployed), or
+deployed but not activated (the gateway holds a newer version) ·
 2 bad input · 3 infrastructure failure.
 """
 from __future__ import annotations
@@ -136,6 +137,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print("rejected by the shield, nothing deployed:", file=sys.stderr)
         for reason in outcome.body.reasons:
             print(f"  {reason}", file=sys.stderr)
+        return 1
+    from industriverse.operate.gateway import CapsuleGatewayService
+
+    reason = CapsuleGatewayService().not_active_reason(outcome.body.activity_id)
+    if reason is not None:  # the gateway kept a newer version: this plan does not run
+        print(f"not activated: {reason}", file=sys.stderr)
         return 1
     print(outcome.body.activity_id)
     return 0

@@ -29,6 +29,29 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _check_services(broker: str | None) -> None:
+    """The store and the broker must be usable before a worker takes its first message:
+    :class:`~industriverse.errors.ServiceUnavailable` (exit 3) naming the one that is not."""
+    import os
+
+    import pika
+
+    from industriverse.errors import ServiceUnavailable
+    from industriverse.fleet import store
+
+    store.get_engine()  # connects and creates the schema, or ServiceUnavailable("database", ...)
+    url = broker or os.environ.get("INDUSTRIVERSE_AMQP_URL")
+    if not url:
+        return  # run_workers says that no broker URL was given (exit 2)
+    try:
+        params = pika.URLParameters(url)
+        params.socket_timeout = params.blocked_connection_timeout = 10.0
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()
+    except (pika.exceptions.AMQPError, OSError, ValueError) as exc:
+        raise ServiceUnavailable("broker", url, f"{type(exc).__name__} {str(exc)[:200]}".strip()) from None
+
+
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
@@ -39,6 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     from workers.worker import run_workers  # imported late: --help stays fast
 
+    _check_services(args.broker)  # exit 3 now, not a dead-lettered message later
     return run_workers(args.kinds, args.broker, args.concurrency, args.metrics_port, prefix=args.prefix, grace=args.grace)
 
 

@@ -90,6 +90,9 @@ def resolve_inside(capsule_dir: Path, path: str) -> Path:
     return target
 
 
+MAX_VERSION = 2**63 - 1  # BIGINT: a larger version cannot be stored (and must not pin itself active)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -122,7 +125,7 @@ class CapsuleManifest(_Model):
 
     manifest_version: Literal[1] = MANIFEST_VERSION
     id: str = Field(pattern=_ID_PATTERN)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION, description="a 63-bit integer: every database stores it")
     domain: str = Field(min_length=1)
     title: str
     description: str = ""
@@ -451,6 +454,8 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
     :func:`version_for` of the proof's ``created_at``.  A proof that did not pass is
     packed all the same (the gateway refuses it, with the reason).
     """
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION):
+        raise BadInput(None, "--version", f"must be an integer from 1 to {MAX_VERSION} (63 bits)")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(str(run_dir), None, "is not a run directory")
