@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
+    from industriverse.verify.simulate import check_ensemble_memory
+
+    check_ensemble_memory(problem, problem.constraint.uncertainty.ensemble_size, file=str(path))  # before any worker runs
     request = absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
     message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,
