@@ -7,7 +7,6 @@ runtime dead-letters such a message with that reason instead of retrying it.
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,13 +40,17 @@ def decode(raw: bytes | str | dict[str, Any]) -> Message:
     Raises :class:`InvalidMessage` naming what is wrong: not JSON, not an object, unknown
     ``type``, unsupported ``schema_version`` or an invalid field.
     """
-    if isinstance(raw, dict):
-        data = raw
-    else:
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidMessage(f"message is not JSON ({exc})") from None
+    # the project's one reader of untrusted JSON: nesting depth, integer length, finite numbers
+    from industriverse.errors import BadInput
+    from industriverse.model.canonical import check_document, parse_json
+
+    try:
+        data = check_document(raw, "message") if isinstance(raw, dict) else parse_json(raw, "message")
+    except BadInput as exc:
+        if exc.field is None and ("not valid JSON" in exc.problem or "UTF-8" in exc.problem):
+            raise InvalidMessage(f"message is not JSON ({exc.problem})") from None
+        where = f"field '{exc.field}': " if exc.field else ""
+        raise InvalidMessage(f"message refused: {where}{exc.problem}") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"message must be a JSON object, not {type(data).__name__}")
     strike_id = data["strike_id"] if is_strike_id(data.get("strike_id")) else None
