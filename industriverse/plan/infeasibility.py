@@ -93,7 +93,7 @@ def _reachable(problem, k: int, i: int, side: str) -> tuple[float, np.ndarray]:
     return float(problem.x_free[k, i] + g @ u), u.reshape(H, m)
 
 
-def explain_infeasible(problem, power=None, *, backoff: bool = True) -> list[str]:
+def explain_infeasible(problem, power=None, *, backoff: bool = True, continuous: bool = True) -> list[str]:
     """One line per conflicting constraint (see the module docstring); [] if the problem is feasible.
 
     ``power``: the :class:`industriverse.plan.lp.PowerModel` used (the relaxation for
@@ -107,7 +107,7 @@ def explain_infeasible(problem, power=None, *, backoff: bool = True) -> list[str
         return empty
     if power is None:
         power = relaxed_power(problem, backoff=backoff) if not problem.is_linear else exact_power(problem)
-    lp = build_planning_lp(problem, power, backoff=backoff, elastic=True)
+    lp = build_planning_lp(problem, power, backoff=backoff, elastic=True, continuous=continuous)
     sol = solve(lp)
     if sol.status != 0:
         return [f"no plan exists and the elastic LP could not locate the conflict ({sol.message})"]

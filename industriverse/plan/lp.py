@@ -164,10 +164,13 @@ def _power_range(power: PowerModel, u_lo: np.ndarray, u_hi: np.ndarray, x_lo: np
     return pmin, pmax
 
 
-def state_bounds(problem, *, backoff: bool = True, elastic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def state_bounds(problem, *, backoff: bool = True, elastic: bool = False,
+                 continuous: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Bounds (lo, hi), each (H+1, n), of the LP's state variables.
 
-    Row 0 is the initial state; rows ``k ≥ 1`` the (tightened) band; where that leaves a side
+    Row 0 is the initial state; rows ``k ≥ 1`` the (tightened) band — with ``continuous`` also
+    the band of the step each state ends (:func:`industriverse.plan.substeps.continuous_envelope`);
+    where that leaves a side
     infinite, the proven interval of :func:`state_intervals` (valid for every feasible plan,
     widened by a rounding margin), so every variable is bounded and the dual bound finite.
     ``elastic``: the reachable set of the actuator box only (the envelope becomes rows with slack).
@@ -176,8 +179,8 @@ def state_bounds(problem, *, backoff: bool = True, elastic: bool = False) -> tup
         lo, hi = state_intervals(problem, backoff=backoff, band=False)
         lo, hi = _widen(lo, hi)
     else:
-        x_lo, x_hi = problem.envelope(backoff=backoff)
-        lo, hi = x_lo.copy(), x_hi.copy()
+        lo, hi = envelope_bounds(problem, backoff=backoff, continuous=continuous)
+        lo, hi = lo.copy(), hi.copy()
         lo[0] = hi[0] = problem.x0
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             ilo, ihi = _widen(*state_intervals(problem, backoff=backoff))
@@ -185,6 +188,15 @@ def state_bounds(problem, *, backoff: bool = True, elastic: bool = False) -> tup
             hi = np.where(np.isfinite(hi), hi, ihi)
     lo[0] = hi[0] = problem.x0
     return lo, hi
+
+
+def envelope_bounds(problem, *, backoff: bool = True, continuous: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi), each (H+1, n): the envelope the sample states must meet (see :func:`state_bounds`)."""
+    if continuous:
+        from industriverse.plan.substeps import continuous_envelope
+
+        return continuous_envelope(problem, backoff=backoff)
+    return problem.envelope(backoff=backoff)
 
 
 def _widen(lo: np.ndarray, hi: np.ndarray, rel: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
@@ -208,11 +220,47 @@ def dynamics_rows(problem) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.nda
     return Sx, Su, rhs
 
 
+def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 1e-9):
+    """A ``cuts`` callback for :func:`solve`: the interior sub-step rows (and only those) that the
+    LP solution violates by more than ``tol``, each at most once."""
+    from industriverse.plan.substeps import substep_response, substep_rows, substep_states, bands_in_force
+
+    resp = substep_response(problem)
+    if resp.S < 2 or problem.n < 2:
+        return None
+    lo, hi = bands_in_force(problem, backoff=backoff)
+    H, n, m = problem.H, problem.n, problem.m
+    added = np.zeros((H, resp.S - 1, n, 2), dtype=bool)
+    xs, us = lp.blocks["x"], lp.blocks["u"]
+
+    def cuts(z):
+        x = z[xs].reshape(H + 1, n)
+        u = z[us].reshape(H, m)
+        X = substep_states(problem, u, x, resp)
+        viol = np.stack([lo[:, None, :] - X > tol, X - hi[:, None, :] > tol], axis=-1) & ~added
+        if not viol.any():
+            return None
+        added[viol] = True
+        Ax, Au, rhs, _ = substep_rows(problem, resp, backoff=backoff, only=viol)
+        A = sparse.hstack([Ax if name == "x" else Au if name == "u" else sparse.csr_matrix((len(rhs), sl.stop - sl.start))
+                           for name, sl in lp.blocks.items()], format="csr")
+        return A, rhs
+
+    return cuts
+
+
 def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo: np.ndarray | None = None,
                       u_hi: np.ndarray | None = None, elastic: bool = False, cost_scale: float = 1.0,
                       anchor: tuple[np.ndarray, np.ndarray] | None = None,
-                      soft_power: float | None = None) -> LinearProgram:
+                      soft_power: float | None = None, continuous: bool = True,
+                      substeps: str = "lazy") -> LinearProgram:
     """Assemble the planning LP (see the module docstring).
+
+    ``continuous``: the envelope binds in continuous time (:mod:`industriverse.plan.substeps`):
+    each state also meets the band of the step it ends, and ``substeps`` says which interior
+    sub-step rows are built up front: ``"all"`` (with more than one node: one node's response is
+    monotone, its ends bind it), or ``"lazy"`` (none here: pass ``cuts=substep_cuts(problem, lp)``
+    to :func:`solve` to add the violated ones; usually none or few bind).
 
     ``u_lo``/``u_hi``: (H, m) bounds replacing the actuator box (a trust region inside it).
     ``cost_scale`` multiplies the cost; ``anchor = (u0, w)`` ((H, m) each) adds ``Σ w·|u − u0|``
@@ -228,7 +276,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
     dt = problem.dt_h
     box_lo = problem.u_lo if u_lo is None else u_lo
     box_hi = problem.u_hi if u_hi is None else u_hi
-    xs_lo, xs_hi = state_bounds(problem, backoff=backoff, elastic=elastic)
+    xs_lo, xs_hi = state_bounds(problem, backoff=backoff, elastic=elastic, continuous=continuous)
     pmin, pmax = _power_range(power, problem.u_lo, problem.u_hi, xs_lo, xs_hi)
     demand = problem.demand_charge > 0 or problem.peak_budget is not None
     export = problem.export_max > 0 or elastic
@@ -286,7 +334,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
 
     # elastic: the envelope on states k = 1..H as rows with slack (otherwise it is in the bounds)
     if elastic:
-        x_lo, x_hi = problem.envelope(backoff=backoff)
+        x_lo, x_hi = envelope_bounds(problem, backoff=backoff, continuous=continuous)
         terminal = set(problem.constraint.terminal) if problem.constraint is not None else set()
         for side, bound, sign in (("max", x_hi, 1.0), ("min", x_lo, -1.0)):
             ks, ids = np.nonzero(np.isfinite(bound[1:]))
@@ -299,6 +347,15 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
             asm.rows_le(name, {"x": sel}, sign * bound[ks, ids],
                         {"k": ks, "node": ids, "side": np.full(len(ks), side), "bound": bound[ks, ids], "terminal": is_term})
             slack_rows.append((name, len(ks)))
+
+    # the envelope between samples: interior control sub-steps as rows on (x_k, u_k)
+    if continuous and not elastic and substeps == "all" and n > 1:
+        from industriverse.plan.substeps import substep_response, substep_rows
+
+        resp = substep_response(problem)
+        if resp.S > 1:
+            Ax, Au, rhs, info = substep_rows(problem, resp, backoff=backoff)
+            asm.rows_le("substep", {"x": Ax, "u": Au}, rhs, info)
 
     # ramp limits
     for a in range(m):
@@ -463,12 +520,20 @@ def new_highs(options: dict | None = None):
     return h
 
 
-def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution | None = None) -> LPSolution:
+IPM_MIN_NNZ = 20_000
+
+
+def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution | None = None,
+          cuts=None, max_rounds: int = 20) -> LPSolution:
     """Solve with HiGHS (``highspy``) and prove the dual bound.
 
     ``options``: HiGHS options (e.g. ``{"time_limit": 10}``); ``warm_start``: a previous
     solution of an LP with the same rows and columns (its basis starts the simplex).  An LP with
     integer variables is solved as a MILP; its bound is HiGHS' ``mip_dual_bound``.
+    ``cuts(z) -> (A, b) | None``: lazy rows ``A z ≤ b`` that the solution ``z`` violates; they are
+    added to the live model and it is re-solved from its basis until none is returned (at most
+    ``max_rounds``).  ``lp`` then carries the added rows (block ``"lazy"``), so the bound is
+    the dual bound of the final LP, a relaxation of the LP with every possible row.
     Status: 0 solved, 2 infeasible, 3 unbounded, 4 other (message says why).
     """
     import highspy
@@ -481,20 +546,53 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
     warm = warm_start is not None and warm_start.basis is not None and not mip
     if mip:
         opts.setdefault("mip_rel_gap", 1e-7)
-    elif not warm:
-        # cold solves: the interior point method with crossover (to a vertex, so the duals and the
-        # basis are exact) is 2–6× faster than dual simplex on these banded LPs; warm starts use simplex
+    elif not warm and lp.A_ub.nnz + lp.A_eq.nnz >= IPM_MIN_NNZ:
+        # large cold solves: the interior point method with crossover (to a vertex, so the duals and
+        # the basis are exact) is 2–6× faster than dual simplex on these banded LPs; small ones and
+        # warm starts use simplex
         opts.setdefault("solver", "ipm")
     h = new_highs(opts)
     h.passModel(highs_model(lp))
+    MS = highspy.HighsModelStatus
+
+    def run():
+        h.run()
+        # HiGHS occasionally ends a re-solve (or an IPM crossover) in "unknown" on these
+        # badly scaled rows: start the simplex again from scratch before giving up
+        if h.getModelStatus() not in (MS.kOptimal, MS.kInfeasible, MS.kUnbounded, MS.kUnboundedOrInfeasible):
+            h.setOptionValue("solver", "simplex")
+            h.clearSolver()
+            h.run()
+
     if warm:
         h.setBasis(warm_start.basis)
-    h.run()
-    status = h.getModelStatus()
-    info = h.getInfo()
-    iters = int(max(info.simplex_iteration_count, 0) + max(info.ipm_iteration_count, 0))
+    run()
+    nu0, ne = lp.b_ub.size, lp.b_eq.size
+    iters = 0
+    extra_A, extra_b = [], []
+    for _ in range(max_rounds + 1):
+        status = h.getModelStatus()
+        info = h.getInfo()
+        iters += int(max(info.simplex_iteration_count, 0) + max(info.ipm_iteration_count, 0))
+        if status != MS.kOptimal or cuts is None or mip:
+            break
+        new = cuts(np.asarray(h.getSolution().col_value, dtype=float))
+        if new is None or new[0].shape[0] == 0:
+            break
+        A, b = sparse.csr_matrix(new[0]), np.asarray(new[1], dtype=float)
+        A.sort_indices()
+        h.addRows(A.shape[0], np.full(A.shape[0], -np.inf), b, A.nnz, A.indptr[:-1], A.indices, A.data)
+        extra_A.append(A)
+        extra_b.append(b)
+        h.setOptionValue("solver", "simplex")  # re-solve from the basis (the new rows enter basic)
+        run()
+    if extra_A:
+        lazy = sparse.vstack(extra_A, format="csr")
+        lp.rows["lazy"] = slice(nu0, nu0 + lazy.shape[0])
+        lp.row_info["lazy"] = {}
+        lp.A_ub = sparse.vstack([lp.A_ub, lazy], format="csr")
+        lp.b_ub = np.concatenate([lp.b_ub] + extra_b)
     seconds = time.perf_counter() - t0
-    MS = highspy.HighsModelStatus
     code = {MS.kOptimal: 0, MS.kInfeasible: 2, MS.kUnboundedOrInfeasible: 2, MS.kUnbounded: 3}.get(status, 4)
     message = h.modelStatusToString(status)
     if code != 0:
@@ -509,9 +607,11 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
                           time.perf_counter() - t0, None, float(info.mip_gap))
     row_dual = np.asarray(sol.row_dual, dtype=float)
     col_dual = np.asarray(sol.col_dual, dtype=float)
-    nu = lp.b_ub.size
-    res = SimpleNamespace(ineqlin=SimpleNamespace(marginals=row_dual[:nu]), eqlin=SimpleNamespace(marginals=row_dual[nu:]),
+    # HiGHS row order: the original inequalities, the equalities, then the lazy rows
+    y_ub = np.concatenate([row_dual[:nu0], row_dual[nu0 + ne:]])
+    res = SimpleNamespace(ineqlin=SimpleNamespace(marginals=y_ub), eqlin=SimpleNamespace(marginals=row_dual[nu0:nu0 + ne]),
                           lower=SimpleNamespace(marginals=np.maximum(col_dual, 0.0)),
                           upper=SimpleNamespace(marginals=np.minimum(col_dual, 0.0)))
     bound, dual_obj, resid = dual_bound(lp, res)
-    return LPSolution(0, message, z, objective, bound, dual_obj, resid, iters, time.perf_counter() - t0, h.getBasis())
+    return LPSolution(0, message, z, objective, bound, dual_obj, resid, iters, time.perf_counter() - t0,
+                      None if extra_A else h.getBasis())
