@@ -220,6 +220,32 @@ def dynamics_rows(problem) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.nda
     return Sx, Su, rhs
 
 
+def complementary_pairs(problem) -> list[tuple[int, int]]:
+    """Actuator pairs (a, b) that must not run in the same step: a battery's charge and discharge,
+    and heating (heater, heat pump) against cooling (chiller) on one node — running both only
+    burns energy in losses.  Pairs where either actuator has a positive minimum are left out
+    (they must run together by the client's own limits)."""
+    acts = problem.network.actuators
+    heat, cool = {"heater", "heat_pump", "battery_charge"}, {"chiller", "battery_discharge"}
+    pairs = []
+    for a, x in enumerate(acts):
+        for b, y in enumerate(acts):
+            if x.node == y.node and x.kind in heat and y.kind in cool \
+                    and x.kind.startswith("battery") == y.kind.startswith("battery") \
+                    and not np.any(problem.u_lo[:, a] > 0) and not np.any(problem.u_lo[:, b] > 0):
+                pairs.append((a, b))
+    return pairs
+
+
+def simultaneous_use(problem, u: np.ndarray) -> np.ndarray:
+    """(H,) kW: the largest ``min(u_a, u_b)`` over the :func:`complementary_pairs` per step of plan
+    ``u`` (H, m) — how much both sides of a pair run at once (0 where none does)."""
+    out = np.zeros(problem.H)
+    for a, b in complementary_pairs(problem):
+        out = np.maximum(out, np.minimum(u[:, a], u[:, b]))
+    return out
+
+
 def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 1e-9):
     """A ``cuts`` callback for :func:`solve`: the interior sub-step rows (and only those) that the
     LP solution violates by more than ``tol``, each at most once."""
@@ -253,7 +279,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
                       u_hi: np.ndarray | None = None, elastic: bool = False, cost_scale: float = 1.0,
                       anchor: tuple[np.ndarray, np.ndarray] | None = None,
                       soft_power: float | None = None, continuous: bool = True,
-                      substeps: str = "lazy") -> LinearProgram:
+                      substeps: str = "lazy", complementarity: bool = False) -> LinearProgram:
     """Assemble the planning LP (see the module docstring).
 
     ``continuous``: the envelope binds in continuous time (:mod:`industriverse.plan.substeps`):
@@ -261,6 +287,8 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
     sub-step rows are built up front: ``"all"`` (with more than one node: one node's response is
     monotone, its ends bind it), or ``"lazy"`` (none here: pass ``cuts=substep_cuts(problem, lp)``
     to :func:`solve` to add the violated ones; usually none or few bind).
+    ``complementarity``: a binary per step for each :func:`complementary_pairs` pair so that at
+    most one of the two is on (a MILP: ``lp.integer`` lists the binaries).
 
     ``u_lo``/``u_hi``: (H, m) bounds replacing the actuator box (a trust region inside it).
     ``cost_scale`` multiplies the cost; ``anchor = (u0, w)`` ((H, m) each) adds ``Σ w·|u − u0|``
@@ -412,6 +440,17 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
             asm.rows_le(f"relax_cut_{i}_{j}", {"u": sel.multiply(alpha[:, None]).tocsr(), "x": xsel.multiply(beta[:, None]).tocsr(),
                                                f"q{i}": -eye}, -gamma)
 
+    # complementarity: one binary per step and pair, the pair's two set-points never both on
+    integer = []
+    if complementarity and not elastic:
+        for j, (a, b) in enumerate(complementary_pairs(problem)):
+            Ua, Ub = box_hi[:, a], box_hi[:, b]
+            on = asm.var(f"on{j}", H, 0.0, 0.0, 1.0)
+            integer.append(np.arange(on.start, on.stop))
+            # u_a ≤ U_a·on,  u_b ≤ U_b·(1 − on)
+            asm.rows_le(f"compl_a_{j}", {"u": _select(H, m, a), f"on{j}": -sparse.diags(Ua, format="csr")}, np.zeros(H))
+            asm.rows_le(f"compl_b_{j}", {"u": _select(H, m, b), f"on{j}": sparse.diags(Ub, format="csr")}, Ub)
+
     if elastic:
         total = sum(cnt for _, cnt in slack_rows)
         asm.var("slack", total, 1.0, 0.0, np.inf)
@@ -426,7 +465,10 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
                 offset += cnt
             new_rows.append((name, parts, rhs, info))
         asm.ub_rows = new_rows
-    return asm.build()
+    lp = asm.build()
+    if integer:
+        lp.integer = np.concatenate(integer)
+    return lp
 
 
 @dataclass
