@@ -102,15 +102,20 @@ class _Assembler:
         self.eq_rows.append((parts, np.asarray(rhs, dtype=float)))
 
     def _stack(self, items) -> sparse.csr_matrix:
-        mats = []
+        """One CSR matrix of the row groups: every part's COO triplets shifted to its block's
+        columns and its group's rows (no per-block zero matrices)."""
+        R, C, V = [], [], []
+        r0 = 0
         for parts, rhs in items:
-            cols = []
-            for name, sl in self.blocks.items():
-                size = sl.stop - sl.start
-                mat = parts.get(name)
-                cols.append(sparse.csr_matrix((len(rhs), size)) if mat is None else sparse.csr_matrix(mat))
-            mats.append(sparse.hstack(cols, format="csr"))
-        return sparse.vstack(mats, format="csr") if mats else sparse.csr_matrix((0, self.nvar))
+            for name, mat in parts.items():
+                coo = mat.tocoo() if sparse.issparse(mat) else sparse.coo_matrix(mat)
+                R.append(coo.row + r0)
+                C.append(coo.col + self.blocks[name].start)
+                V.append(coo.data)
+            r0 += len(rhs)
+        if not R:
+            return sparse.csr_matrix((r0, self.nvar))
+        return sparse.csr_matrix((np.concatenate(V), (np.concatenate(R), np.concatenate(C))), shape=(r0, self.nvar))
 
     def build(self) -> LinearProgram:
         rows, info, start = {}, {}, 0
@@ -208,14 +213,19 @@ def _widen(lo: np.ndarray, hi: np.ndarray, rel: float = 1e-9) -> tuple[np.ndarra
 def dynamics_rows(problem) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
     """``(Sx, Su, rhs)``: the exact discretisation ``x[k+1] − Ad x[k] − Bd u[k] = Ed d[k]`` for
     ``k = 0..H−1`` as sparse rows (H·n) over the states ((H+1)·n) and the plan (H·m)."""
-    H, n = problem.H, problem.n
+    H, n, m = problem.H, problem.n, problem.m
     # entries below 1e-14 of the largest (expm of a long chain fills Ad with ~1e-30 terms) are
     # rounding noise: HiGHS would drop them anyway (small_matrix_value), so they never enter
     Ad = np.where(np.abs(problem.Ad) > 1e-14 * np.abs(problem.Ad).max(initial=0.0), problem.Ad, 0.0)
-    Ad = sparse.csr_matrix(Ad)
-    Bd = sparse.csr_matrix(problem.Bd)
-    Sx = (sparse.kron(sparse.eye(H, H + 1, k=1), sparse.identity(n)) - sparse.kron(sparse.eye(H, H + 1), Ad)).tocsr()
-    Su = -sparse.kron(sparse.identity(H), Bd, format="csr")
+    ai, aj = np.nonzero(Ad)
+    bi, bj = np.nonzero(problem.Bd)
+    k = np.arange(H)[:, None]
+    # row k·n + i:  x[k+1, i] − Σ_j Ad[i, j] x[k, j]
+    rows = np.concatenate([(k * n + np.arange(n)).ravel(), (k * n + ai).ravel()])
+    cols = np.concatenate([((k + 1) * n + np.arange(n)).ravel(), (k * n + aj).ravel()])
+    vals = np.concatenate([np.ones(H * n), np.tile(-Ad[ai, aj], H)])
+    Sx = sparse.csr_matrix((vals, (rows, cols)), shape=(H * n, (H + 1) * n))
+    Su = sparse.csr_matrix((np.tile(-problem.Bd[bi, bj], H), ((k * n + bi).ravel(), (k * m + bj).ravel())), shape=(H * n, H * m))
     rhs = (problem.d @ problem.Ed.T).ravel()
     return Sx, Su, rhs
 
@@ -251,8 +261,10 @@ def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 
     LP solution violates by more than ``tol``, each at most once."""
     from industriverse.plan.substeps import substep_response, substep_rows, substep_states, bands_in_force
 
+    if problem.n < 2:  # one node: its response over a step is monotone, the step's ends bind it
+        return None
     resp = substep_response(problem)
-    if resp.S < 2 or problem.n < 2:
+    if resp.S < 2:
         return None
     lo, hi = bands_in_force(problem, backoff=backoff)
     H, n, m = problem.H, problem.n, problem.m
