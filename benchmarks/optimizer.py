@@ -144,8 +144,8 @@ def _ladder_case(args):
 
     side, zones, hours, step = args
     small = map_constraint("hvac", chain_constraint(1, 24, 15))
-    _solve_side("project", small)
-    _solve_side("compact", small)
+    for warm in ("project", "project-ct", "compact"):
+        _solve_side(warm, small)
     problem = map_constraint("hvac", chain_constraint(zones, hours, step))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cost, bound, cpu, wall = _solve_side(side, problem)
