@@ -649,6 +649,12 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
     seconds = time.perf_counter() - t0
     code = {MS.kOptimal: 0, MS.kInfeasible: 2, MS.kUnboundedOrInfeasible: 2, MS.kUnbounded: 3}.get(status, 4)
     message = h.modelStatusToString(status)
+    if mip and status == MS.kTimeLimit:  # the MILP dual bound is proven at any stop
+        bound = float(info.mip_dual_bound)
+        if np.isfinite(bound):
+            bound -= 8 * np.finfo(float).eps * max(abs(bound), 1.0)
+        return LPSolution(4, message, None, None, bound, float(info.mip_dual_bound), None, int(info.mip_node_count),
+                          seconds, None, float(info.mip_gap))
     if code != 0:
         return LPSolution(code, message, None, None, None, None, None, iters, seconds)
     sol = h.getSolution()
