@@ -17,12 +17,15 @@ normalised to the actuator box, ``z = (u − u_lo)/(u_hi − u_lo)``::
 
 with a constant metric ``M = (G_zᵀ G_z + λ I)⁻¹`` built from the state response of the
 envelope rows (so a step moves the constrained states, where the landscape is stiff; see
-:func:`metric`), restricted to the coordinates the gradient does not hold at a bound
+:func:`metric`: dense for small problems, a vector (Jacobi) otherwise),
+restricted to the coordinates the gradient does not hold at a bound
 (two-metric projection), the drift step normalised per particle, the temperature ``T`` annealed to
 0 and the penalty weight ``ρ`` raised geometrically; ``proj`` is the projection onto the actuator
 box and the ramp limits.  The gradient comes from the adjoint of the discrete dynamics, for the
-whole population at once: with ``x = x_free + G u``, ``∇_u E = ∂E/∂u|_x + Gᵀ ∂E/∂x`` is one matrix
-product (P, (H+1)·n) @ ((H+1)·n, H·m); a temperature-dependent COP adds ``∂P/∂x`` to ``∂E/∂x``.
+whole population at once: with ``x = x_free + G u``, ``∇_u E = ∂E/∂u|_x + Gᵀ ∂E/∂x``, where ``G u``
+and ``Gᵀ λ`` are applied by (blocked) recursion over ``Ad``, ``Bd``
+(:class:`industriverse.model.response.StateResponse`) and ``G`` itself is never formed, so an
+evaluation costs ``O(P·H)`` for a fixed network; a temperature-dependent COP adds ``∂P/∂x`` to ``∂E/∂x``.
 
 The best particles are then polished to exact feasibility by a deterministic local solver:
 the nearest feasible plan in ℓ1 (one LP), then sequential linear programming with a trust
@@ -39,11 +42,14 @@ from typing import Callable
 
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
+from scipy.signal import fftconvolve
 
+from industriverse.model.response import StateResponse, free_response, impulse_response
 from industriverse.plan.lp import build_planning_lp, solve, peak_windows
 from industriverse.plan.power import inverse_cop_and_slope, linearized_power
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
+DENSE_G_MAX = 8_000_000  # entries of G formed for a dense metric (64 MB); above it the metric is diagonal
 
 
 @dataclass
@@ -59,7 +65,7 @@ class IDFSettings:
     rho_start: float = 1.0
     rho_end: float = 1e4
     metric_damping: float = 0.1  # λ of the metric K = GᵀG/mean + λ I (relative)
-    dense_metric_max: int = 2000  # above this many plan variables the metric is diagonal
+    dense_metric_max: int = 2000  # above this many plan variables the metric is diagonal (a vector)
     polish: int = 3  # particles polished
     polish_iterations: int = 25
     trust_radius: float = 0.25  # initial trust region, box fractions
@@ -89,8 +95,8 @@ class Landscape:
     def __init__(self, problem, backoff: bool = True):
         self.p = problem
         H = problem.H
-        self.Gf = problem.G_flat  # ((H+1)·n, H·m)
-        self.xf = problem.x_free.ravel()
+        self.response = StateResponse(problem.Ad, problem.Bd, H)  # x = x_free + G u without G
+        self.xf = free_response(problem.Ad, problem.x0, problem.d @ problem.Ed.T)  # (H+1, n)
         lo, hi = problem.envelope(backoff=backoff)
         self.lo, self.hi = lo.copy(), hi.copy()
         self.lo[0], self.hi[0] = -np.inf, np.inf  # the initial state is given
@@ -113,6 +119,10 @@ class Landscape:
         self.c_ref = max(float(self.dt * np.sum(problem.price * p_ref) + problem.demand_charge * p_ref.max()), 1e-9)
         self.p_ref = max(float(p_ref.max()), 1e-9)
 
+    def states(self, U: np.ndarray) -> np.ndarray:
+        """Predicted states (P, H+1, n) of plans ``U`` (P, H, m) kW under the forecast."""
+        return self.xf + self.response.apply(U)
+
     def power(self, U: np.ndarray, X: np.ndarray):
         """Site power (P, H) and the per-actuator electric factors w (P, H, m) and their slopes."""
         w = np.broadcast_to(self.W, U.shape).copy()
@@ -129,7 +139,7 @@ class Landscape:
         pr = self.p
         Pn, H, m = U.shape
         n = pr.n
-        X = (self.xf + U.reshape(Pn, -1) @ self.Gf.T).reshape(Pn, H + 1, n)
+        X = self.states(U)
         P, w, slopes = self.power(U, X)
         pos = P > 0
         cost = self.dt * (np.where(pos, P, 0.0) @ pr.price + np.where(pos, 0.0, P) @ pr.export_price)
@@ -171,7 +181,7 @@ class Landscape:
         dEdX = 2 * rho * (vhi - vlo)
         for a_i, node, df in slopes:
             dEdX[:, :-1, node] += dEdP * U[:, :, a_i] * df
-        g += (dEdX.reshape(Pn, -1) @ self.Gf).reshape(Pn, H, m)  # the adjoint: Gᵀ ∂E/∂x
+        g += self.response.adjoint(dEdX)  # the adjoint recursion: Gᵀ ∂E/∂x
         return E, g, cost, viol
 
 
@@ -211,23 +221,32 @@ def metric(problem, land: Landscape, settings: IDFSettings) -> tuple[np.ndarray,
     """The constant Langevin metric ``M = K⁻¹`` and a square root ``S`` (``S Sᵀ = M``) in box
     fractions, ``K = G_zᵀ G_z / mean diag + λ I`` over the envelope rows of ``G`` (``G_z`` = ``G``
     scaled by the actuator ranges): moving the plan along ``M ∇E`` moves the constrained states,
-    which is where the landscape is stiff.  Diagonal (Jacobi) above ``dense_metric_max`` variables.
+    which is where the landscape is stiff.
+
+    Dense (``M``, ``S`` of shape (H·m, H·m)) only for small problems (at most ``dense_metric_max``
+    plan variables and a ``G`` of at most ``DENSE_G_MAX`` entries); otherwise diagonal (Jacobi),
+    returned as vectors (H·m,): ``diag K`` is the envelope-masked energy of the impulse response,
+    a correlation along the horizon (FFT), so no ``G`` is formed and the work is ``O(H log H)``.
     """
-    H, m = problem.H, problem.m
+    H, m, n = problem.H, problem.m, problem.n
     span = (problem.u_hi - problem.u_lo).ravel()
-    rows = (np.isfinite(land.lo) | np.isfinite(land.hi)).ravel()
-    Gz = land.Gf[rows] * span
-    if H * m > settings.dense_metric_max:
-        k = np.einsum("ij,ij->j", Gz, Gz)
-        k = k / max(float(k.mean()), 1e-300) + settings.metric_damping
-        return np.diag(1.0 / k), np.diag(1.0 / np.sqrt(k))
-    K = Gz.T @ Gz
-    scale = float(np.mean(np.diag(K)))
-    K = (K / scale if scale > 0 else K) + settings.metric_damping * np.eye(H * m)
-    L = cholesky(K, lower=True)
-    M = cho_solve((L, True), np.eye(H * m))
-    S = solve_triangular(L, np.eye(H * m), lower=True, trans="T")  # L⁻ᵀ: S Sᵀ = (L Lᵀ)⁻¹
-    return M, S
+    env = np.isfinite(land.lo) | np.isfinite(land.hi)  # (H+1, n)
+    if H * m <= settings.dense_metric_max and (H + 1) * n * H * m <= DENSE_G_MAX:
+        Gz = land.response.columns()[env.ravel()] * span
+        K = Gz.T @ Gz
+        scale = float(np.mean(np.diag(K)))
+        K = (K / scale if scale > 0 else K) + settings.metric_damping * np.eye(H * m)
+        L = cholesky(K, lower=True)
+        M = cho_solve((L, True), np.eye(H * m))
+        S = solve_triangular(L, np.eye(H * m), lower=True, trans="T")  # L⁻ᵀ: S Sᵀ = (L Lᵀ)⁻¹
+        return M, S
+    # diag K[j, a] = span² Σ_i Σ_{t ≥ 0} env[j+1+t, i] h[t, i, a]²: a correlation of the mask with h²
+    h2 = impulse_response(problem.Ad, problem.Bd, H) ** 2  # (H, n, m)
+    mask = env[1:].astype(float)[::-1]  # reversed (H, n)
+    corr = fftconvolve(mask[:, :, None], h2, axes=0)[H - 1::-1]  # corr[j] = Σ_t env[j+1+t] h²[t]
+    k = np.clip(corr.sum(axis=1), 0.0, None).ravel() * span ** 2  # FFT round-off can dip below 0
+    k = k / max(float(k.mean()), 1e-300) + settings.metric_damping
+    return 1.0 / k, 1.0 / np.sqrt(k)
 
 
 def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Generator,
@@ -250,8 +269,9 @@ def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Gen
     free = (span > 0).ravel()
     span_safe = np.where(span > 0, span, 1.0)
     M, S = metric(problem, land, settings)
+    diagonal = M.ndim == 1  # a vector: the Jacobi metric, applied elementwise
     # T₀ such that the first steps diffuse by noise_start (RMS, box fractions)
-    T0 = settings.noise_start ** 2 / (2 * settings.step * max(float(np.mean(np.diag(M))), 1e-300))
+    T0 = settings.noise_start ** 2 / (2 * settings.step * max(float(np.mean(M if diagonal else np.diag(M))), 1e-300))
     level = rng.uniform(0.0, 1.0, size=(Pn, 1, m))
     Z = np.clip(level + 0.15 * rng.standard_normal((Pn, H, m)), 0.0, 1.0)
     U = project(problem, problem.u_lo + Z * span)
@@ -265,11 +285,12 @@ def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Gen
         g = (gU * span).reshape(Pn, -1)
         held = ((z <= 1e-9) & (g > 0)) | ((z >= 1 - 1e-9) & (g < 0)) | ~free
         mask = ~held
-        d = ((g * mask) @ M) * mask
+        d = (g * mask * M) if diagonal else ((g * mask) @ M) * mask
         d /= np.sqrt(np.mean(d * d, axis=1, keepdims=True)) + 1e-300
         z = z - eta * d
         if T > 0:
-            z = z + np.sqrt(2 * eta * T) * (rng.standard_normal((Pn, H * m)) @ S.T) * mask
+            xi = rng.standard_normal((Pn, H * m))
+            z = z + np.sqrt(2 * eta * T) * (xi * S if diagonal else xi @ S.T) * mask
         U = project(problem, problem.u_lo + np.clip(z, 0.0, 1.0).reshape(Pn, H, m) * span)
         if progress is not None and (t % 25 == 0 or t == N - 1):
             i = int(np.argmin(E))
@@ -295,7 +316,7 @@ def power_side_violation(problem, P: np.ndarray) -> np.ndarray:
 def _merit(problem, land: Landscape, u: np.ndarray, mu: float) -> tuple[float, float, float]:
     """(merit, cost, violation): the true cost plus μ × the ℓ1 power-side violation (the LP's
     exact-penalty model of the same quantities), and the largest violation of any constraint."""
-    X = problem.predict(u[None])
+    X = land.states(u[None])
     P = land.power(u[None], X)[0]
     _, _, cost, viol = land.evaluate(u[None], 0.0, grad=False)
     return float(cost[0] + mu * power_side_violation(problem, P)[0]), float(cost[0]), float(viol[0])
