@@ -224,3 +224,109 @@ def test_nonlinear_problem_needs_the_relaxation():
     assert any(name.startswith("relax_lo") for name in lp.rows)
     with pytest.raises(ValueError):
         exact_power(problem)
+
+
+# --- the sparse model: long horizons, warm starts, the horizon limit ----------------------------
+def _independent_one_zone_lp(problem) -> float:
+    """The hvac zone as a compact LP written from the physics (exact R1C1 update, states as
+    variables, band and heater box as bounds), solved by scipy's linprog."""
+    C, R, dt = 1e6, 0.01, problem.dt_s
+    H = problem.H
+    a = np.exp(-dt / (R * C))
+    t_amb = problem.d[:, 0]
+    c = np.concatenate([problem.price * problem.dt_h / 0.99, np.zeros(H)])
+    rows = np.concatenate([np.arange(H), np.arange(H), np.arange(1, H)])
+    cols = np.concatenate([H + np.arange(H), np.arange(H), H + np.arange(H - 1)])
+    vals = np.concatenate([np.ones(H), np.full(H, -(1 - a) * R * 1000.0), np.full(H - 1, -a)])
+    A_eq = sparse.csr_matrix((vals, (rows, cols)), shape=(H, 2 * H))
+    rhs = (1 - a) * t_amb
+    rhs[0] += a * problem.x0[0]
+    bounds = [(0.0, 10.0)] * H + list(zip(problem.x_lo[1:, 0], problem.x_hi[1:, 0]))
+    res = linprog(c, A_eq=A_eq, b_eq=rhs, bounds=bounds, method="highs")
+    assert res.status == 0
+    return float(res.fun)
+
+
+def test_four_weeks_of_five_minute_steps_plan_exactly_without_the_prediction_matrix():
+    tou = {"type": "time_of_use", "periods": [{"hours": [7, 11], "value": 0.25}, {"hours": [17, 21], "value": 0.3}], "default": 0.1}
+    problem = map_constraint("hvac", {"horizon": {"start": "2026-01-12T00:00", "hours": 672, "step_minutes": 5},
+                                      "tariff": {"energy": tou}})
+    assert problem.H == 8064
+    res = solve_planning_lp(problem)
+    reference = _independent_one_zone_lp(problem)
+    assert res.objective == pytest.approx(reference, rel=1e-7)
+    assert reference - 1e-7 * abs(reference) <= res.lower_bound <= res.objective + 1e-12
+    assert getattr(problem, "_G", None) is None  # the dense (H+1, n, H, m) matrix was never built
+    x = problem.predict(res.u)
+    assert np.all(x[1:, 0] >= 21.0 - 1e-7) and np.all(x[1:, 0] <= 24.0 + 1e-7)
+
+
+def test_horizon_limit_comes_from_a_memory_estimate():
+    from industriverse.errors import BadInput
+
+    year = map_constraint("hvac", {"horizon": {"start": "2026-01-01T00:00", "hours": 8760, "step_minutes": 60}})
+    assert year.H == 8760
+    sys_path = ROOT / "benchmarks"
+    import sys
+
+    sys.path.insert(0, str(sys_path))
+    try:
+        from optimizer import chain_constraint
+    finally:
+        sys.path.remove(str(sys_path))
+    wide = map_constraint("hvac", chain_constraint(50, 168, 15))
+    assert (wide.H, wide.n) == (672, 50)
+    with pytest.raises(BadInput) as exc:
+        map_constraint("hvac", {"horizon": {"start": "2026-01-01T00:00", "hours": 8760, "step_minutes": 1}})
+    assert exc.value.field == "horizon" and "GB to plan" in str(exc.value)
+
+
+def test_warm_start_resolves_from_the_previous_basis():
+    problem = map_constraint("hvac_two_zone", {"horizon": DAY})
+    lp = build_planning_lp(problem, exact_power(problem))
+    cold = solve(lp)
+    # a trust region around the optimum, as the polish's re-solves do: same shape, new bounds
+    u = cold.z[lp.blocks["u"]].reshape(problem.H, problem.m)
+    span = problem.u_hi - problem.u_lo
+    lp2 = build_planning_lp(problem, exact_power(problem), u_lo=np.maximum(problem.u_lo, u - 0.1 * span),
+                            u_hi=np.minimum(problem.u_hi, u + 0.1 * span))
+    warm = solve(lp2, warm_start=cold)
+    again = solve(lp2)
+    assert warm.objective == pytest.approx(again.objective, rel=1e-9)
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-9)
+    assert warm.iterations < again.iterations
+
+
+# --- the envelope in continuous time ----------------------------------------------------------
+def test_a_band_that_rises_binds_the_state_up_to_its_change_from_the_left():
+    from industriverse.plan.substeps import substep_violation
+
+    band = {"min": {"type": "time_of_use", "periods": [{"hours": [8, 18], "value": 21.0}], "default": 16.0}, "max": 24.0}
+    problem = map_constraint("hvac", {"horizon": DAY, "envelope": {"zone": band}, "initial_state": {"zone": 21.0}})
+    sampled = solve_planning_lp(problem, continuous=False)
+    cont = solve_planning_lp(problem)
+    # sampled: the 18:00 state obeys the night band, so the heater stops before 18:00 and the zone
+    # leaves the 21 °C band while it is still in force
+    assert substep_violation(problem, sampled.u) > 0.1
+    assert substep_violation(problem, cont.u) <= 1e-6
+    assert cont.objective > sampled.objective
+    assert cont.lower_bound <= cont.objective + 1e-12
+    assert cont.lower_bound == pytest.approx(cont.objective, rel=1e-7)
+
+
+@pytest.mark.parametrize("domain", ["hvac_two_zone", "cold_storage"])
+def test_lazy_substep_rows_reach_the_optimum_of_all_rows(domain):
+    from industriverse.plan.lp import substep_cuts
+    from industriverse.plan.substeps import substep_violation
+
+    problem = map_constraint(domain, {"horizon": DAY})
+    power = relaxed_power(problem) if not problem.is_linear else exact_power(problem)
+    full = solve(build_planning_lp(problem, power, substeps="all"))
+    lp = build_planning_lp(problem, power)
+    lazy = solve(lp, cuts=substep_cuts(problem, lp))
+    assert lazy.objective == pytest.approx(full.objective, rel=1e-7)
+    assert lazy.lower_bound <= full.objective + 1e-9
+    assert lp.A_ub.shape[0] < 0.5 * build_planning_lp(problem, power, substeps="all").A_ub.shape[0]
+    if problem.is_linear:
+        u = lazy.z[lp.blocks["u"]].reshape(problem.H, problem.m)
+        assert substep_violation(problem, u, backoff=True) <= 1e-6

@@ -29,7 +29,8 @@ class _Model(BaseModel):
 
 class Horizon(_Model):
     start: datetime = Field(description="local time of the first step, ISO 8601")
-    hours: float = Field(gt=0, le=24 * 14)
+    hours: float = Field(gt=0, le=24 * 366, description="at most a year; the size limit comes from the "
+                         "planning model's memory estimate (see industriverse.model.mapping.planning_memory_bytes)")
     step_minutes: float = Field(gt=0, le=24 * 60)
 
     @model_validator(mode="after")
@@ -37,8 +38,6 @@ class Horizon(_Model):
         steps = self.hours * 60 / self.step_minutes
         if abs(steps - round(steps)) > 1e-9:
             raise ValueError(f"hours ({self.hours}) is not a whole number of {self.step_minutes}-minute steps")
-        if round(steps) > 2000:
-            raise ValueError(f"{round(steps)} steps is more than the 2000 a plan may have")
         return self
 
     @property

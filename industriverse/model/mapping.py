@@ -20,6 +20,26 @@ from industriverse.model.network import Network, electric_power
 from industriverse.model.series import sample
 
 SECONDS_PER_HOUR = 3600.0
+PLAN_MEMORY_LIMIT_GB = 4.0  # default; INDUSTRIVERSE_PLAN_MEMORY_GB overrides
+
+
+def planning_memory_bytes(H: int, n: int, m: int, nnz_Ad: int, nnz_Bd: int) -> float:
+    """Estimated peak memory (bytes) of the sparse planning LP over ``H`` steps solved by HiGHS.
+
+    Per step: ``n + m`` state and input columns plus a few power columns, ``n`` dynamics rows
+    with ``n + nnz(Ad) + nnz(Bd)`` nonzeros, ramp and power rows.  The per-nonzero and per-row
+    constants are calibrated on the measured peaks of ``benchmarks/optimizer.py`` (model build,
+    HiGHS presolve copies and its factor): ~400 bytes per nonzero and ~1 kB per row/column.
+    """
+    nnz = H * (n + nnz_Ad + nnz_Bd + 6 * m + 8)
+    dims = H * (2 * n + 3 * m + 6)
+    return 400.0 * nnz + 1000.0 * dims + 100e6
+
+
+def plan_memory_limit_bytes() -> float:
+    import os
+
+    return float(os.environ.get("INDUSTRIVERSE_PLAN_MEMORY_GB", PLAN_MEMORY_LIMIT_GB)) * 1e9
 
 
 @dataclass
@@ -102,13 +122,15 @@ class PlanningProblem:
         return np.isfinite(self.x_lo[1:]).any(axis=0) | np.isfinite(self.x_hi[1:]).any(axis=0)
 
     # --- prediction ------------------------------------------------------------------------
+    @property
+    def x_free(self) -> np.ndarray:
+        """(H+1, n) states with every actuator at zero (recursion through the exact dynamics)."""
+        if getattr(self, "_x_free", None) is None:
+            self._x_free = self.simulate_nominal(np.zeros((self.H, self.m)))
+        return self._x_free
+
     def _build_prediction(self) -> None:
         H, n, m = self.H, self.n, self.m
-        free = np.empty((H + 1, n))
-        free[0] = self.x0
-        drive = self.d @ self.Ed.T  # (H, n)
-        for k in range(H):
-            free[k + 1] = self.Ad @ free[k] + drive[k]
         # G[k, :, j, :] = Ad^(k-1-j) Bd for j < k: column blocks are shifted copies of the impulse response
         impulse = np.empty((H, n, m))
         impulse[0] = self.Bd
@@ -117,19 +139,15 @@ class PlanningProblem:
         G = np.zeros((H + 1, n, H, m))
         for j in range(H):
             G[j + 1:, :, j, :] = impulse[: H - j]
-        self._x_free, self._G = free, G
-
-    @property
-    def x_free(self) -> np.ndarray:
-        """(H+1, n) states with every actuator at zero."""
-        if not hasattr(self, "_x_free"):
-            self._build_prediction()
-        return self._x_free
+        self._G = G
 
     @property
     def G(self) -> np.ndarray:
-        """(H+1, n, H, m) response of the states to the inputs: ``x = x_free + G·u``."""
-        if not hasattr(self, "_G"):
+        """(H+1, n, H, m) response of the states to the inputs: ``x = x_free + G·u``.
+
+        Dense and O(H²·n·m) in memory: built only on first use (the planning LP and ``predict``
+        never need it; it is there for callers that want the full sensitivity matrix)."""
+        if getattr(self, "_G", None) is None:
             self._build_prediction()
         return self._G
 
@@ -138,10 +156,24 @@ class PlanningProblem:
         """``G`` as a ((H+1)·n, H·m) matrix."""
         return self.G.reshape((self.H + 1) * self.n, self.H * self.m)
 
+    def simulate_nominal(self, u: np.ndarray) -> np.ndarray:
+        """States (..., H+1, n) of plans ``u`` (..., H, m) by the recursion
+        ``x[k+1] = Ad x[k] + Bd u[k] + Ed d[k]`` from ``x0`` (O(H·n·(n+m)) per plan)."""
+        u = np.asarray(u, dtype=float)
+        batch = u.shape[:-2]
+        U = u.reshape((-1, self.H, self.m))
+        drive = self.d @ self.Ed.T  # (H, n)
+        X = np.empty((U.shape[0], self.H + 1, self.n))
+        X[:, 0] = self.x0
+        BU = U @ self.Bd.T + drive  # (P, H, n)
+        AdT = self.Ad.T
+        for k in range(self.H):
+            X[:, k + 1] = X[:, k] @ AdT + BU[:, k]
+        return X.reshape(batch + (self.H + 1, self.n))
+
     def predict(self, u: np.ndarray) -> np.ndarray:
         """Nominal states (..., H+1, n) of plans ``u`` (..., H, m) under the forecast (linearised network)."""
-        flat = u.reshape(u.shape[:-2] + (self.H * self.m,)) @ self.G_flat.T
-        return self.x_free + flat.reshape(u.shape[:-2] + (self.H + 1, self.n))
+        return self.simulate_nominal(u)
 
     # --- power, cost ----------------------------------------------------------------------
     def site_power(self, u: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
@@ -263,6 +295,13 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
     emission = series(c.emission_factor, t_steps, "emission_factor")
     A, B, E = net.matrices
     Ad, BEd = zoh(A, np.hstack([B, E]), dt_s)
+    need = planning_memory_bytes(H, n, m, int(np.count_nonzero(Ad)), int(np.count_nonzero(BEd[:, :m])))
+    if need > plan_memory_limit_bytes():
+        from industriverse.errors import BadInput
+
+        raise BadInput(file, "horizon", f"{H} steps × {n} nodes need about {need / 1e9:.1f} GB to plan, above the limit of "
+                                         f"{plan_memory_limit_bytes() / 1e9:.1f} GB (INDUSTRIVERSE_PLAN_MEMORY_GB); "
+                                         "use fewer or longer steps")
     pn = c.uncertainty.process_noise
     noise = np.array([0.0 if nd.is_storage else (pn.get(nd.name, 0.0) if isinstance(pn, dict) else pn) for nd in net.nodes])
     x0 = np.array([c.initial_state[name] for name in net.node_names], dtype=float)

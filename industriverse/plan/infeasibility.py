@@ -54,12 +54,25 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 100 else f"{v:.1f}"
 
 
+def response_row(problem, k: int, i: int) -> np.ndarray:
+    """(H, m): ``∂x[k, i]/∂u[j, a]`` = ``(Ad^(k−1−j) Bd)[i, a]`` for ``j < k`` (0 after), by the
+    backward recursion ``v ← v·Ad`` from ``v = e_i`` (O(k·n²), no prediction matrix)."""
+    H, m = problem.H, problem.m
+    g = np.zeros((H, m))
+    v = np.zeros(problem.n)
+    v[i] = 1.0
+    for j in range(k - 1, -1, -1):
+        g[j] = v @ problem.Bd
+        v = v @ problem.Ad
+    return g
+
+
 def _reachable(problem, k: int, i: int, side: str) -> tuple[float, np.ndarray]:
     """The most the actuators within their limits (box and ramp) can push node ``i`` at state
     ``k`` towards the violated bound: max of ``x[k, i]`` for a ``min`` bound, min for ``max``.
     Returns the value and the plan (H, m) that reaches it."""
     H, m = problem.H, problem.m
-    g = problem.G[k, i].reshape(H * m)
+    g = response_row(problem, k, i).ravel()
     sign = 1.0 if side == "min" else -1.0  # maximise sign·x
     lo, hi = problem.u_lo.ravel(), problem.u_hi.ravel()
     if not np.any(np.isfinite(problem.ramp)):
@@ -80,7 +93,7 @@ def _reachable(problem, k: int, i: int, side: str) -> tuple[float, np.ndarray]:
     return float(problem.x_free[k, i] + g @ u), u.reshape(H, m)
 
 
-def explain_infeasible(problem, power=None, *, backoff: bool = True) -> list[str]:
+def explain_infeasible(problem, power=None, *, backoff: bool = True, continuous: bool = True) -> list[str]:
     """One line per conflicting constraint (see the module docstring); [] if the problem is feasible.
 
     ``power``: the :class:`industriverse.plan.lp.PowerModel` used (the relaxation for
@@ -94,7 +107,7 @@ def explain_infeasible(problem, power=None, *, backoff: bool = True) -> list[str
         return empty
     if power is None:
         power = relaxed_power(problem, backoff=backoff) if not problem.is_linear else exact_power(problem)
-    lp = build_planning_lp(problem, power, backoff=backoff, elastic=True)
+    lp = build_planning_lp(problem, power, backoff=backoff, elastic=True, continuous=continuous)
     sol = solve(lp)
     if sol.status != 0:
         return [f"no plan exists and the elastic LP could not locate the conflict ({sol.message})"]
@@ -212,8 +225,9 @@ def _setting(problem, u: np.ndarray, i: int, k: int) -> str:
     """The actuators acting on node ``i`` before state ``k`` as plan ``u`` sets them ("the heater at full power")."""
     m = problem.m
     parts = []
+    g = response_row(problem, k, i)
     for a in range(m):
-        steps = np.nonzero(problem.G[k, i, :, a] != 0)[0]
+        steps = np.nonzero(g[:, a] != 0)[0]
         if len(steps) == 0:
             continue
         name, ua = problem.actuators[a], u[steps, a]

@@ -1,27 +1,32 @@
-"""The planning LP through HiGHS, with a lower bound proven from the dual values.
+"""The planning LP through HiGHS (``highspy``), sparse and linear in the horizon, with a lower
+bound proven from the dual values.
 
-Variables (all in kW, per step ``k = 0..H-1`` of ``dt_h`` hours)::
+Variables (per step ``k = 0..H-1`` of ``dt_h`` hours)::
 
-    u     (H·m)   actuator set-points, index k·m + a (C order of the (H, m) plan)
-    q     (r·H)   relaxation only: the electric power of each temperature-dependent COP actuator
-    imp   (H)     grid import   }  P_k = imp_k − exp_k  (site electric power)
-    exp   (H)     grid export   }  0 ≤ exp ≤ export_max (left out when export is forbidden)
-    peak  (1)     15-minute peak, ≥ each window's mean of P (only with a demand charge or peak budget)
+    u     (H·m)      actuator set-points, kW, index k·m + a (C order of the (H, m) plan)
+    x     ((H+1)·n)  nominal states, index k·n + i; x[0] fixed to the initial state by its bounds
+    q     (r·H)      relaxation only: the electric power of each temperature-dependent COP actuator
+    imp   (H)        grid import   }  P_k = imp_k − exp_k  (site electric power, kW)
+    exp   (H)        grid export   }  0 ≤ exp ≤ export_max (left out when export is forbidden)
+    peak  (1)        15-minute peak, ≥ each window's mean of P (only with a demand charge or peak budget)
 
-Constraints: the power balance (equality), the envelope on the predicted states ``k = 1..H``
-(``x = x_free + G·u``, tightened by the back-off), ramp limits, the energy budget
-(``Σ dt·imp``), the peak budget and import limit (bounds), and for a relaxation the
-sandwich ``g_lo·u ≤ q ≤ g_hi·u`` with perspective (tangent) cuts.  Minimise
-``Σ dt·(price·imp − export_price·exp) + demand_charge·peak``: exactly
-:func:`industriverse.model.kpis.energy_kpis`' cost of the plan.
+Constraints: the exact discretisation ``x[k+1] − Ad x[k] − Bd u[k] = Ed d[k]`` as sparse
+equalities (``n`` rows per step), the power balance (equality), the (tightened) envelope as
+bounds on the state variables — a band in force over ``[t_k, t_{k+1})`` also binds ``x[k+1]``
+(its end approached from the left) — ramp limits, the energy budget (``Σ dt·imp``), the peak
+budget and import limit (bounds), and for a relaxation the sandwich ``g_lo·u ≤ q ≤ g_hi·u`` with
+perspective (tangent) cuts on ``(u, x)``.  Minimise ``Σ dt·(price·imp − export_price·exp) +
+demand_charge·peak``: exactly :func:`industriverse.model.kpis.energy_kpis`' cost of the plan.
+The model has O(H·(n² + m)) nonzeros: no prediction matrix is formed.
 
 The lower bound is computed from the dual values HiGHS returns, not taken from its primal
 objective: with ``y_ub ≤ 0`` and ``y_eq`` the marginals, the reduced costs are
 ``r = c − A_ubᵀ y_ub − A_eqᵀ y_eq`` and every point ``z`` with ``A_ub z ≤ b_ub``,
 ``A_eq z = b_eq``, ``l ≤ z ≤ h`` satisfies ``cᵀz ≥ y_ubᵀ b_ub + y_eqᵀ b_eq + Σ_j min(r_j l_j, r_j h_j)``
 (weak duality with the bound terms absorbing any residual dual infeasibility), minus a
-floating-point rounding allowance.  Every variable has finite bounds implied by the actuator box,
-so the bound is finite whenever the LP is solved.
+floating-point rounding allowance.  Every variable has finite bounds (the actuator box; for the
+states the band, or where a node has none the proven interval of :func:`state_intervals`), so
+the bound is finite whenever the LP is solved.
 
 Temperature-dependent COPs (``relax=True``): the power ``u·f(x)`` with ``f = 1/COP`` is
 bounded below using a proven interval ``[lo_k, hi_k]`` of the node temperature over every plan
@@ -35,13 +40,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
 
 from industriverse.model.kpis import PEAK_WINDOW_H
-from industriverse.plan.power import HIGHS_OPTIONS, PowerModel, safe_sum
+from industriverse.plan.power import HIGHS_OPTIONS, PowerModel, safe_sum, state_intervals
 
 # --------------------------------------------------------------------------------------------
 # the LP
@@ -52,6 +57,7 @@ class LinearProgram:
 
     ``blocks``: variable slices by name; ``rows``: inequality-row slices by name with
     ``row_info[name]``: dict of per-row arrays (``k``, ``node``, ``side``, ``bound``, ...).
+    ``integer``: indices of variables that must take integer values (a MILP), or None.
     """
 
     c: np.ndarray
@@ -64,6 +70,7 @@ class LinearProgram:
     blocks: dict[str, slice]
     rows: dict[str, slice]
     row_info: dict[str, dict[str, np.ndarray]]
+    integer: np.ndarray | None = None
 
 
 class _Assembler:
@@ -138,24 +145,122 @@ def peak_windows(problem) -> list[np.ndarray]:
     return [np.arange(s, min(s + per, problem.H)) for s in range(0, problem.H, per)]
 
 
-def _power_range(problem, power: PowerModel, u_lo: np.ndarray, u_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of ``P_k`` over the actuator box (kW), for finite bounds of imp/exp/peak."""
-    J = power.J.tocsr()
-    Jp, Jn = J.maximum(0), J.minimum(0)
-    lo_f, hi_f = u_lo.ravel(), u_hi.ravel()
-    pmin = power.p_const + Jp @ lo_f + Jn @ hi_f
-    pmax = power.p_const + Jp @ hi_f + Jn @ lo_f
+def _power_range(power: PowerModel, u_lo: np.ndarray, u_hi: np.ndarray, x_lo: np.ndarray,
+                 x_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of ``P_k`` (kW) over the actuator box and the state bounds, for finite bounds of imp/exp/peak."""
+    def span(J, lo, hi):
+        J = J.tocsr()
+        Jp, Jn = J.maximum(0), J.minimum(0)
+        return Jp @ lo + Jn @ hi, Jp @ hi + Jn @ lo
+
+    pmin, pmax = span(power.J, u_lo.ravel(), u_hi.ravel())
+    pmin, pmax = pmin + power.p_const, pmax + power.p_const
+    if power.Jx is not None:
+        a, b = span(power.Jx, x_lo.ravel(), x_hi.ravel())
+        pmin, pmax = pmin + a, pmax + b
     for r in power.relaxed:
         U = u_hi[:, r.actuator]
         pmax = pmax + np.where(np.isfinite(r.g_hi), r.g_hi * U, np.inf)
     return pmin, pmax
 
 
+def state_bounds(problem, *, backoff: bool = True, elastic: bool = False,
+                 continuous: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds (lo, hi), each (H+1, n), of the LP's state variables.
+
+    Row 0 is the initial state; rows ``k ≥ 1`` the (tightened) band — with ``continuous`` also
+    the band of the step each state ends (:func:`industriverse.plan.substeps.continuous_envelope`);
+    where that leaves a side
+    infinite, the proven interval of :func:`state_intervals` (valid for every feasible plan,
+    widened by a rounding margin), so every variable is bounded and the dual bound finite.
+    ``elastic``: the reachable set of the actuator box only (the envelope becomes rows with slack).
+    """
+    if elastic:
+        lo, hi = state_intervals(problem, backoff=backoff, band=False)
+        lo, hi = _widen(lo, hi)
+    else:
+        lo, hi = envelope_bounds(problem, backoff=backoff, continuous=continuous)
+        lo, hi = lo.copy(), hi.copy()
+        lo[0] = hi[0] = problem.x0
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            ilo, ihi = _widen(*state_intervals(problem, backoff=backoff))
+            lo = np.where(np.isfinite(lo), lo, ilo)
+            hi = np.where(np.isfinite(hi), hi, ihi)
+    lo[0] = hi[0] = problem.x0
+    return lo, hi
+
+
+def envelope_bounds(problem, *, backoff: bool = True, continuous: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi), each (H+1, n): the envelope the sample states must meet (see :func:`state_bounds`)."""
+    if continuous:
+        from industriverse.plan.substeps import continuous_envelope
+
+        return continuous_envelope(problem, backoff=backoff)
+    return problem.envelope(backoff=backoff)
+
+
+def _widen(lo: np.ndarray, hi: np.ndarray, rel: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals from floating-point recursions, widened so rounding cannot cut a feasible state."""
+    pad = rel * (1.0 + np.maximum(np.abs(lo), np.abs(hi)))
+    return lo - pad, hi + pad
+
+
+def dynamics_rows(problem) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
+    """``(Sx, Su, rhs)``: the exact discretisation ``x[k+1] − Ad x[k] − Bd u[k] = Ed d[k]`` for
+    ``k = 0..H−1`` as sparse rows (H·n) over the states ((H+1)·n) and the plan (H·m)."""
+    H, n = problem.H, problem.n
+    # entries below 1e-14 of the largest (expm of a long chain fills Ad with ~1e-30 terms) are
+    # rounding noise: HiGHS would drop them anyway (small_matrix_value), so they never enter
+    Ad = np.where(np.abs(problem.Ad) > 1e-14 * np.abs(problem.Ad).max(initial=0.0), problem.Ad, 0.0)
+    Ad = sparse.csr_matrix(Ad)
+    Bd = sparse.csr_matrix(problem.Bd)
+    Sx = (sparse.kron(sparse.eye(H, H + 1, k=1), sparse.identity(n)) - sparse.kron(sparse.eye(H, H + 1), Ad)).tocsr()
+    Su = -sparse.kron(sparse.identity(H), Bd, format="csr")
+    rhs = (problem.d @ problem.Ed.T).ravel()
+    return Sx, Su, rhs
+
+
+def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 1e-9):
+    """A ``cuts`` callback for :func:`solve`: the interior sub-step rows (and only those) that the
+    LP solution violates by more than ``tol``, each at most once."""
+    from industriverse.plan.substeps import substep_response, substep_rows, substep_states, bands_in_force
+
+    resp = substep_response(problem)
+    if resp.S < 2 or problem.n < 2:
+        return None
+    lo, hi = bands_in_force(problem, backoff=backoff)
+    H, n, m = problem.H, problem.n, problem.m
+    added = np.zeros((H, resp.S - 1, n, 2), dtype=bool)
+    xs, us = lp.blocks["x"], lp.blocks["u"]
+
+    def cuts(z):
+        x = z[xs].reshape(H + 1, n)
+        u = z[us].reshape(H, m)
+        X = substep_states(problem, u, x, resp)
+        viol = np.stack([lo[:, None, :] - X > tol, X - hi[:, None, :] > tol], axis=-1) & ~added
+        if not viol.any():
+            return None
+        added[viol] = True
+        Ax, Au, rhs, _ = substep_rows(problem, resp, backoff=backoff, only=viol)
+        A = sparse.hstack([Ax if name == "x" else Au if name == "u" else sparse.csr_matrix((len(rhs), sl.stop - sl.start))
+                           for name, sl in lp.blocks.items()], format="csr")
+        return A, rhs
+
+    return cuts
+
+
 def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo: np.ndarray | None = None,
                       u_hi: np.ndarray | None = None, elastic: bool = False, cost_scale: float = 1.0,
                       anchor: tuple[np.ndarray, np.ndarray] | None = None,
-                      soft_power: float | None = None) -> LinearProgram:
+                      soft_power: float | None = None, continuous: bool = True,
+                      substeps: str = "lazy") -> LinearProgram:
     """Assemble the planning LP (see the module docstring).
+
+    ``continuous``: the envelope binds in continuous time (:mod:`industriverse.plan.substeps`):
+    each state also meets the band of the step it ends, and ``substeps`` says which interior
+    sub-step rows are built up front: ``"all"`` (with more than one node: one node's response is
+    monotone, its ends bind it), or ``"lazy"`` (none here: pass ``cuts=substep_cuts(problem, lp)``
+    to :func:`solve` to add the violated ones; usually none or few bind).
 
     ``u_lo``/``u_hi``: (H, m) bounds replacing the actuator box (a trust region inside it).
     ``cost_scale`` multiplies the cost; ``anchor = (u0, w)`` ((H, m) each) adds ``Σ w·|u − u0|``
@@ -171,7 +276,8 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
     dt = problem.dt_h
     box_lo = problem.u_lo if u_lo is None else u_lo
     box_hi = problem.u_hi if u_hi is None else u_hi
-    pmin, pmax = _power_range(problem, power, problem.u_lo, problem.u_hi)
+    xs_lo, xs_hi = state_bounds(problem, backoff=backoff, elastic=elastic, continuous=continuous)
+    pmin, pmax = _power_range(power, problem.u_lo, problem.u_hi, xs_lo, xs_hi)
     demand = problem.demand_charge > 0 or problem.peak_budget is not None
     export = problem.export_max > 0 or elastic
     imp_max = np.minimum(np.maximum(pmax + (problem.export_max if export else 0.0), 0.0), problem.import_max)
@@ -181,6 +287,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
 
     asm = _Assembler()
     asm.var("u", H * m, 0.0, box_lo.ravel(), box_hi.ravel())
+    asm.var("x", (H + 1) * n, 0.0, xs_lo.ravel(), xs_hi.ravel())
     for i, r in enumerate(power.relaxed):
         U = problem.u_hi[:, r.actuator]
         asm.var(f"q{i}", H, 0.0, 0.0, np.where(np.isfinite(r.g_hi), r.g_hi * U, np.inf))
@@ -206,9 +313,15 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         asm.rows_le("anchor_up", {"u": I, "t": -I}, u0)
         asm.rows_le("anchor_down", {"u": -I, "t": -I}, -u0)
 
-    # power balance: imp − exp − J u − Σ q = p_const
+    # the exact discrete dynamics
+    Sx, Su, drive = dynamics_rows(problem)
+    asm.rows_eq({"x": Sx, "u": Su}, drive)
+
+    # power balance: imp − exp − J u − Jx x − Σ q = p_const
     eye = sparse.identity(H, format="csr")
     parts = {"imp": eye, "u": -power.J}
+    if power.Jx is not None:
+        parts["x"] = -power.Jx
     if export:
         parts["exp"] = -eye
     for i, _ in enumerate(power.relaxed):
@@ -219,26 +332,30 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
 
     slack_rows: list[tuple[str, int]] = []  # (row block, count) that get slack columns
 
-    # envelope on predicted states k = 1..H
-    x_lo, x_hi = problem.envelope(backoff=backoff)
-    Gs = problem.G.reshape(H + 1, n, H * m)
-    xf = problem.x_free
-    terminal = set(problem.constraint.terminal) if problem.constraint is not None else set()
-    for side, bound, sign in (("max", x_hi, 1.0), ("min", x_lo, -1.0)):
-        ks, ids = np.nonzero(np.isfinite(bound[1:]))
-        ks = ks + 1
-        if len(ks) == 0:
-            continue
-        rows = Gs[ks, ids]  # (r, H·m)
-        rhs = bound[ks, ids] - xf[ks, ids]
-        keep = np.any(rows != 0, axis=1) | (sign * rhs < 0) if not elastic else np.ones(len(ks), bool)
-        ks, ids, rows, rhs = ks[keep], ids[keep], rows[keep], rhs[keep]
-        name = f"envelope_{side}"
-        is_term = np.array([(k == H and problem.nodes[i] in terminal) for k, i in zip(ks, ids)], dtype=bool)
-        asm.rows_le(name, {"u": sparse.csr_matrix(sign * rows)}, sign * rhs,
-                    {"k": ks, "node": ids, "side": np.full(len(ks), side), "bound": bound[ks, ids], "terminal": is_term})
-        if elastic:
+    # elastic: the envelope on states k = 1..H as rows with slack (otherwise it is in the bounds)
+    if elastic:
+        x_lo, x_hi = envelope_bounds(problem, backoff=backoff, continuous=continuous)
+        terminal = set(problem.constraint.terminal) if problem.constraint is not None else set()
+        for side, bound, sign in (("max", x_hi, 1.0), ("min", x_lo, -1.0)):
+            ks, ids = np.nonzero(np.isfinite(bound[1:]))
+            ks = ks + 1
+            if len(ks) == 0:
+                continue
+            sel = sparse.csr_matrix((np.full(len(ks), sign), (np.arange(len(ks)), ks * n + ids)), shape=(len(ks), (H + 1) * n))
+            name = f"envelope_{side}"
+            is_term = np.array([(k == H and problem.nodes[i] in terminal) for k, i in zip(ks, ids)], dtype=bool)
+            asm.rows_le(name, {"x": sel}, sign * bound[ks, ids],
+                        {"k": ks, "node": ids, "side": np.full(len(ks), side), "bound": bound[ks, ids], "terminal": is_term})
             slack_rows.append((name, len(ks)))
+
+    # the envelope between samples: interior control sub-steps as rows on (x_k, u_k)
+    if continuous and not elastic and substeps == "all" and n > 1:
+        from industriverse.plan.substeps import substep_response, substep_rows
+
+        resp = substep_response(problem)
+        if resp.S > 1:
+            Ax, Au, rhs, info = substep_rows(problem, resp, backoff=backoff)
+            asm.rows_le("substep", {"x": Ax, "u": Au}, rhs, info)
 
     # ramp limits
     for a in range(m):
@@ -282,18 +399,18 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         asm.rows_le("export_max", {"exp": eye}, np.full(H, problem.export_max), {"k": np.arange(H), "bound": np.full(H, problem.export_max)})
         slack_rows.append(("export_max", H))
 
-    # relaxation of temperature-dependent COPs: g_lo·u ≤ q ≤ g_hi·u, perspective cuts
+    # relaxation of temperature-dependent COPs: g_lo·u ≤ q ≤ g_hi·u, perspective cuts on (u, x)
     for i, r in enumerate(power.relaxed):
         sel = _select(H, m, r.actuator)
         asm.rows_le(f"relax_lo_{i}", {"u": sel.multiply(r.g_lo[:, None]).tocsr(), f"q{i}": -eye}, np.zeros(H))
         fin = np.isfinite(r.g_hi)
         if fin.any():
             asm.rows_le(f"relax_hi_{i}", {"u": -sel[fin].multiply(r.g_hi[fin][:, None]).tocsr(), f"q{i}": eye[fin]}, np.zeros(int(fin.sum())))
-        Gn = Gs[:H, r.node]  # x_node[k] = xf[k] + Gn[k] u for k = 0..H-1
+        xsel = sparse.csr_matrix((np.ones(H), (np.arange(H), np.arange(H) * n + r.node)), shape=(H, (H + 1) * n))
         for j, (alpha, beta, gamma) in enumerate(r.cuts):
-            # q ≥ α u + β x + γ  ⇔  α u + β Gn u − q ≤ −β xf − γ
-            A = sel.multiply(alpha[:, None]).tocsr() + sparse.csr_matrix(beta[:, None] * Gn)
-            asm.rows_le(f"relax_cut_{i}_{j}", {"u": A, f"q{i}": -eye}, -beta * xf[:H, r.node] - gamma)
+            # q ≥ α u + β x + γ  ⇔  α u + β x − q ≤ −γ  (x: the node's state at the step start)
+            asm.rows_le(f"relax_cut_{i}_{j}", {"u": sel.multiply(alpha[:, None]).tocsr(), "x": xsel.multiply(beta[:, None]).tocsr(),
+                                               f"q{i}": -eye}, -gamma)
 
     if elastic:
         total = sum(cnt for _, cnt in slack_rows)
@@ -315,7 +432,9 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
 @dataclass
 class LPSolution:
     """A solved LP: ``z`` primal, ``objective`` HiGHS' primal objective, ``lower_bound`` the
-    dual bound proven from the marginals (see :func:`dual_bound`)."""
+    dual bound proven from the marginals (see :func:`dual_bound`; for a MILP HiGHS' own
+    ``mip_dual_bound``), ``basis`` the final basis (pass the solution as ``warm_start`` to re-solve
+    an LP of the same shape from it)."""
 
     status: int
     message: str
@@ -326,16 +445,20 @@ class LPSolution:
     dual_residual: float | None
     iterations: int
     seconds: float
+    basis: object | None = None
+    mip_gap: float | None = None
 
 
 def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
     """``(bound, dual_objective, dual_residual)`` from HiGHS marginals.
 
-    ``dual_objective = Σ y·rhs`` over rows plus ``Σ`` bound marginals × finite bounds (the value
-    the brief asks for); ``dual_residual`` = ∞-norm of ``c − Aᵀy − λ_lo − λ_hi`` (dual
-    feasibility).  ``bound`` is the safe version that stays valid with a residual: the row
-    marginals alone with the reduced costs minimised over the variable box, minus a rounding
-    allowance.
+    ``res`` carries ``ineqlin.marginals``, ``eqlin.marginals``, ``lower.marginals`` and
+    ``upper.marginals`` (as :func:`scipy.optimize.linprog` returns them, or :func:`solve` from
+    highspy's row and column duals).  ``dual_objective = Σ y·rhs`` over rows plus ``Σ`` bound
+    marginals × finite bounds (the value the brief asks for); ``dual_residual`` = ∞-norm of
+    ``c − Aᵀy − λ_lo − λ_hi`` (dual feasibility).  ``bound`` is the safe version that stays
+    valid with a residual: the row marginals alone with the reduced costs minimised over the
+    variable box, minus a rounding allowance.
     """
     y_ub = np.minimum(res.ineqlin.marginals, 0.0) if lp.b_ub.size else np.zeros(0)
     y_eq = res.eqlin.marginals if lp.b_eq.size else np.zeros(0)
@@ -358,17 +481,137 @@ def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
     return safe_sum(terms), dual_obj, residual
 
 
-def solve(lp: LinearProgram, options: dict | None = None) -> LPSolution:
-    """Solve with HiGHS (``scipy.optimize.linprog(method="highs")``) and prove the dual bound."""
+def highs_model(lp: LinearProgram):
+    """``lp`` as a ``highspy.HighsLp`` (rows: the inequalities, then the equalities)."""
+    import highspy
+
+    A = sparse.vstack([lp.A_ub, lp.A_eq], format="csr") if lp.b_eq.size else lp.A_ub.tocsr()
+    if not lp.b_ub.size:
+        A = lp.A_eq.tocsr()
+    A.sort_indices()
+    model = highspy.HighsLp()
+    model.num_col_ = int(lp.c.size)
+    model.num_row_ = int(lp.b_ub.size + lp.b_eq.size)
+    model.col_cost_ = np.ascontiguousarray(lp.c, dtype=float)
+    model.col_lower_ = np.ascontiguousarray(lp.lb, dtype=float)
+    model.col_upper_ = np.ascontiguousarray(lp.ub, dtype=float)
+    model.row_lower_ = np.concatenate([np.full(lp.b_ub.size, -np.inf), lp.b_eq]).astype(float)
+    model.row_upper_ = np.concatenate([lp.b_ub, lp.b_eq]).astype(float)
+    mat = model.a_matrix_
+    mat.format_ = highspy.MatrixFormat.kRowwise
+    mat.num_col_, mat.num_row_ = model.num_col_, model.num_row_
+    mat.start_, mat.index_, mat.value_ = A.indptr, A.indices, A.data
+    if lp.integer is not None and len(lp.integer):
+        kinds = np.full(lp.c.size, highspy.HighsVarType.kContinuous)
+        kinds[np.asarray(lp.integer)] = highspy.HighsVarType.kInteger
+        model.integrality_ = list(kinds)
+    return model
+
+
+def new_highs(options: dict | None = None):
+    """A silent HiGHS instance with the project's tolerances (``highspy._Highs``: the public
+    ``Highs`` wrapper prints a banner on stdout when constructed, which would corrupt JSON output)."""
+    import highspy
+
+    h = highspy._Highs()
+    h.setOptionValue("output_flag", False)
+    for k, v in {**HIGHS_OPTIONS, **(options or {})}.items():
+        h.setOptionValue(k, v)
+    return h
+
+
+IPM_MIN_NNZ = 20_000
+
+
+def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution | None = None,
+          cuts=None, max_rounds: int = 20) -> LPSolution:
+    """Solve with HiGHS (``highspy``) and prove the dual bound.
+
+    ``options``: HiGHS options (e.g. ``{"time_limit": 10}``); ``warm_start``: a previous
+    solution of an LP with the same rows and columns (its basis starts the simplex).  An LP with
+    integer variables is solved as a MILP; its bound is HiGHS' ``mip_dual_bound``.
+    ``cuts(z) -> (A, b) | None``: lazy rows ``A z ≤ b`` that the solution ``z`` violates; they are
+    added to the live model and it is re-solved from its basis until none is returned (at most
+    ``max_rounds``).  ``lp`` then carries the added rows (block ``"lazy"``), so the bound is
+    the dual bound of the final LP, a relaxation of the LP with every possible row.
+    Status: 0 solved, 2 infeasible, 3 unbounded, 4 other (message says why).
+    """
+    import highspy
+
     t0 = time.perf_counter()
-    res = linprog(lp.c, A_ub=lp.A_ub if lp.b_ub.size else None, b_ub=lp.b_ub if lp.b_ub.size else None,
-                  A_eq=lp.A_eq if lp.b_eq.size else None, b_eq=lp.b_eq if lp.b_eq.size else None,
-                  bounds=np.column_stack([lp.lb, lp.ub]), method="highs", options={**HIGHS_OPTIONS, **(options or {})})
+    if np.any(lp.lb > lp.ub):  # crossed bounds (an empty band): infeasible before any solve
+        return LPSolution(2, "crossed variable bounds", None, None, None, None, None, 0, time.perf_counter() - t0)
+    mip = lp.integer is not None and len(lp.integer) > 0
+    opts = dict(options or {})
+    warm = warm_start is not None and warm_start.basis is not None and not mip
+    if mip:
+        opts.setdefault("mip_rel_gap", 1e-7)
+    elif not warm and lp.A_ub.nnz + lp.A_eq.nnz >= IPM_MIN_NNZ:
+        # large cold solves: the interior point method with crossover (to a vertex, so the duals and
+        # the basis are exact) is 2–6× faster than dual simplex on these banded LPs; small ones and
+        # warm starts use simplex
+        opts.setdefault("solver", "ipm")
+    h = new_highs(opts)
+    h.passModel(highs_model(lp))
+    MS = highspy.HighsModelStatus
+
+    def run():
+        h.run()
+        # HiGHS occasionally ends a re-solve (or an IPM crossover) in "unknown" on these
+        # badly scaled rows: start the simplex again from scratch before giving up
+        if h.getModelStatus() not in (MS.kOptimal, MS.kInfeasible, MS.kUnbounded, MS.kUnboundedOrInfeasible):
+            h.setOptionValue("solver", "simplex")
+            h.clearSolver()
+            h.run()
+
+    if warm:
+        h.setBasis(warm_start.basis)
+    run()
+    nu0, ne = lp.b_ub.size, lp.b_eq.size
+    iters = 0
+    extra_A, extra_b = [], []
+    for _ in range(max_rounds + 1):
+        status = h.getModelStatus()
+        info = h.getInfo()
+        iters += int(max(info.simplex_iteration_count, 0) + max(info.ipm_iteration_count, 0))
+        if status != MS.kOptimal or cuts is None or mip:
+            break
+        new = cuts(np.asarray(h.getSolution().col_value, dtype=float))
+        if new is None or new[0].shape[0] == 0:
+            break
+        A, b = sparse.csr_matrix(new[0]), np.asarray(new[1], dtype=float)
+        A.sort_indices()
+        h.addRows(A.shape[0], np.full(A.shape[0], -np.inf), b, A.nnz, A.indptr[:-1], A.indices, A.data)
+        extra_A.append(A)
+        extra_b.append(b)
+        h.setOptionValue("solver", "simplex")  # re-solve from the basis (the new rows enter basic)
+        run()
+    if extra_A:
+        lazy = sparse.vstack(extra_A, format="csr")
+        lp.rows["lazy"] = slice(nu0, nu0 + lazy.shape[0])
+        lp.row_info["lazy"] = {}
+        lp.A_ub = sparse.vstack([lp.A_ub, lazy], format="csr")
+        lp.b_ub = np.concatenate([lp.b_ub] + extra_b)
     seconds = time.perf_counter() - t0
-    iters = int(getattr(res, "nit", 0) or 0)
-    if res.status != 0:
-        return LPSolution(res.status, res.message, None, None, None, None, None, iters, seconds)
+    code = {MS.kOptimal: 0, MS.kInfeasible: 2, MS.kUnboundedOrInfeasible: 2, MS.kUnbounded: 3}.get(status, 4)
+    message = h.modelStatusToString(status)
+    if code != 0:
+        return LPSolution(code, message, None, None, None, None, None, iters, seconds)
+    sol = h.getSolution()
+    z = np.asarray(sol.col_value, dtype=float)
+    objective = float(info.objective_function_value)
+    if mip:
+        bound = float(info.mip_dual_bound)
+        bound -= 8 * np.finfo(float).eps * max(abs(bound), 1.0)
+        return LPSolution(0, message, z, objective, bound, float(info.mip_dual_bound), None, int(info.mip_node_count),
+                          time.perf_counter() - t0, None, float(info.mip_gap))
+    row_dual = np.asarray(sol.row_dual, dtype=float)
+    col_dual = np.asarray(sol.col_dual, dtype=float)
+    # HiGHS row order: the original inequalities, the equalities, then the lazy rows
+    y_ub = np.concatenate([row_dual[:nu0], row_dual[nu0 + ne:]])
+    res = SimpleNamespace(ineqlin=SimpleNamespace(marginals=y_ub), eqlin=SimpleNamespace(marginals=row_dual[nu0:nu0 + ne]),
+                          lower=SimpleNamespace(marginals=np.maximum(col_dual, 0.0)),
+                          upper=SimpleNamespace(marginals=np.minimum(col_dual, 0.0)))
     bound, dual_obj, resid = dual_bound(lp, res)
-    return LPSolution(0, res.message, res.x, float(res.fun), bound, dual_obj, resid, iters, seconds)
-
-
+    return LPSolution(0, message, z, objective, bound, dual_obj, resid, iters, time.perf_counter() - t0,
+                      None if extra_A else h.getBasis())

@@ -27,7 +27,7 @@ from industriverse.errors import BadInput, Infeasible
 from industriverse.plan.idf import (FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish, true_violation)
 from industriverse.model.kpis import band_excess
 from industriverse.plan.infeasibility import explain_infeasible
-from industriverse.plan.lp import build_planning_lp, solve
+from industriverse.plan.lp import build_planning_lp, solve, substep_cuts
 from industriverse.plan.power import PowerModel, exact_power, relaxed_power
 
 METHODS = ("auto", "idf", "lp")
@@ -200,8 +200,11 @@ class PlanningLPResult:
     premise: dict | None = None
 
 
-def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True) -> PlanningLPResult:
+def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True) -> PlanningLPResult:
     """Solve the planning LP: exact for linear networks, the convex relaxation with ``relax=True``.
+
+    ``continuous``: the envelope binds at every control sub-step (:mod:`industriverse.plan.substeps`);
+    interior sub-step rows too many to build up front are added lazily where the plan violates them.
 
     Raises :class:`industriverse.errors.Infeasible` naming the conflicting constraints (from the
     elastic LP) when no plan meets them; ``ValueError`` for a temperature-dependent COP without
@@ -212,10 +215,13 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True) -> 
     if nonlinear and not relax:
         raise ValueError("this network has a temperature-dependent COP: solve the relaxation (relax=True) or use IDF")
     power = relaxed_power(problem, backoff=backoff) if nonlinear else exact_power(problem)
-    lp = build_planning_lp(problem, power, backoff=backoff)
-    sol = solve(lp)
+    lp = build_planning_lp(problem, power, backoff=backoff, continuous=continuous)
+    cuts = substep_cuts(problem, lp, backoff=backoff) if continuous and "substep" not in lp.rows else None
+    sol = solve(lp, cuts=cuts)
     if sol.status == 2:
-        raise Infeasible(explain_infeasible(problem, power, backoff=backoff))
+        lines = explain_infeasible(problem, power, backoff=backoff, continuous=continuous)
+        raise Infeasible(lines or ["the band cannot be held between the samples (at the control sub-steps) "
+                                   "together with the other constraints"])
     if sol.status != 0:
         raise RuntimeError(f"HiGHS failed on the planning LP: {sol.message}")
     u = np.clip(sol.z[lp.blocks["u"]].reshape(problem.H, problem.m), problem.u_lo, problem.u_hi)

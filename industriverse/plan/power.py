@@ -25,16 +25,19 @@ HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_toleran
 
 @dataclass
 class PowerModel:
-    """Site electric power as an affine function of the plan, plus relaxed COP terms.
+    """Site electric power as an affine function of the plan and its states, plus relaxed COP terms.
 
-    ``P_k = p_const[k] + (J @ u_flat)[k] + Σ_r q[r, k]`` in kW, ``J``: (H, H·m) sparse.
-    ``relaxed``: one entry per temperature-dependent COP actuator replaced by a variable ``q``
-    (see :func:`relaxed_power`); empty for an exact model.
+    ``P_k = p_const[k] + (J @ u_flat)[k] + (Jx @ x_flat)[k] + Σ_r q[r, k]`` in kW, ``J``:
+    (H, H·m) sparse over the plan, ``Jx``: (H, (H+1)·n) sparse over the states ``x[0..H]``
+    (None when the power does not depend on them; the linearisation of a temperature-dependent
+    COP does).  ``relaxed``: one entry per temperature-dependent COP actuator replaced by a
+    variable ``q`` (see :func:`relaxed_power`); empty for an exact model.
     """
 
     p_const: np.ndarray
     J: sparse.csr_matrix
     relaxed: list["RelaxedActuator"] = field(default_factory=list)
+    Jx: sparse.csr_matrix | None = None
 
     @property
     def exact(self) -> bool:
@@ -68,29 +71,51 @@ def exact_power(problem) -> PowerModel:
     return PowerModel(p0, _diag_power(W))
 
 
-def state_intervals(problem, backoff: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def state_intervals(problem, backoff: bool = True, band: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Proven bounds ``(lo, hi)``, each (H+1, n), on the nominal states of every plan that
-    respects the actuator limits and the (tightened) envelope.
+    respects the actuator limits and (``band=True``) the tightened envelope.
 
     Interval arithmetic through ``x[k+1] = Ad x[k] + Bd u[k] + Ed d[k]`` from the given initial
-    state, intersected with the band at every step ``k ≥ 1`` (the plan must keep it).
+    state, intersected with the band at every step ``k ≥ 1`` (the plan must keep it).  With
+    ``band=False`` the bounds hold for every plan in the actuator box (the reachable set).
     """
     x_lo, x_hi = problem.envelope(backoff=backoff)
     Ad, Bd = problem.Ad, problem.Bd
-    Ap, An = np.maximum(Ad, 0.0), np.minimum(Ad, 0.0)
+    ApT, AnT = np.maximum(Ad, 0.0).T, np.minimum(Ad, 0.0).T
     drive = problem.d @ problem.Ed.T
+    # the input and disturbance terms of every step at once (H, n)
+    lo_in = np.minimum(problem.u_lo[:, None, :] * Bd, problem.u_hi[:, None, :] * Bd).sum(axis=2) + drive
+    hi_in = np.maximum(problem.u_lo[:, None, :] * Bd, problem.u_hi[:, None, :] * Bd).sum(axis=2) + drive
     lo = np.empty((problem.H + 1, problem.n))
     hi = np.empty_like(lo)
     lo[0] = hi[0] = problem.x0
+    if problem.n == 1:  # scalar recursion: plain floats are ~10× faster than tiny numpy calls
+        ap, an = float(ApT[0, 0]), float(AnT[0, 0])
+        l, h = float(problem.x0[0]), float(problem.x0[0])
+        bl = x_lo[:, 0].tolist() if band else [-np.inf] * (problem.H + 1)
+        bh = x_hi[:, 0].tolist() if band else [np.inf] * (problem.H + 1)
+        li, hj = lo_in[:, 0].tolist(), hi_in[:, 0].tolist()
+        out_lo, out_hi = [l], [h]
+        for k in range(problem.H):
+            nl = ap * l + an * h + li[k]
+            nh = ap * h + an * l + hj[k]
+            l2, h2 = max(nl, bl[k + 1]), min(nh, bh[k + 1])
+            if l2 > h2:  # no plan keeps the band here: the LP will say infeasible
+                l2, h2 = nl, nh
+            l, h = l2, h2
+            out_lo.append(l)
+            out_hi.append(h)
+        return np.array(out_lo)[:, None], np.array(out_hi)[:, None]
     for k in range(problem.H):
-        bu_lo = np.minimum(Bd * problem.u_lo[k], Bd * problem.u_hi[k]).sum(axis=1)
-        bu_hi = np.maximum(Bd * problem.u_lo[k], Bd * problem.u_hi[k]).sum(axis=1)
-        nlo = Ap @ lo[k] + An @ hi[k] + bu_lo + drive[k]
-        nhi = Ap @ hi[k] + An @ lo[k] + bu_hi + drive[k]
-        lo[k + 1] = np.maximum(nlo, x_lo[k + 1])
-        hi[k + 1] = np.minimum(nhi, x_hi[k + 1])
-        empty = lo[k + 1] > hi[k + 1]  # no plan keeps the band here: the LP will say infeasible
-        lo[k + 1, empty], hi[k + 1, empty] = nlo[empty], nhi[empty]
+        nlo = lo[k] @ ApT + hi[k] @ AnT + lo_in[k]
+        nhi = hi[k] @ ApT + lo[k] @ AnT + hi_in[k]
+        if band:
+            lo[k + 1] = np.maximum(nlo, x_lo[k + 1])
+            hi[k + 1] = np.minimum(nhi, x_hi[k + 1])
+            empty = lo[k + 1] > hi[k + 1]  # no plan keeps the band here: the LP will say infeasible
+            lo[k + 1, empty], hi[k + 1, empty] = nlo[empty], nhi[empty]
+        else:
+            lo[k + 1], hi[k + 1] = nlo, nhi
     return lo, hi
 
 
@@ -261,27 +286,29 @@ def relaxed_power(problem, backoff: bool = True, n_cuts: int = 3, tighten: bool 
 def linearized_power(problem, u: np.ndarray) -> PowerModel:
     """First-order model of the true power around plan ``u`` (H, m) (exact for linear networks).
 
-    ``P(v) ≈ P(u) + J (v − u)`` with ``J = diag(f(x)) + diag(u·f'(x))·G_node`` for each COP
-    actuator (the adjoint of the dynamics enters through ``G``).
+    ``P(v, y) ≈ P(u) + W (v − u) + D (y − x)`` on the plan ``v`` and its states ``y`` (the LP's
+    state variables), with ``W = f(x)`` per COP actuator and ``D = u·f'(x)`` on its node's state at
+    the step start: sparse, no prediction matrix.
     """
     net = problem.network
     x = problem.predict(u)
     P = problem.site_power(u, x)
-    H, m = problem.H, problem.m
+    H, m, n = problem.H, problem.m, problem.n
     W = problem.linear_power(nonlinear="zero")[1]
-    dense = None
+    rows, cols, vals = [], [], []
     for a_i, a in enumerate(net.actuators):
         if a.kind in ("heat_pump", "chiller") and a.cop.model == "carnot_fraction":
             node = net.index(a.node)
             other = problem.d[:, net.boundary_columns[a.cop.boundary]]
             f, df = inverse_cop_and_slope(a, x[:-1, node], other)
             W[:, a_i] = f
-            block = (u[:, a_i] * df)[:, None] * problem.G[:-1, node].reshape(H, H * m)
-            dense = block if dense is None else dense + block
+            rows.append(np.arange(H))
+            cols.append(np.arange(H) * n + node)
+            vals.append(u[:, a_i] * df)
     J = _diag_power(W)
-    if dense is not None:
-        J = sparse.csr_matrix(J + sparse.csr_matrix(dense))
+    Jx = None
     p_const = P - J @ u.ravel()
-    return PowerModel(p_const, J)
-
-
+    if rows:
+        Jx = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(H, (H + 1) * n))
+        p_const = p_const - Jx @ x.ravel()
+    return PowerModel(p_const, J, Jx=Jx)
