@@ -44,7 +44,7 @@ import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
 from industriverse.model.response import StateResponse, free_response, impulse_response
-from industriverse.plan.lp import build_planning_lp, solve, peak_windows
+from industriverse.plan.lp import build_planning_lp, peak_windows, solve, substep_cuts
 from industriverse.plan.power import inverse_cop_and_slope, linearized_power
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
@@ -334,6 +334,10 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     limits on the power (import, export, budgets) enter through the linearised power as an ℓ1
     exact penalty, so no LP is made infeasible by the linearisation.
 
+    Where the power is affine and ``radius ≥ 1`` (the whole box) the LP is the problem itself: it
+    is solved once, without phase 1 or trust region.  Re-solves start from the previous basis, and
+    the band binds between the samples as in the planning LP (lazy sub-step rows).
+
     Returns ``(u, merit, cost, violation, lp_solves, evaluations)``, or None when no plan meets
     the envelope near ``u0`` (the phase-1 LP is infeasible).
     """
@@ -341,9 +345,19 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     span = problem.u_hi - problem.u_lo
     w = 1.0 / (np.maximum(span, 1e-9) * H * m)
     mu = 1e2 * land.c_ref / land.p_ref  # per kW·step: above any marginal value of power
+    if land.convex and radius is not None and radius >= 1.0:
+        # affine power: the LP over the whole box is the problem itself (no phase 1, no trust region):
+        # one solve gives the global optimum
+        lp = build_planning_lp(problem, linearized_power(problem, u0), backoff=backoff, soft_power=mu)
+        sol = solve(lp, cuts=substep_cuts(problem, lp, backoff=backoff))
+        if sol.status != 0:
+            return None
+        uc = np.clip(sol.z[lp.blocks["u"]].reshape(H, m), problem.u_lo, problem.u_hi)
+        merit_c, cost_c, viol_c = _merit(problem, land, uc, mu)
+        return uc, merit_c, cost_c, viol_c, 1, 1
     lp = build_planning_lp(problem, linearized_power(problem, u0), backoff=backoff, cost_scale=1e-3 / land.c_ref,
                            anchor=(u0, w), soft_power=1e3 / land.p_ref)
-    sol = solve(lp)
+    sol = solve(lp, cuts=substep_cuts(problem, lp, backoff=backoff))  # the band binds between samples too
     solves, evals = 1, 0
     if sol.status != 0:
         return None
@@ -351,17 +365,19 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     merit_c, cost_c, viol_c = _merit(problem, land, uc, mu)
     evals += 1
     radius = settings.trust_radius if radius is None else radius
+    prev = None  # the last re-solve: same rows and columns, so its basis starts the next one
     for _ in range(settings.polish_iterations):
         lo = np.maximum(problem.u_lo, uc - radius * span)
         hi = np.minimum(problem.u_hi, uc + radius * span)
         lp = build_planning_lp(problem, linearized_power(problem, uc), backoff=backoff, u_lo=lo, u_hi=hi, soft_power=mu)
-        sol = solve(lp)
+        sol = solve(lp, warm_start=prev, cuts=substep_cuts(problem, lp, backoff=backoff))
         solves += 1
         if sol.status != 0:
             radius *= 0.25
             if radius < 1e-6:
                 break
             continue
+        prev = sol
         un = np.clip(sol.z[lp.blocks["u"]].reshape(H, m), lo, hi)
         pred = merit_c - sol.objective
         if pred <= settings.polish_tol * max(abs(merit_c), 1e-9):  # first-order stationary on the LP model
@@ -372,6 +388,8 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
         at_edge = np.any(np.isclose(np.abs(un - uc), radius * span) & (span > 0))
         if ratio > 0.1:
             uc, merit_c, cost_c, viol_c = un, merit_n, cost_n, viol_n
+            if land.convex and np.all(lo <= problem.u_lo) and np.all(hi >= problem.u_hi):
+                break  # affine power, whole box: the LP was the problem itself, its optimum is global
         if ratio < 0.25:
             radius *= 0.25
         elif ratio > 0.75 and at_edge:
