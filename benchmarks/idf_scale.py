@@ -119,7 +119,7 @@ def main(argv=None) -> int:
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(f"{'instance':36s} {'H':>5s} {'n':>3s} {'m':>3s} {'IDF s':>7s} {'CPU s':>7s} {'Langevin':>8s} {'polish':>7s} "
           f"{'LPs':>4s} {'IDF cost':>11s} {'LP cost':>11s} {'ratio':>8s} {'feasible':>8s}")
-    ok = True
+    ok = ok_cpu = True
     for ladder, cases in LADDERS.items():
         if args.only and ladder != args.only:
             continue
@@ -134,10 +134,12 @@ def main(argv=None) -> int:
                   f"{lp_cost if lp_cost is not None else float('nan'):11.6g} {ratio:8.5f} {str(r['feasible']):>8s}",
                   flush=True)
             ok &= r["feasible"] and r["idf_s"] < 30.0
+            ok_cpu &= r["feasible"] and r["idf_cpu_s"] < 30.0
         size = (lambda r: r["H"]) if ladder == "one_zone" else (lambda r: r["n"])
         print(f"  growth exponent in {'H' if ladder == 'one_zone' else 'zones'}: wall time {exponent(rows, size):.2f}, "
               f"CPU time {exponent(rows, size, 'idf_cpu_s'):.2f}")
-    print("targets (feasible, every instance under 30 s):", "met" if ok else "MISSED")
+    print("targets (feasible, every instance under 30 s): wall time", "met" if ok else "MISSED",
+          "· CPU time", "met" if ok_cpu else "MISSED", "(IDF runs on one core: on an idle machine wall ≈ CPU)")
     return 0 if ok else 1
 
 

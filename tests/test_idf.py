@@ -134,3 +134,12 @@ def test_idf_with_the_diagonal_metric_reaches_the_lp_optimum():
     res = idf(problem, seed=0, settings=IDFSettings(dense_metric_max=0, particles=16, iterations=150))
     assert res.feasible
     assert res.cost == pytest.approx(solve_planning_lp(problem).objective, rel=1e-6)
+
+
+def test_idf_on_weeks_of_five_minute_steps_never_forms_the_prediction_matrix():
+    problem = map_constraint("hvac", {"horizon": {"start": "2026-01-12T00:00", "hours": 24 * 14, "step_minutes": 5}})
+    res = idf(problem, seed=0, settings=IDFSettings(particles=8, iterations=40))
+    assert getattr(problem, "_G", None) is None  # G would be 4033 × 4032 here: IDF works on Ad, Bd only
+    assert res.feasible and true_violation(problem, res.u) <= 1e-6
+    assert res.cost == pytest.approx(solve_planning_lp(problem).objective, rel=1e-6)
+    assert getattr(problem, "_G", None) is None
