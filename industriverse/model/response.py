@@ -41,17 +41,19 @@ class StateResponse:
     """``x = G u`` (states driven by the plan from ``x[0] = 0``) and ``Gᵀ λ`` by blocked recursion.
 
     ``Ad`` (n, n), ``Bd`` (n, m): the exact discrete dynamics; ``H`` steps.  ``block``: steps per
-    block (default: enough that the Python loop has at most ``max_blocks`` turns, and ``Γ`` stays
-    under ``max_gamma`` entries).
+    block.  The default balances the two costs, measured on populations of 32 plans: a turn of the
+    Python loop costs about as much as a ``Γ`` product with ``64² `` entries, so ``L ≈ 64/√(n·m)``
+    (64 steps for one zone and one actuator, 2 for fifty), at least ``H/max_blocks`` steps, and
+    ``Γ`` under ``max_gamma`` entries.
     """
 
     def __init__(self, Ad: np.ndarray, Bd: np.ndarray, H: int, block: int | None = None,
-                 max_blocks: int = 128, max_gamma: int = 250_000):
+                 max_blocks: int = 1024, max_gamma: int = 250_000):
         n, m = Bd.shape
         self.n, self.m, self.H = n, m, H
         if block is None:
             cap = max(1, int(math.isqrt(max(max_gamma // max(n * m, 1), 1))))
-            block = min(max(1, math.ceil(H / max_blocks)), cap)
+            block = min(max(int(64 / math.sqrt(max(n * m, 1))), 2, math.ceil(H / max_blocks)), cap)
         L = self.L = max(1, min(int(block), max(H, 1)))
         self.nb = math.ceil(H / L) if H else 0
         h = impulse_response(Ad, Bd, L)

@@ -184,18 +184,35 @@ class Landscape:
         return E, g, cost, viol
 
 
-def project(problem, U: np.ndarray) -> np.ndarray:
+def project(problem, U: np.ndarray, passes: int = 16) -> np.ndarray:
     """Clip plans (..., H, m) into the actuator box, then into the ramp limits step by step.
 
-    The forward pass keeps ``|u[k] − u[k−1]| ≤ ramp`` and the box (the two always intersect
-    because ``u[k−1]`` is inside the box), so every output is admissible.
+    The forward pass ``u[k] ← clip(u[k], u[k−1] − ramp, u[k−1] + ramp)`` keeps
+    ``|u[k] − u[k−1]| ≤ ramp`` and the box (the two always intersect because ``u[k−1]`` is inside
+    the box), so every output is admissible.  It is computed by whole-horizon passes of the same
+    clip against the previous pass (each pass makes at least one more leading step final; a fixed
+    point is the forward pass itself, to the bit), and only a ramp still moving after ``passes``
+    passes is finished step by step: noise-sized violations cost a few array passes, not a Python
+    loop over the horizon.
     """
     U = np.clip(U, problem.u_lo, problem.u_hi)
-    if not np.any(np.isfinite(problem.ramp)):
+    if not np.any(np.isfinite(problem.ramp)) or problem.H < 2:
         return U
     r = problem.ramp
-    for k in range(1, problem.H):
-        U[..., k, :] = np.clip(U[..., k, :], U[..., k - 1, :] - r, U[..., k - 1, :] + r)
+    X = U.copy()  # the box-clipped input: every pass clips it, against the previous pass
+    start = 1  # steps before `start` are final
+    for _ in range(passes):
+        new = np.clip(X[..., start:, :], U[..., start - 1:-1, :] - r, U[..., start - 1:-1, :] + r)
+        moved = np.nonzero((new != U[..., start:, :]).reshape(-1, problem.H - start, U.shape[-1]).any(axis=(0, 2)))[0]
+        U[..., start:, :] = new
+        if len(moved) == 0:
+            return U
+        start += int(moved[0])  # the first step that moved is right now; the ones after it may move again
+        if start >= problem.H - 1:
+            return U
+        start += 1
+    for k in range(start, problem.H):
+        U[..., k, :] = np.clip(X[..., k, :], U[..., k - 1, :] - r, U[..., k - 1, :] + r)
     return U
 
 
