@@ -49,6 +49,18 @@ def test_projection_respects_box_and_ramp():
     assert np.all(np.abs(np.diff(U, axis=1)) <= 1.5 + 1e-12)
 
 
+@pytest.mark.parametrize("passes", [0, 2, 16])
+def test_projection_is_the_forward_pass_to_the_bit(passes):
+    problem = map_constraint("hvac_two_zone", {"horizon": DAY, "actuators": {"heater_north": {"ramp_kw_per_step": 0.7}}})
+    rng = np.random.default_rng(5)
+    walks = 5 + np.cumsum(rng.normal(scale=0.5, size=(6, problem.H, problem.m)), axis=1)
+    for U in (rng.uniform(-5, 15, size=(6, problem.H, problem.m)), walks):
+        ref = np.clip(U, problem.u_lo, problem.u_hi)
+        for k in range(1, problem.H):  # the definition: one step at a time
+            ref[:, k] = np.clip(ref[:, k], ref[:, k - 1] - problem.ramp, ref[:, k - 1] + problem.ramp)
+        assert np.array_equal(project(problem, U.copy(), passes=passes), ref)
+
+
 @pytest.mark.parametrize("domain", DOMAINS)
 def test_idf_is_feasible_and_close_to_the_lp(domain):
     problem = map_constraint(domain, {"horizon": DAY})
@@ -92,3 +104,54 @@ def test_same_seed_gives_the_same_plan():
     assert a["objective"] == b["objective"]
     c = idf(problem, seed=12, settings=settings)
     assert c.feasible
+
+
+@pytest.mark.parametrize("domain", DOMAINS)
+@pytest.mark.parametrize("block", [1, 7, None])
+def test_state_response_is_the_prediction_matrix_without_forming_it(domain, block):
+    from industriverse.model.response import StateResponse, free_response
+
+    problem = map_constraint(domain, {"horizon": DAY})
+    G = problem.G_flat  # the dense reference, small at one day
+    resp = StateResponse(problem.Ad, problem.Bd, problem.H, block=block)
+    rng = np.random.default_rng(4)
+    U = rng.normal(size=(3, problem.H, problem.m))
+    lam = rng.normal(size=(3, problem.H + 1, problem.n))
+    np.testing.assert_allclose(resp.apply(U).reshape(3, -1), U.reshape(3, -1) @ G.T, atol=1e-12)
+    np.testing.assert_allclose(resp.adjoint(lam).reshape(3, -1), lam.reshape(3, -1) @ G, atol=1e-11)
+    xf = free_response(problem.Ad, problem.x0, problem.d @ problem.Ed.T)
+    np.testing.assert_allclose(xf, problem.x_free, atol=1e-12)
+
+
+def test_diagonal_metric_is_the_diagonal_of_the_dense_one():
+    from industriverse.plan.idf import metric
+
+    problem = map_constraint("hvac_two_zone", {"horizon": DAY})
+    land = Landscape(problem)
+    M, _ = metric(problem, land, IDFSettings())
+    assert M.shape == (problem.H * problem.m,) * 2
+    Md, Sd = metric(problem, land, IDFSettings(dense_metric_max=0))
+    assert Md.shape == (problem.H * problem.m,)  # a vector, no dense diagonal matrix
+    span = (problem.u_hi - problem.u_lo).ravel()
+    rows = (np.isfinite(land.lo) | np.isfinite(land.hi)).ravel()
+    Gz = problem.G_flat[rows] * span
+    k = np.einsum("ij,ij->j", Gz, Gz)
+    k = k / k.mean() + IDFSettings().metric_damping
+    np.testing.assert_allclose(Md, 1 / k, rtol=1e-10)
+    np.testing.assert_allclose(Sd * Sd, Md, rtol=1e-12)
+
+
+def test_idf_with_the_diagonal_metric_reaches_the_lp_optimum():
+    problem = map_constraint("hvac_two_zone", {"horizon": DAY})
+    res = idf(problem, seed=0, settings=IDFSettings(dense_metric_max=0, particles=16, iterations=150))
+    assert res.feasible
+    assert res.cost == pytest.approx(solve_planning_lp(problem).objective, rel=1e-6)
+
+
+def test_idf_on_weeks_of_five_minute_steps_never_forms_the_prediction_matrix():
+    problem = map_constraint("hvac", {"horizon": {"start": "2026-01-12T00:00", "hours": 24 * 14, "step_minutes": 5}})
+    res = idf(problem, seed=0, settings=IDFSettings(particles=8, iterations=40))
+    assert getattr(problem, "_G", None) is None  # G would be 4033 × 4032 here: IDF works on Ad, Bd only
+    assert res.feasible and true_violation(problem, res.u) <= 1e-6
+    assert res.cost == pytest.approx(solve_planning_lp(problem).objective, rel=1e-6)
+    assert getattr(problem, "_G", None) is None

@@ -82,7 +82,8 @@ def test_simulation_json_has_the_contract_fields(hvac, hvac_doc):
         assert "Clopper" in r["stability_score"]["definition"]
     for k in KPIS:
         d = doc["paired_differences"][k]
-        assert len(d["per_trajectory"]) == 200 and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+        assert set(d["percentiles"]) == {"p1", "p5", "p50", "p95", "p99"} and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
+        assert "per_trajectory" not in d  # summarised: the differences are the two per_trajectory lists subtracted
     assert doc["stats"]["path_steps"] > 0 and doc["stats"]["seconds"] > 0
     json.dumps(doc, allow_nan=False)  # the file a tool can read back
 
@@ -107,7 +108,9 @@ def test_per_trajectory_kpis_are_consistent(hvac_doc):
 def test_paired_differences_are_plan_minus_baseline(hvac_doc):
     for k in KPIS:
         diff = np.array(hvac_doc["plan"]["per_trajectory"][k]) - np.array(hvac_doc["baseline"]["per_trajectory"][k])
-        np.testing.assert_allclose(hvac_doc["paired_differences"][k]["per_trajectory"], diff, atol=1e-12)
+        pct = hvac_doc["paired_differences"][k]["percentiles"]
+        np.testing.assert_allclose([pct[q] for q in ("p1", "p5", "p50", "p95", "p99")],
+                                   np.percentile(diff, [1, 5, 50, 95, 99]), atol=1e-12)
         assert hvac_doc["paired_differences"][k]["mean"] == pytest.approx(diff.mean(), abs=1e-12)
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile (scipy.stats takes ~0.4 s to import)
 
 from industriverse.errors import BadInput
 
@@ -146,9 +146,9 @@ def config_from_capsule(capsule_dir: str | Path, *, consecutive: int = DEFAULT_C
                         q[k][:, i] = np.asarray(b[k], dtype=float)
             watched = int(np.isfinite(q["p50"][1:]).sum())
             if watched:
-                z = float(norm.ppf(1.0 - band_false_alarm / (2.0 * watched)))
-                factor = z / float(norm.ppf(0.99))
-                f95 = z / float(norm.ppf(0.95))
+                z = float(ndtri(1.0 - band_false_alarm / (2.0 * watched)))
+                factor = z / float(ndtri(0.99))
+                f95 = z / float(ndtri(0.95))
                 # p1/p99 of a small ensemble are noisy order statistics: take the wider of the two estimates
                 below = np.maximum(factor * (q["p50"] - q["p1"]), f95 * (q["p50"] - q["p5"]))
                 above = np.maximum(factor * (q["p99"] - q["p50"]), f95 * (q["p95"] - q["p50"]))

@@ -17,12 +17,15 @@ normalised to the actuator box, ``z = (u − u_lo)/(u_hi − u_lo)``::
 
 with a constant metric ``M = (G_zᵀ G_z + λ I)⁻¹`` built from the state response of the
 envelope rows (so a step moves the constrained states, where the landscape is stiff; see
-:func:`metric`), restricted to the coordinates the gradient does not hold at a bound
+:func:`metric`: dense for small problems, a vector (Jacobi) otherwise),
+restricted to the coordinates the gradient does not hold at a bound
 (two-metric projection), the drift step normalised per particle, the temperature ``T`` annealed to
 0 and the penalty weight ``ρ`` raised geometrically; ``proj`` is the projection onto the actuator
 box and the ramp limits.  The gradient comes from the adjoint of the discrete dynamics, for the
-whole population at once: with ``x = x_free + G u``, ``∇_u E = ∂E/∂u|_x + Gᵀ ∂E/∂x`` is one matrix
-product (P, (H+1)·n) @ ((H+1)·n, H·m); a temperature-dependent COP adds ``∂P/∂x`` to ``∂E/∂x``.
+whole population at once: with ``x = x_free + G u``, ``∇_u E = ∂E/∂u|_x + Gᵀ ∂E/∂x``, where ``G u``
+and ``Gᵀ λ`` are applied by (blocked) recursion over ``Ad``, ``Bd``
+(:class:`industriverse.model.response.StateResponse`) and ``G`` itself is never formed, so an
+evaluation costs ``O(P·H)`` for a fixed network; a temperature-dependent COP adds ``∂P/∂x`` to ``∂E/∂x``.
 
 The best particles are then polished to exact feasibility by a deterministic local solver:
 the nearest feasible plan in ℓ1 (one LP), then sequential linear programming with a trust
@@ -40,10 +43,12 @@ from typing import Callable
 import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 
-from industriverse.plan.lp import build_planning_lp, solve, peak_windows
+from industriverse.model.response import StateResponse, free_response, impulse_response
+from industriverse.plan.lp import build_planning_lp, peak_windows, solve, substep_cuts
 from industriverse.plan.power import inverse_cop_and_slope, linearized_power
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
+DENSE_G_MAX = 8_000_000  # entries of G formed for a dense metric (64 MB); above it the metric is diagonal
 
 
 @dataclass
@@ -59,7 +64,7 @@ class IDFSettings:
     rho_start: float = 1.0
     rho_end: float = 1e4
     metric_damping: float = 0.1  # λ of the metric K = GᵀG/mean + λ I (relative)
-    dense_metric_max: int = 2000  # above this many plan variables the metric is diagonal
+    dense_metric_max: int = 2000  # above this many plan variables the metric is diagonal (a vector)
     polish: int = 3  # particles polished
     polish_iterations: int = 25
     trust_radius: float = 0.25  # initial trust region, box fractions
@@ -89,8 +94,8 @@ class Landscape:
     def __init__(self, problem, backoff: bool = True):
         self.p = problem
         H = problem.H
-        self.Gf = problem.G_flat  # ((H+1)·n, H·m)
-        self.xf = problem.x_free.ravel()
+        self.response = StateResponse(problem.Ad, problem.Bd, H)  # x = x_free + G u without G
+        self.xf = free_response(problem.Ad, problem.x0, problem.d @ problem.Ed.T)  # (H+1, n)
         lo, hi = problem.envelope(backoff=backoff)
         self.lo, self.hi = lo.copy(), hi.copy()
         self.lo[0], self.hi[0] = -np.inf, np.inf  # the initial state is given
@@ -113,6 +118,10 @@ class Landscape:
         self.c_ref = max(float(self.dt * np.sum(problem.price * p_ref) + problem.demand_charge * p_ref.max()), 1e-9)
         self.p_ref = max(float(p_ref.max()), 1e-9)
 
+    def states(self, U: np.ndarray) -> np.ndarray:
+        """Predicted states (P, H+1, n) of plans ``U`` (P, H, m) kW under the forecast."""
+        return self.xf + self.response.apply(U)
+
     def power(self, U: np.ndarray, X: np.ndarray):
         """Site power (P, H) and the per-actuator electric factors w (P, H, m) and their slopes."""
         w = np.broadcast_to(self.W, U.shape).copy()
@@ -129,7 +138,7 @@ class Landscape:
         pr = self.p
         Pn, H, m = U.shape
         n = pr.n
-        X = (self.xf + U.reshape(Pn, -1) @ self.Gf.T).reshape(Pn, H + 1, n)
+        X = self.states(U)
         P, w, slopes = self.power(U, X)
         pos = P > 0
         cost = self.dt * (np.where(pos, P, 0.0) @ pr.price + np.where(pos, 0.0, P) @ pr.export_price)
@@ -171,22 +180,39 @@ class Landscape:
         dEdX = 2 * rho * (vhi - vlo)
         for a_i, node, df in slopes:
             dEdX[:, :-1, node] += dEdP * U[:, :, a_i] * df
-        g += (dEdX.reshape(Pn, -1) @ self.Gf).reshape(Pn, H, m)  # the adjoint: Gᵀ ∂E/∂x
+        g += self.response.adjoint(dEdX)  # the adjoint recursion: Gᵀ ∂E/∂x
         return E, g, cost, viol
 
 
-def project(problem, U: np.ndarray) -> np.ndarray:
+def project(problem, U: np.ndarray, passes: int = 16) -> np.ndarray:
     """Clip plans (..., H, m) into the actuator box, then into the ramp limits step by step.
 
-    The forward pass keeps ``|u[k] − u[k−1]| ≤ ramp`` and the box (the two always intersect
-    because ``u[k−1]`` is inside the box), so every output is admissible.
+    The forward pass ``u[k] ← clip(u[k], u[k−1] − ramp, u[k−1] + ramp)`` keeps
+    ``|u[k] − u[k−1]| ≤ ramp`` and the box (the two always intersect because ``u[k−1]`` is inside
+    the box), so every output is admissible.  It is computed by whole-horizon passes of the same
+    clip against the previous pass (each pass makes at least one more leading step final; a fixed
+    point is the forward pass itself, to the bit), and only a ramp still moving after ``passes``
+    passes is finished step by step: noise-sized violations cost a few array passes, not a Python
+    loop over the horizon.
     """
     U = np.clip(U, problem.u_lo, problem.u_hi)
-    if not np.any(np.isfinite(problem.ramp)):
+    if not np.any(np.isfinite(problem.ramp)) or problem.H < 2:
         return U
     r = problem.ramp
-    for k in range(1, problem.H):
-        U[..., k, :] = np.clip(U[..., k, :], U[..., k - 1, :] - r, U[..., k - 1, :] + r)
+    X = U.copy()  # the box-clipped input: every pass clips it, against the previous pass
+    start = 1  # steps before `start` are final
+    for _ in range(passes):
+        new = np.clip(X[..., start:, :], U[..., start - 1:-1, :] - r, U[..., start - 1:-1, :] + r)
+        moved = np.nonzero((new != U[..., start:, :]).reshape(-1, problem.H - start, U.shape[-1]).any(axis=(0, 2)))[0]
+        U[..., start:, :] = new
+        if len(moved) == 0:
+            return U
+        start += int(moved[0])  # the first step that moved is right now; the ones after it may move again
+        if start >= problem.H - 1:
+            return U
+        start += 1
+    for k in range(start, problem.H):
+        U[..., k, :] = np.clip(X[..., k, :], U[..., k - 1, :] - r, U[..., k - 1, :] + r)
     return U
 
 
@@ -211,23 +237,34 @@ def metric(problem, land: Landscape, settings: IDFSettings) -> tuple[np.ndarray,
     """The constant Langevin metric ``M = K⁻¹`` and a square root ``S`` (``S Sᵀ = M``) in box
     fractions, ``K = G_zᵀ G_z / mean diag + λ I`` over the envelope rows of ``G`` (``G_z`` = ``G``
     scaled by the actuator ranges): moving the plan along ``M ∇E`` moves the constrained states,
-    which is where the landscape is stiff.  Diagonal (Jacobi) above ``dense_metric_max`` variables.
+    which is where the landscape is stiff.
+
+    Dense (``M``, ``S`` of shape (H·m, H·m)) only for small problems (at most ``dense_metric_max``
+    plan variables and a ``G`` of at most ``DENSE_G_MAX`` entries); otherwise diagonal (Jacobi),
+    returned as vectors (H·m,): ``diag K`` is the envelope-masked energy of the impulse response,
+    a correlation along the horizon (FFT), so no ``G`` is formed and the work is ``O(H log H)``.
     """
-    H, m = problem.H, problem.m
+    H, m, n = problem.H, problem.m, problem.n
     span = (problem.u_hi - problem.u_lo).ravel()
-    rows = (np.isfinite(land.lo) | np.isfinite(land.hi)).ravel()
-    Gz = land.Gf[rows] * span
-    if H * m > settings.dense_metric_max:
-        k = np.einsum("ij,ij->j", Gz, Gz)
-        k = k / max(float(k.mean()), 1e-300) + settings.metric_damping
-        return np.diag(1.0 / k), np.diag(1.0 / np.sqrt(k))
-    K = Gz.T @ Gz
-    scale = float(np.mean(np.diag(K)))
-    K = (K / scale if scale > 0 else K) + settings.metric_damping * np.eye(H * m)
-    L = cholesky(K, lower=True)
-    M = cho_solve((L, True), np.eye(H * m))
-    S = solve_triangular(L, np.eye(H * m), lower=True, trans="T")  # L⁻ᵀ: S Sᵀ = (L Lᵀ)⁻¹
-    return M, S
+    env = np.isfinite(land.lo) | np.isfinite(land.hi)  # (H+1, n)
+    if H * m <= settings.dense_metric_max and (H + 1) * n * H * m <= DENSE_G_MAX:
+        Gz = land.response.columns()[env.ravel()] * span
+        K = Gz.T @ Gz
+        scale = float(np.mean(np.diag(K)))
+        K = (K / scale if scale > 0 else K) + settings.metric_damping * np.eye(H * m)
+        L = cholesky(K, lower=True)
+        M = cho_solve((L, True), np.eye(H * m))
+        S = solve_triangular(L, np.eye(H * m), lower=True, trans="T")  # L⁻ᵀ: S Sᵀ = (L Lᵀ)⁻¹
+        return M, S
+    # diag K[j, a] = span² Σ_i Σ_{t ≥ 0} env[j+1+t, i] h[t, i, a]²: a correlation of the mask with h²
+    h2 = impulse_response(problem.Ad, problem.Bd, H) ** 2  # (H, n, m)
+    mask = env[1:].astype(float)[::-1]  # reversed (H, n)
+    nfft = 2 * H  # ≥ 2H − 1: the linear convolution, no wrap-around (numpy's FFT: scipy.signal costs 1 s to import)
+    conv = np.fft.irfft(np.fft.rfft(mask, nfft, axis=0)[:, :, None] * np.fft.rfft(h2, nfft, axis=0), nfft, axis=0)
+    corr = conv[H - 1::-1]  # corr[j] = Σ_t env[j+1+t] h²[t]
+    k = np.clip(corr.sum(axis=1), 0.0, None).ravel() * span ** 2  # FFT round-off can dip below 0
+    k = k / max(float(k.mean()), 1e-300) + settings.metric_damping
+    return 1.0 / k, 1.0 / np.sqrt(k)
 
 
 def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Generator,
@@ -250,8 +287,9 @@ def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Gen
     free = (span > 0).ravel()
     span_safe = np.where(span > 0, span, 1.0)
     M, S = metric(problem, land, settings)
+    diagonal = M.ndim == 1  # a vector: the Jacobi metric, applied elementwise
     # T₀ such that the first steps diffuse by noise_start (RMS, box fractions)
-    T0 = settings.noise_start ** 2 / (2 * settings.step * max(float(np.mean(np.diag(M))), 1e-300))
+    T0 = settings.noise_start ** 2 / (2 * settings.step * max(float(np.mean(M if diagonal else np.diag(M))), 1e-300))
     level = rng.uniform(0.0, 1.0, size=(Pn, 1, m))
     Z = np.clip(level + 0.15 * rng.standard_normal((Pn, H, m)), 0.0, 1.0)
     U = project(problem, problem.u_lo + Z * span)
@@ -265,11 +303,12 @@ def langevin(problem, land: Landscape, settings: IDFSettings, rng: np.random.Gen
         g = (gU * span).reshape(Pn, -1)
         held = ((z <= 1e-9) & (g > 0)) | ((z >= 1 - 1e-9) & (g < 0)) | ~free
         mask = ~held
-        d = ((g * mask) @ M) * mask
+        d = (g * mask * M) if diagonal else ((g * mask) @ M) * mask
         d /= np.sqrt(np.mean(d * d, axis=1, keepdims=True)) + 1e-300
         z = z - eta * d
         if T > 0:
-            z = z + np.sqrt(2 * eta * T) * (rng.standard_normal((Pn, H * m)) @ S.T) * mask
+            xi = rng.standard_normal((Pn, H * m))
+            z = z + np.sqrt(2 * eta * T) * (xi * S if diagonal else xi @ S.T) * mask
         U = project(problem, problem.u_lo + np.clip(z, 0.0, 1.0).reshape(Pn, H, m) * span)
         if progress is not None and (t % 25 == 0 or t == N - 1):
             i = int(np.argmin(E))
@@ -295,7 +334,7 @@ def power_side_violation(problem, P: np.ndarray) -> np.ndarray:
 def _merit(problem, land: Landscape, u: np.ndarray, mu: float) -> tuple[float, float, float]:
     """(merit, cost, violation): the true cost plus μ × the ℓ1 power-side violation (the LP's
     exact-penalty model of the same quantities), and the largest violation of any constraint."""
-    X = problem.predict(u[None])
+    X = land.states(u[None])
     P = land.power(u[None], X)[0]
     _, _, cost, viol = land.evaluate(u[None], 0.0, grad=False)
     return float(cost[0] + mu * power_side_violation(problem, P)[0]), float(cost[0]), float(viol[0])
@@ -312,6 +351,10 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     limits on the power (import, export, budgets) enter through the linearised power as an ℓ1
     exact penalty, so no LP is made infeasible by the linearisation.
 
+    Where the power is affine and ``radius ≥ 1`` (the whole box) the LP is the problem itself: it
+    is solved once, without phase 1 or trust region.  Re-solves start from the previous basis, and
+    the band binds between the samples as in the planning LP (lazy sub-step rows).
+
     Returns ``(u, merit, cost, violation, lp_solves, evaluations)``, or None when no plan meets
     the envelope near ``u0`` (the phase-1 LP is infeasible).
     """
@@ -319,9 +362,19 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     span = problem.u_hi - problem.u_lo
     w = 1.0 / (np.maximum(span, 1e-9) * H * m)
     mu = 1e2 * land.c_ref / land.p_ref  # per kW·step: above any marginal value of power
+    if land.convex and radius is not None and radius >= 1.0:
+        # affine power: the LP over the whole box is the problem itself (no phase 1, no trust region):
+        # one solve gives the global optimum
+        lp = build_planning_lp(problem, linearized_power(problem, u0), backoff=backoff, soft_power=mu)
+        sol = solve(lp, cuts=substep_cuts(problem, lp, backoff=backoff))
+        if sol.status != 0:
+            return None
+        uc = np.clip(sol.z[lp.blocks["u"]].reshape(H, m), problem.u_lo, problem.u_hi)
+        merit_c, cost_c, viol_c = _merit(problem, land, uc, mu)
+        return uc, merit_c, cost_c, viol_c, 1, 1
     lp = build_planning_lp(problem, linearized_power(problem, u0), backoff=backoff, cost_scale=1e-3 / land.c_ref,
                            anchor=(u0, w), soft_power=1e3 / land.p_ref)
-    sol = solve(lp)
+    sol = solve(lp, cuts=substep_cuts(problem, lp, backoff=backoff))  # the band binds between samples too
     solves, evals = 1, 0
     if sol.status != 0:
         return None
@@ -329,17 +382,19 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
     merit_c, cost_c, viol_c = _merit(problem, land, uc, mu)
     evals += 1
     radius = settings.trust_radius if radius is None else radius
+    prev = None  # the last re-solve: same rows and columns, so its basis starts the next one
     for _ in range(settings.polish_iterations):
         lo = np.maximum(problem.u_lo, uc - radius * span)
         hi = np.minimum(problem.u_hi, uc + radius * span)
         lp = build_planning_lp(problem, linearized_power(problem, uc), backoff=backoff, u_lo=lo, u_hi=hi, soft_power=mu)
-        sol = solve(lp)
+        sol = solve(lp, warm_start=prev, cuts=substep_cuts(problem, lp, backoff=backoff))
         solves += 1
         if sol.status != 0:
             radius *= 0.25
             if radius < 1e-6:
                 break
             continue
+        prev = sol
         un = np.clip(sol.z[lp.blocks["u"]].reshape(H, m), lo, hi)
         pred = merit_c - sol.objective
         if pred <= settings.polish_tol * max(abs(merit_c), 1e-9):  # first-order stationary on the LP model
@@ -350,6 +405,8 @@ def polish(problem, u0: np.ndarray, land: Landscape, settings: IDFSettings, *, b
         at_edge = np.any(np.isclose(np.abs(un - uc), radius * span) & (span > 0))
         if ratio > 0.1:
             uc, merit_c, cost_c, viol_c = un, merit_n, cost_n, viol_n
+            if land.convex and np.all(lo <= problem.u_lo) and np.all(hi >= problem.u_hi):
+                break  # affine power, whole box: the LP was the problem itself, its optimum is global
         if ratio < 0.25:
             radius *= 0.25
         elif ratio > 0.75 and at_edge:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky, eigh, solve_discrete_are
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile (scipy.stats takes ~0.4 s to import)
 
 from industriverse.model.discretize import ou_step, van_loan, zoh
 from industriverse.model.kpis import PEAK_WINDOW_H
@@ -245,5 +245,5 @@ def noise_backoff(problem, multiplier: float = 1.0) -> np.ndarray:
     if M == 0:
         return np.zeros(problem.n)
     p = problem.constraint.uncertainty.max_violation_probability
-    z = float(norm.ppf(1.0 - p / M))
+    z = float(ndtri(1.0 - p / M))
     return np.where(problem.banded, multiplier * z * std[1:].max(axis=0), 0.0)
