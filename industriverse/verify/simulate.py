@@ -295,7 +295,8 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
             helper.shutdown(cancel_futures=True)
     method = (f"stochastic Heun, {J} inner steps per {model.h:g} s control sub-step (radiation)" if nonlinear
               else f"exact ZOH + Van Loan at the {model.h:g} s control sub-step")
-    return Ensemble(names=[c.name for c in controllers], x=x_out, sub_excess=sub_excess, discomfort=discomfort, power=p_out, energy=energy, travel=travel, u_mean=u_mean,
+    return Ensemble(names=[c.name for c in controllers], x=x_out, sub_excess=sub_excess, discomfort=discomfort,
+                    power=p_out, energy=energy, travel=travel, u_mean=u_mean,
                     S=S, h=model.h, path_steps=C * N * H * S * J, method=method)
 
 
@@ -462,10 +463,10 @@ def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | 
     * ``controller`` (``tracking`` for the plan) and its ``settings``;
     * ``bands`` {node: {p1, p5, p50, p95, p99: [H+1]}} — state percentiles at k = 0..H;
     * ``power_bands`` {p1..p99: [H]} — site power, kW, averaged over each step;
-    * ``violations`` {count: trajectories leaving the envelope by more than ``tolerance`` at some
-      control sub-step after the first plan step, or at t_1 (the band of step k binds over [t_k, t_{k+1}], its end
-      approached from the left; the state at t_k also meets the bound of t_k, terminal bounds
-      included), by_node: {node: such trajectories}, first_steps: {node: earliest step k ≥ 1 whose
+    * ``violations`` {count: trajectories leaving the envelope by more than ``tolerance`` at t_1
+      or at some control sub-step after the first plan step (the band of step k binds over
+      [t_k, t_{k+1}], its end approached from the left; the state at t_k also meets the bound
+      of t_k, terminal bounds included), by_node: {node: such trajectories}, first_steps: {node: earliest step k ≥ 1 whose
       interval (t_{k−1}, t_k] holds such a departure, or null}, first_step, tolerance};
     * ``violation_probability`` {estimate, upper (one-sided Clopper–Pearson at ``confidence``),
       confidence, limit (the constraint's maximum)};
