@@ -4,7 +4,10 @@ Validates the capsule (signature by a trusted key, every file's SHA-256, a valid
 that passed the shield), registers it with the capsule gateway, arms the runtime
 monitor (``industriverse.operate.monitor.arm_monitor``) when this installation has one, and
 prints the deployed activity ID as the last line of stdout.  Registering the same
-capsule again prints the same ID.
+capsule again prints the same ID.  When the capsule sits in a run directory
+(``RUN_DIR/capsule/manifest.yaml`` next to ``RUN_DIR/proof.json``), the deployment is recorded in
+``RUN_DIR/deployment.json`` (activity ID, capsule ID and version, strike ID, manifest path), so the
+value report of that run says it was deployed.
 
 Exit 0 deployed · 1 refused (each reason on stderr) or registered but not activated (superseded by
 a newer version, or rolled back: said on stderr) · 2 bad input (missing file,
@@ -21,8 +24,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/deploy_sovereign_dac.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors
-from industriverse.trust.capsule import load_manifest, manifest_path_of
+from cli._common import ArgumentParser, one_line_errors
+from industriverse.trust.capsule import CAPSULE_DIR, load_manifest, manifest_path_of
 from industriverse.errors import BadInput, InfrastructureError
 from industriverse.operate.gateway import CapsuleGatewayService, DeploymentRefused
 
@@ -40,6 +43,20 @@ def _arm_monitor(gateway: CapsuleGatewayService, capsule_dir: Path, activity_id:
         return "monitor: not available (industriverse.operate.monitor has no arm_monitor)"
     result = arm(gateway, capsule_dir, activity_id)
     return f"monitor: armed{f' ({result})' if isinstance(result, str) and result else ''}"
+
+
+def record_deployment(mpath: Path, manifest, activity_id: str) -> Path | None:
+    """Write ``deployment.json`` into the run directory holding the capsule, if it is in one; its path."""
+    from industriverse.fleet.rundir import DOCUMENTS, write_json_file
+
+    capsule_dir = mpath.resolve().parent
+    run_dir = capsule_dir.parent
+    if capsule_dir.name != CAPSULE_DIR or not (run_dir / "proof.json").is_file():
+        return None
+    path = run_dir / DOCUMENTS["deployment"]
+    write_json_file(path, {"activity_id": activity_id, "capsule_id": manifest.id, "version": manifest.version,
+                           "strike_id": manifest.strike_id, "manifest": f"{CAPSULE_DIR}/{mpath.name}"})
+    return path
 
 
 @one_line_errors
@@ -66,6 +83,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(activity_id)
         return 1
     code = 0
+    recorded = record_deployment(mpath, manifest, activity_id)
+    if recorded is not None:
+        print(f"recorded: {recorded}", file=sys.stderr)
     try:
         print(_arm_monitor(gateway, mpath.parent, activity_id), file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the capsule is deployed: report the ID whatever arming did

@@ -38,6 +38,10 @@ methods:
   lp    the planning LP; with a temperature-dependent COP its relaxation, whose plan is then
         polished on the true cost by sequential LP
 
+back-off: by default the envelope is tightened by the noise back-off (--backoff_factor 1), the
+margin the plan needs to meet the constraint's chance constraint under noise; this is what the
+strike loop plans with, so optimize -> simulate -> verify accepts what the strike loop accepts.
+
 exit codes: 0 plan written · 1 infeasible (each conflicting constraint on its own stderr line)
             2 bad input (one line naming the file, the field and what is wrong)
 
@@ -58,10 +62,13 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
                    help="optimizer (default: auto; see below)")
     p.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, metavar="N",
                    help="seed of IDF's random numbers (non-negative integer, default 0); the same seed gives the same plan")
-    p.add_argument("--backoff", default="0", metavar="K",
-                   help="tighten every envelope band by K state units on each side (K in kelvin for thermal nodes, "
-                        "kWh for storage nodes) so the plan keeps a margin against noise; or per node as "
-                        "'zone=0.3,wall=0' (default 0)")
+    p.add_argument("--backoff_factor", "--backoff-factor", type=float, default=None, metavar="F",
+                   help="tighten the envelope by F times the noise back-off that meets the constraint's chance "
+                        "constraint under the tracking law, as the strike loop does (default 1; 0 = plan on the "
+                        "client's envelope itself)")
+    p.add_argument("--backoff", default=None, metavar="K",
+                   help="instead of the noise back-off, tighten every envelope band by K state units on each side "
+                        "(K in kelvin for thermal nodes, kWh for storage nodes); or per node as 'zone=0.3,wall=0'")
     p.add_argument("--output", metavar="FILE",
                    help="write the optimization JSON here (directories are created); default: standard output")
     return p
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     from industriverse.model.constraint import read_constraint_file
     from industriverse.model.mapping import map_constraint
-    from industriverse.plan.optimize import optimize
+    from industriverse.plan.optimize import optimize, optimize_with_backoff
 
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)
@@ -117,12 +124,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if declared is not None and declared != args.domain:
         raise BadInput(str(path), "domain", f"the constraint is for domain '{declared}', not '{args.domain}' (--domain)")
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)
-    backoff = _parse_backoff(args.backoff, problem.nodes)
-    if any(backoff):
-        problem = problem.with_backoff(np.array(backoff))
+    if args.backoff is not None and args.backoff_factor is not None:
+        raise BadInput(None, "--backoff", "give either --backoff (explicit margins) or --backoff_factor, not both")
+    if args.backoff_factor is not None and not (0.0 <= args.backoff_factor < float("inf")):
+        raise BadInput(None, "--backoff_factor", f"must be a finite number ≥ 0, got {args.backoff_factor:g}")
+    kwargs = dict(method=args.method, seed=args.seed, request_dir=str(path.parent.resolve()), progress=_progress_printer())
     try:
-        doc = optimize(problem, method=args.method, seed=args.seed, request_dir=str(path.parent.resolve()),
-                       progress=_progress_printer())
+        if args.backoff is not None:
+            backoff = _parse_backoff(args.backoff, problem.nodes)
+            doc = optimize(problem.with_backoff(np.array(backoff)) if any(backoff) else problem, **kwargs)
+        else:
+            doc = optimize_with_backoff(problem, 1.0 if args.backoff_factor is None else args.backoff_factor, **kwargs)
+            if doc.get("backoff_dropped"):
+                print(f"warning: {path}: the noise back-off leaves no feasible plan ({doc['backoff_dropped']}); "
+                      f"planned on the client's envelope instead", file=sys.stderr)
     except Infeasible as exc:
         print(f"infeasible: {path}: no plan meets the constraints; in conflict:", file=sys.stderr)
         for line in exc.conflicts:

@@ -20,7 +20,8 @@ from industriverse.errors import BadInput
 
 EPILOG = """\
 units: states in °C (thermal nodes) or kWh (storage nodes); power in kW; energy in kWh; cost in
-the tariff's currency; emissions in kg CO2; discomfort in K·h; actuator travel in kW (Σ|Δu|).
+the tariff's currency; emissions in kg CO2; discomfort in K·h (BOPTEST's time integral of the
+deviation outside the band in force, at the control sub-step); actuator travel in kW (Σ|Δu|).
 The output JSON holds, for the baseline (and the plan): percentile bands (1/5/50/95/99) of every
 node per step, site power bands, violation counts, the violation probability with its one-sided
 Clopper–Pearson upper bound at the constraint's confidence, KPI summaries, per-trajectory KPIs, the

@@ -7,7 +7,10 @@ simulation JSON of that plan, then writes into ``--output_dir``:
   summary: {strike_id, domain, text, failed, checks, optimizer, violation_probability},
   inputs: {plan, simulation}}``;
 * ``proof.json`` — the signed proof (:func:`industriverse.trust.proof.build_proof`), written for a
-  failing plan too: it records the rejection, and the gateway refuses to deploy it.
+  failing plan too: it records the rejection, and the gateway refuses to deploy it;
+* ``capsule/manifest.yaml`` (+ the files it names) — for a passing plan when ``--output_dir`` is
+  the plan's run directory (it holds the verified ``optimization.json``): the signed capsule,
+  ready for ``deploy_sovereign_dac.py --manifest DIR/capsule/manifest.yaml``.
 
 The strike ID defaults to the optimization's ``strike_id``, else ``verify-`` and the first
 16 hex digits of the SHA-256 of its request and plan (the same documents, the same ID).
@@ -78,6 +81,24 @@ def verify_documents(optimization: dict, simulation: dict, output_dir: str | Pat
     return verdict
 
 
+def pack_if_run_directory(out: Path, optimization: dict) -> Path | None:
+    """Pack ``out/capsule/`` when ``out`` is the run directory of the verified plan; the manifest's path.
+
+    ``out`` is that run directory when its ``optimization.json`` is the plan just verified (same
+    canonical JSON), as in optimize → simulate → verify run into one directory.
+    """
+    from industriverse.trust.capsule import manifest_path_of, pack_capsule
+
+    opt_path = out / "optimization.json"
+    if not opt_path.is_file():
+        return None
+    try:
+        same = sha256_of(read_json(opt_path)) == sha256_of(optimization)
+    except BadInput:
+        return None
+    return manifest_path_of(pack_capsule(out)) if same else None
+
+
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = ArgumentParser(
@@ -103,6 +124,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     out = Path(args.output_dir)
     if verdict["passed"]:
         print(f"passed: all {verdict['summary']['checks']} checks; proof {out / 'proof.json'}")
+        manifest = pack_if_run_directory(out, optimization)
+        if manifest is not None:
+            print(f"capsule: {manifest}")
         return 0
     for c in verdict["checks"]:
         if not c["passed"]:

@@ -129,7 +129,24 @@ def test_bad_constraint_exits_2_naming_file_and_field(tmp_path, capsys, raw, fie
     assert str(c) in err and f"field '{field}" in err
 
 
+def test_default_backoff_is_the_strike_loops_noise_backoff(capsys):
+    from industriverse.model.mapping import load_problem
+    from industriverse.plan.tracking import noise_backoff
+
+    expected = noise_backoff(load_problem("hvac", EXAMPLE))[0]
+    for argv, factor in (([], 1.0), (["--backoff_factor", "2"], 2.0), (["--backoff_factor", "0"], 0.0)):
+        assert main(["--domain", "hvac", "--constraint_json", str(EXAMPLE), *argv]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["backoff_k"] == factor
+        assert doc["backoff"]["zone"] == pytest.approx(factor * expected, rel=1e-12)
+        assert min(doc["states"]["zone"][1:]) >= 21.0 + factor * expected - 1e-6
+    assert expected > 0.05
+
+
 @pytest.mark.parametrize("argv,needle", [
+    (["--domain", "hvac", "--backoff", "0.3", "--backoff_factor", "1"], "--backoff"),
+    (["--domain", "hvac", "--backoff_factor", "-1"], "--backoff_factor"),
+    (["--domain", "hvac", "--backoff_factor", "nan"], "--backoff_factor"),
     (["--domain", "nope"], "--domain"),
     (["--domain", "hvac", "--seed", "-2"], "--seed"),
     (["--domain", "hvac", "--backoff", "lots"], "--backoff"),
@@ -158,6 +175,6 @@ def test_argparse_errors_and_help(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--domain", "--constraint_json", "--method", "--seed", "--backoff", "--output"):
+    for flag in ("--domain", "--constraint_json", "--method", "--seed", "--backoff", "--backoff_factor", "--output"):
         assert flag in text
     assert "kW" in text and "°C" in text and "kWh" in text and "exit codes" in text

@@ -28,17 +28,20 @@ RUNS = {
     "microgrid": "microgrid_pv_battery",
 }
 ENSEMBLE = 60
-COMMON = {"finite_values", "envelope", "nominal_states", "actuator_limits", "ramp_limits", "chance_constraint", "energy_budget",
+# Noise back-offs the fixtures plan with.  The cold store's air node overshoots between the samples after the
+# 08:00 load step in 7 of 60 trajectories at 1.5 back-offs (the optimizer holds the envelope at the plan steps
+# only, until the sub-step envelope of issue 11 lands on the plan side); 2.5 keeps every check passing.
+BACKOFF_K = {"hvac": 1.5, "cold_storage": 2.5, "microgrid": 1.5}
+COMMON = {"finite_values", "envelope", "envelope_between_samples", "complementarity", "nominal_states", "actuator_limits", "ramp_limits", "chance_constraint", "energy_budget",
           "peak_budget", "first_law", "second_law_cop", "second_law_heat_flow", "optimizer_feasible"}
 DOMAIN_CHECKS = {
     "hvac": {"domain.heater_rating"},
     "cold_storage": {"domain.goods_food_safety"},
-    "microgrid": {"domain.no_simultaneous_charge_discharge", "domain.soc_capacity", "domain.grid_import",
-                  "domain.grid_export"},
+    "microgrid": {"domain.soc_capacity", "domain.grid_import", "domain.grid_export"},
 }
 
 
-def strike_documents(domain: str, *, backoff_k: float = 1.5, ensemble: int = ENSEMBLE, seed: int = 0) -> tuple[dict, dict]:
+def strike_documents(domain: str, *, backoff_k: float | None = None, ensemble: int = ENSEMBLE, seed: int = 0) -> tuple[dict, dict]:
     """(optimization, simulation) JSON of a real run of the domain's shipped example.
 
     As the strike loop does: plan against the envelope tightened by ``backoff_k`` noise
@@ -47,7 +50,7 @@ def strike_documents(domain: str, *, backoff_k: float = 1.5, ensemble: int = ENS
     """
     path = EXAMPLES / f"{RUNS[domain]}.json"
     problem = load_problem(domain, path)
-    planning = problem.with_backoff(noise_backoff(problem, backoff_k))
+    planning = problem.with_backoff(noise_backoff(problem, BACKOFF_K[domain] if backoff_k is None else backoff_k))
     opt = optimize(planning, "auto", 0, request_dir=str(EXAMPLES))
     u = np.column_stack([opt["plan"][a] for a in problem.actuators])
     sim = simulate(problem, u, ensemble_size=ensemble, seed=seed, request_dir=str(EXAMPLES))
@@ -115,7 +118,7 @@ def test_envelope(runs):
     lowest = min(opt["states"]["zone"][1:])
     edit_request(opt, sim, lambda r: r["envelope"]["zone"].update(min=lowest + 0.05))
     shield = check_plan(opt, sim)
-    assert failed(shield) == {"envelope"}
+    assert failed(shield) == {"envelope", "envelope_between_samples"}
     c = check(shield, "envelope")
     assert c["limit"] == pytest.approx(lowest + 0.05) and c["margin"] == pytest.approx(-0.05, abs=1e-9)
 
@@ -284,7 +287,41 @@ def test_simultaneous_charge_and_discharge(runs):
     applied = sim["plan"]["nominal"]["plan_kw"]
     applied["battery_charge"][k], applied["battery_discharge"][k] = charge[k], discharge[k]
     shield = check_plan(opt, sim)
-    assert failed(shield) == {"domain.no_simultaneous_charge_discharge"}
+    assert failed(shield) == {"complementarity"}
+    c = check(shield, "complementarity")
+    assert c["value"] == pytest.approx(min(charge[k], discharge[k])) and c["limit"] == 1e-6
+    assert c["margin"] == pytest.approx(1e-6 - c["value"])
+    assert "1 of 96 steps" in c["detail"]
+
+
+def test_envelope_between_samples(runs):
+    """A band that falls from 21 to 16 °C at 18:00 and a plan that stops heating over 17:45-18:00: every sample
+    meets its band (18:00 the night band), but the zone leaves the day band, still in force until 18:00."""
+    from scipy.integrate import solve_ivp
+
+    opt, sim = docs(runs, "hvac")
+    edit_request(opt, sim, lambda r: r["envelope"]["zone"].update(
+        min={"type": "time_of_use", "periods": [{"days": "all", "hours": [6, 18], "value": 21.0}], "default": 16.0}))
+    problem, u = load_plan(opt)
+    k = 71  # 17:45
+    u[k] = 0.0
+    opt["plan"]["heater"] = [float(v) for v in u[:, 0]]
+    x = nominal_states(problem, u)
+    opt["states"]["zone"] = [float(v) for v in x[:, 0]]
+    sim = json.loads(json.dumps(simulate(problem, u, ensemble_size=ENSEMBLE, seed=0, request_dir=str(EXAMPLES))))
+    shield = check_plan(opt, sim)
+    assert "envelope" not in failed(shield) and "envelope_between_samples" in failed(shield)
+    assert x[k + 1, 0] < 21.0 - 0.1  # the 18:00 state is below the day band, which the sample check never sees
+    # independently: the exact response over the step, the ambient held (ZOH), minimum below 21 °C
+    net = problem.network
+    amb = problem.d[k, 0]
+    sol = solve_ivp(lambda t, T: [net.conductances[0].w_per_k * (amb - T[0]) / net.nodes[0].capacity_j_per_k],
+                    (0.0, problem.dt_s), [x[k, 0]], rtol=1e-11, atol=1e-11, dense_output=True)
+    lowest = float(sol.sol(np.linspace(0.0, problem.dt_s, 901))[0].min())
+    c = check(shield, "envelope_between_samples")
+    assert c["value"] == pytest.approx(21.0 - lowest, abs=1e-6)
+    assert c["limit"] == 1e-6 and c["margin"] == pytest.approx(1e-6 - c["value"])
+    assert "T18:00:00 (the end of the step, approached from the left)" in c["detail"] and "1 of 96 steps" in c["detail"]
 
 
 def test_soc_capacity(runs):
@@ -468,3 +505,18 @@ def test_a_rejected_plan_cannot_be_deployed(runs, home, tmp_path, capsys):
     assert verify_cli(opt_path, sim_path, run) == 0
     assert deploy(["--manifest", str(pack_capsule(run))]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("act-")
+
+
+def test_complementarity_of_heating_and_cooling_one_node():
+    """A zone with a heater and a chiller (BOPTEST testcase1's element, which heats and cools): both at once fails."""
+    from industriverse.model.mapping import map_constraint
+    from industriverse.verify.shield import check_complementarity
+    from test_kpis import _boptest_testcase1
+
+    problem = map_constraint("hvac", _boptest_testcase1(60.0))
+    u = np.zeros((problem.H, problem.m))
+    u[::2, 0], u[1::2, 1] = 1.0, 0.5  # alternating: never both
+    assert check_complementarity(problem, u)["passed"]
+    u[7] = [1.0, 2e-6]
+    c = check_complementarity(problem, u)
+    assert not c["passed"] and c["value"] == pytest.approx(2e-6) and "zone heats and cools at step 7" in c["detail"]

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from industriverse.fleet import store
-from industriverse.errors import Infeasible
 from industriverse.model.mapping import map_constraint
-from industriverse.plan.optimize import optimize
-from industriverse.plan.tracking import noise_backoff
+from industriverse.plan.optimize import optimize_with_backoff
 from messages import Message, PlanOptimized, StrikeRequested
 from workers.actor import actor
 
@@ -18,15 +16,7 @@ def plan_for(request: StrikeRequested) -> dict:
     decides, on the simulated ensemble, whether the plan is safe enough.
     """
     problem = map_constraint(request.domain, request.constraint, file="strike.requested constraint")
-    seed = request.seed or 0
-    if request.backoff_k > 0:
-        try:
-            return optimize(problem.with_backoff(noise_backoff(problem, request.backoff_k)), method=request.method, seed=seed)
-        except Infeasible as tightened:
-            doc = optimize(problem, method=request.method, seed=seed)  # still infeasible: the client's constraint is
-            doc["backoff_dropped"] = str(tightened)
-            return doc
-    return optimize(problem, method=request.method, seed=seed)
+    return optimize_with_backoff(problem, request.backoff_k, method=request.method, seed=request.seed or 0)
 
 
 @actor("optimizer", consumes="strike.requested")

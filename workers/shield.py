@@ -14,7 +14,7 @@ from workers.actor import actor
 
 MAX_ROUNDS = 2              # re-optimizations after the first try
 BACKOFF_GROWTH = 1.5        # each round multiplies the noise back-off by this
-CURABLE_BY_BACKOFF = {"chance_constraint", "envelope"}
+CURABLE_BY_BACKOFF = {"chance_constraint", "envelope", "envelope_between_samples"}
 
 
 def next_round(optimization: dict, failed: list[str], round_: int, expires_at=None) -> StrikeRequested | None:

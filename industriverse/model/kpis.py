@@ -7,7 +7,8 @@ Every function broadcasts over leading (ensemble) axes; the last axis is time.
   the peak, in the tariff's currency
 * emissions: kg CO₂ of the imported electricity
 * peak: the largest 15-minute mean of the import power, kW
-* discomfort: K·h outside the band, summed over time, averaged over the banded thermal nodes
+* discomfort: K·h, the time integral of the deviation outside the band in force (BOPTEST's tdis),
+  averaged over the banded thermal nodes; the state is sampled at the control sub-step
 * travel: Σ|Δu|, kW, summed over actuators
 """
 from __future__ import annotations
@@ -73,17 +74,59 @@ def band_excess(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(below, above), 0.0)
 
 
-def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, dt_h: float, thermal: np.ndarray) -> np.ndarray:
-    """Thermal discomfort, K·h, averaged over the banded thermal nodes.
+def mean_positive_part(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean of ``max(f, 0)`` over an interval on which ``f`` runs linearly from ``a`` to ``b``.
 
-    ``x``: (..., H+1, n) states at step boundaries; ``lo``/``hi``: (H+1, n); ``thermal``: (n,)
-    bool mask of the nodes that count (thermal nodes with a band).  The initial state (k = 0)
-    is given, not controlled, and does not count.
+    Exact for the linear segment, including a zero crossing inside the interval:
+    ``(a⁺² − b⁺²) / (2 (a − b))`` (``a⁺`` where ``a = b``).  Elementwise; ``-inf`` (a bound
+    that does not bind) gives 0.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    ap, bp = np.maximum(a, 0.0), np.maximum(b, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = a - b
+        crossing = (ap * ap - bp * bp) / (2.0 * diff)
+    flat = ~(np.abs(diff) > 1e-12 * (1.0 + np.abs(a) + np.abs(b)))  # also catches inf − inf
+    return np.where(flat, 0.5 * (ap + bp), crossing)
+
+
+def excess_integral_h(x0: np.ndarray, x1: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float) -> np.ndarray:
+    """Time integral (state units × h) of the excess outside [lo, hi] over one sample interval.
+
+    The state runs linearly from ``x0`` to ``x1`` over ``h_h`` hours; ``lo``/``hi`` are the band in
+    force over the whole interval (its end included, approached from the left); infinite bounds
+    never bind.  Same shape as ``x0``.
+    """
+    with np.errstate(invalid="ignore"):
+        below = mean_positive_part(np.where(np.isfinite(lo), lo - x0, -np.inf), np.where(np.isfinite(lo), lo - x1, -np.inf))
+        above = mean_positive_part(np.where(np.isfinite(hi), x0 - hi, -np.inf), np.where(np.isfinite(hi), x1 - hi, -np.inf))
+    return (below + above) * h_h
+
+
+def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float, thermal: np.ndarray) -> np.ndarray:
+    """Thermal discomfort after BOPTEST: K·h of the time integral of the deviation outside the band.
+
+    ``x``: (..., H·S+1, n) states sampled every ``h_h`` hours (``S`` samples per plan step, the
+    control sub-step; ``S = 1`` for states at the plan steps only); ``lo``/``hi``: (H+1, n) the
+    band at the plan steps: the band of step k is in force over [t_k, t_{k+1}), its end approached
+    from the left included, so the samples k·S..(k+1)·S are held to row k.  Between samples the
+    state is taken linear (:func:`excess_integral_h`, exact on crossings of the band).  Averaged over
+    the ``thermal`` (n,) nodes (BOPTEST's K·h per zone).  The integral starts at the initial state,
+    as BOPTEST's does.
     """
     if not np.any(thermal):
         return np.zeros(x.shape[:-2])
-    ex = band_excess(x[..., 1:, :], lo[1:], hi[1:])[..., thermal]
-    return ex.sum(axis=-2).mean(axis=-1) * dt_h
+    H = lo.shape[0] - 1
+    T = x.shape[-2] - 1
+    if H < 1 or T % H:
+        raise ValueError(f"{T + 1} state samples do not fall on {H} plan steps")
+    S = T // H
+    lo_s = np.repeat(lo[:-1], S, axis=0)[:, thermal]  # (T, n_thermal): the band of each sample interval
+    hi_s = np.repeat(hi[:-1], S, axis=0)[:, thermal]
+    xs = x[..., thermal]
+    ex = excess_integral_h(xs[..., :-1, :], xs[..., 1:, :], lo_s, hi_s, h_h)
+    return ex.sum(axis=-2).mean(axis=-1)
 
 
 def actuator_travel_kw(u: np.ndarray) -> np.ndarray:

@@ -280,3 +280,32 @@ def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: flo
         if worst > tol:
             out["holds"] = False
     return out
+
+
+def optimize_with_backoff(problem, backoff_factor: float = 1.0, method: str = "auto", seed: int = 0, *,
+                          request_dir: str | Path | None = None, settings: IDFSettings | None = None,
+                          progress: Callable[[str, int, int, float, float], None] | None = None) -> dict:
+    """:func:`optimize` against the envelope tightened by ``backoff_factor`` noise back-offs.
+
+    The back-off is :func:`industriverse.plan.tracking.noise_backoff` × ``backoff_factor`` (the one
+    the strike loop plans with; 0 = none), so a plan made here meets the chance constraint the
+    shield checks.  When the tightened envelope is infeasible but the client's own is not, the
+    plan is made without back-off and says why (``backoff_dropped``): the shield's chance
+    constraint then decides on the simulated ensemble.  The result records ``backoff_k``.
+    """
+    from industriverse.plan.tracking import noise_backoff
+
+    factor = float(backoff_factor)
+    if not (factor >= 0.0) or not np.isfinite(factor):
+        raise BadInput(None, "--backoff_factor", f"must be a finite number ≥ 0, got {backoff_factor!r}")
+    kwargs = dict(request_dir=request_dir, settings=settings, progress=progress)
+    if factor > 0.0:
+        try:
+            doc = optimize(problem.with_backoff(noise_backoff(problem, factor)), method, seed, **kwargs)
+        except Infeasible as tightened:
+            doc = optimize(problem, method, seed, **kwargs)  # still infeasible: the client's constraint is
+            doc["backoff_dropped"] = str(tightened)
+    else:
+        doc = optimize(problem, method, seed, **kwargs)
+    doc["backoff_k"] = factor
+    return doc

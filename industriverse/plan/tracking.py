@@ -235,13 +235,14 @@ def noise_backoff(problem, multiplier: float = 1.0) -> np.ndarray:
 
     ``multiplier × z × max_k σ_k,i`` per banded node, where ``σ`` is :func:`closed_loop_std` and
     ``z = Φ⁻¹(1 − p / M)``: a Bonferroni split of the maximum violation probability ``p`` over the
-    ``M`` finite envelope bounds at steps 1..H (so the union of the bound violations has
-    probability ≤ p under the linear Gaussian model).  Zero on nodes without a band.
+    ``M`` finite envelope bounds the simulator checks (at steps 1..H and at every control
+    sub-step in between, S per step), so the union of the bound violations has probability ≤ p
+    under the linear Gaussian model.  Zero on nodes without a band.
     """
     model = substep_model(problem)
     std = closed_loop_std(problem, lqr_gain(problem, model), model)
     lo, hi = problem.x_lo[1:], problem.x_hi[1:]
-    M = int(np.isfinite(lo).sum() + np.isfinite(hi).sum())
+    M = int(np.isfinite(lo).sum() + np.isfinite(hi).sum()) * model.S
     if M == 0:
         return np.zeros(problem.n)
     p = problem.constraint.uncertainty.max_violation_probability

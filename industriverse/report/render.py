@@ -171,7 +171,7 @@ KPI_LABELS = {
     "cost": "Cost ({cur})",
     "emissions_kg": "Emissions (kg CO2)",
     "peak_kw": "Peak power, 15-min mean (kW)",
-    "discomfort_kh": "Discomfort outside the band (K·h)",
+    "discomfort_kh": "Discomfort outside the band (K·h, time integral)",
 }
 
 

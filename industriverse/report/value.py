@@ -531,7 +531,8 @@ def summary_sentences(value: dict) -> list[str]:
 
     d = value.get("discomfort_kh") or {}
     if value.get("kind") != "microgrid" and d.get("plan") and d.get("baseline"):
-        out.append(f"Discomfort outside the band (ensemble mean): plan {format_number(d['plan']['mean'])} K·h, "
+        out.append(f"Discomfort outside the band (ensemble mean of the time integral of the deviation outside the band in "
+                   f"force, BOPTEST's definition): plan {format_number(d['plan']['mean'])} K·h, "
                    f"baseline {format_number(d['baseline']['mean'])} K·h.")
 
     o = value["optimizer"]

@@ -24,6 +24,19 @@ Checks
 ``envelope``
     nominal states k = 1..H inside the client's envelope (incl. terminal bounds; not the
     planning back-off) to ``ENVELOPE_TOL``.
+``envelope_between_samples``
+    the nominal trajectory (the plan held over each step, the forecast disturbances) at every
+    control sub-step (the tracking law's rate, ``baseline.control_minutes``, 1 minute by default)
+    inside the band in force: the band of step k binds over [t_k, t_{k+1}], its end approached
+    from the left included, so a band that changes at t_{k+1} does not excuse the end of step k.
+    ``value`` is the largest excess outside the band between (and at the end of) the samples,
+    state units, held to ``ENVELOPE_TOL``; the detail names where, and in how many steps the
+    tolerance is exceeded.  A node whose initial state lies outside its first band is not held
+    to that band during the first step (the initial state is given, not planned).
+``complementarity``
+    no battery charges and discharges in the same step, and no node is heated (heater, heat
+    pump) and cooled (chiller) in the same step: the smaller of the two opposing set-points is
+    ≤ ``COMPLEMENTARITY_TOL_KW`` at every step (doing both only burns energy in losses).
 ``nominal_states``
     the optimization's documented ``states`` equal the recomputed trajectory to ``STATES_TOL``.
 ``actuator_limits``, ``ramp_limits``
@@ -62,8 +75,7 @@ Checks
     under the plant's noise, and rather than the maximum of the ensemble because the maximum
     of a finite ensemble grows with its size.  The goods node is the node named ``goods``,
     else every thermal node with an envelope.
-    microgrid — ``domain.no_simultaneous_charge_discharge`` (min(charge, discharge) ≤
-    ``SIMULTANEOUS_TOL_KW`` at every step), ``domain.soc_capacity`` (every storage node in
+    microgrid — ``domain.soc_capacity`` (every storage node in
     [0, capacity_kwh]), ``domain.grid_import`` (site import ≤ ``site.import_max_kw``),
     ``domain.grid_export`` (export ≤ ``site.export_max_kw``), on the nominal trajectory.
 """
@@ -85,7 +97,7 @@ FIRST_LAW_RTOL = 1e-6  # relative to the energy throughput (Σ|flows|): exact ZO
 FIRST_LAW_RTOL_NONLINEAR = 1e-3  # the simulator's stochastic Heun on radiation networks
 FIRST_LAW_DIGITS = 12  # the relative residual is reported to 1e-12: round-off below that varies with the BLAS
 FEASIBILITY_TOL = 1e-6  # optimizer's reported max_violation, state units
-SIMULTANEOUS_TOL_KW = 0.01
+COMPLEMENTARITY_TOL_KW = 1e-6  # kW: the smaller of two opposing set-points (charge/discharge, heat/cool)
 FOOD_SAFETY_LIMIT_C = 8.0
 FOOD_SAFETY_PERCENTILE = "p99"
 SIMULATION_PLAN_TOL = 1e-6  # kW (+ 1e-9 relative): set-points of the simulation's noise-free run vs the plan
@@ -161,6 +173,46 @@ def nominal_states(problem, u: np.ndarray) -> np.ndarray:
     return x
 
 
+def substep_states(problem, u: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """The nominal trajectory at every control sub-step: ``(xs (H·S+1, n), S, h seconds)``.
+
+    The plan ``u`` (H, m) held over each step, the forecast held over each step (as the planning
+    model), sampled every ``h = dt / S`` (:func:`industriverse.plan.tracking.control_substeps`);
+    ``xs[k·S]`` is the state at t_k.  Linear networks: the exact sub-step recursion summed in a
+    fixed order (reproducible on every BLAS); networks with radiation: ``solve_ivp`` (RK45, rtol
+    1e-9) over each step, read at the sub-steps.
+    """
+    from industriverse.plan.tracking import substep_model
+
+    model = substep_model(problem)
+    S, h, H, n = model.S, model.h, problem.H, problem.n
+    xs = np.empty((H * S + 1, n))
+    xs[0] = problem.x0
+    if not problem.network.has_nonlinear_dynamics:
+        drive = (model.Bd[None, :, :] * u[:, None, :]).sum(axis=2) + (model.Ed[None, :, :] * problem.d[:, None, :]).sum(axis=2)
+        x = xs[0]
+        for k in range(H):
+            for s in range(S):
+                x = (model.Ad * x[None, :]).sum(axis=1) + drive[k]
+                xs[k * S + s + 1] = x
+        return xs, S, h
+    from scipy.integrate import solve_ivp
+
+    A, B, E = problem.network.matrices
+    t_eval = h * np.arange(1, S + 1)
+    t_eval[-1] = problem.dt_s
+    for k in range(H):
+        uk, dk = u[k], problem.d[k]
+        drive = B @ uk + E @ dk
+
+        def rhs(_t, x, dk=dk, drive=drive):
+            return A @ x + drive + problem.network.radiation_correction(x, dk)
+
+        sol = solve_ivp(rhs, (0.0, problem.dt_s), xs[k * S], rtol=1e-9, atol=1e-9, t_eval=t_eval)
+        xs[k * S + 1:(k + 1) * S + 1] = sol.y.T
+    return xs, S, h
+
+
 def _step_label(problem, k: int) -> str:
     return f"step {k} ({problem.step_times([k])[0]})"
 
@@ -230,6 +282,66 @@ def check_finite_values(problem, u: np.ndarray, x: np.ndarray) -> dict:
     detail = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") \
         if problems else "plan, states, forecast, limits and every declared bound are finite numbers"
     return _check("finite_values", len(problems), 0, not problems, detail)
+
+def check_envelope_between_samples(problem, xs: np.ndarray, S: int, h: float) -> dict:
+    """The nominal trajectory inside the band in force at every control sub-step (see the module docstring).
+
+    ``xs`` (H·S+1, n) from :func:`substep_states`; sample j = k·S + s (s = 1..S) is held to the band
+    of step k, the one in force over [t_k, t_{k+1}).  ``value`` is the largest excess (state units).
+    """
+    from datetime import timedelta
+
+    lo = np.repeat(problem.x_lo[:-1], S, axis=0)  # (H·S, n): the band of the step each sample closes
+    hi = np.repeat(problem.x_hi[:-1], S, axis=0)
+    x = xs[1:]
+    with np.errstate(invalid="ignore"):
+        below = np.where(np.isfinite(lo), lo - x, -np.inf)
+        above = np.where(np.isfinite(hi), x - hi, -np.inf)
+    gap = np.maximum(below, above)  # > 0 outside the band, −inf where no bound binds
+    x0, lo0, hi0 = problem.x0, problem.x_lo[0], problem.x_hi[0]
+    outside_at_start = (np.isfinite(lo0) & (x0 < lo0 - ENVELOPE_TOL)) | (np.isfinite(hi0) & (x0 > hi0 + ENVELOPE_TOL))
+    gap[:S, outside_at_start] = -np.inf  # the initial state is given: its first step cannot be held to the band
+    if not np.isfinite(gap).any():
+        return _check("envelope_between_samples", None, None, True, "the constraint bounds no node between the samples")
+    j, i = np.unravel_index(int(np.argmax(gap)), gap.shape)
+    worst = max(float(gap[j, i]), 0.0)
+    excess = np.maximum(gap, 0.0)
+    k, s = divmod(j, S)
+    s += 1
+    when = (problem.start + timedelta(seconds=k * problem.dt_s + s * h)).isoformat(timespec="seconds")
+    side = "min" if below[j, i] >= above[j, i] else "max"
+    bound = lo[j, i] if side == "min" else hi[j, i]
+    steps = int((excess.reshape(problem.H, S, problem.n) > ENVELOPE_TOL).any(axis=(1, 2)).sum())
+    edge = " (the end of the step, approached from the left)" if s == S else ""
+    what = "largest excess" if worst > 0 else "closest approach"
+    how = f"{_fmt(worst)} outside" if worst > 0 else f"{_fmt(-float(gap[j, i]))} inside"
+    detail = (f"{what} between samples: {problem.nodes[i]} at {when}{edge}, in {_step_label(problem, k)}, is "
+              f"{_fmt(x[j, i])} against the step's {side} {_fmt(bound)} ({how}); checked at {S} control "
+              f"sub-steps of {_fmt(h / 60.0)} min per step; {steps} of {problem.H} steps exceed the tolerance "
+              f"{ENVELOPE_TOL:g}")
+    return _check("envelope_between_samples", worst, ENVELOPE_TOL, worst <= ENVELOPE_TOL, detail)
+
+
+def check_complementarity(problem, u: np.ndarray) -> dict:
+    """No node charged and discharged, or heated and cooled, in the same step (kW, see the module docstring)."""
+    net = problem.network
+    kinds = [a.kind for a in net.actuators]
+    opposing = (("battery_charge", "battery_discharge", "charges and discharges"),
+                ("heater", "chiller", "heats and cools"), ("heat_pump", "chiller", "heats and cools"))
+    pairs = [(a, b, what) for one, other, what in opposing
+             for a in range(len(kinds)) if kinds[a] == one
+             for b in range(len(kinds)) if kinds[b] == other and net.actuators[a].node == net.actuators[b].node]
+    if not pairs:
+        return _check("complementarity", None, None, True, "no node has opposing actuators (charge/discharge, heat/cool)")
+    both = np.column_stack([np.minimum(u[:, a], u[:, b]) for a, b, _ in pairs])  # (H, pairs)
+    k, p = np.unravel_index(int(np.argmax(both)), both.shape)
+    a, b, what = pairs[p]
+    worst = float(both[k, p])
+    steps = int((both > COMPLEMENTARITY_TOL_KW).any(axis=1).sum())
+    detail = (f"largest simultaneous power: {net.actuators[a].node} {what} at {_step_label(problem, k)}: "
+              f"{net.actuators[a].name} {_fmt(u[k, a])} kW and {net.actuators[b].name} {_fmt(u[k, b])} kW; "
+              f"{steps} of {problem.H} steps do both beyond {COMPLEMENTARITY_TOL_KW:g} kW")
+    return _check("complementarity", worst, COMPLEMENTARITY_TOL_KW, worst <= COMPLEMENTARITY_TOL_KW, detail)
 
 
 def check_nominal_states(problem, x: np.ndarray, documented: np.ndarray) -> dict:
@@ -457,15 +569,6 @@ def domain_checks(problem, u: np.ndarray, x: np.ndarray, simulation: dict, sim_f
                       f"chilled-food limit {FOOD_SAFETY_LIMIT_C:g} °C")
             out.append(_check("domain.goods_food_safety", value, FOOD_SAFETY_LIMIT_C, value <= FOOD_SAFETY_LIMIT_C, detail))
     elif kind == "microgrid":
-        charge = [j for j, a in enumerate(net.actuators) if a.kind == "battery_charge"]
-        discharge = [j for j, a in enumerate(net.actuators) if a.kind == "battery_discharge"]
-        pairs = [(c, d) for c in charge for d in discharge if net.actuators[c].node == net.actuators[d].node]
-        if pairs:
-            both = np.column_stack([np.minimum(u[:, c], u[:, d]) for c, d in pairs])
-            labels = [f"{net.actuators[c].node} (charge and discharge)" for c, _ in pairs]
-            out.append(_worst_upper("domain.no_simultaneous_charge_discharge", both,
-                                    np.full(len(pairs), SIMULTANEOUS_TOL_KW), labels, problem, "kW",
-                                    "simultaneous power", tol=0.0))
         storage = [(i, nd) for i, nd in enumerate(net.nodes) if nd.is_storage]
         if storage:
             soc = x[1:, [i for i, _ in storage]]
@@ -590,12 +693,15 @@ def check_plan(optimization: dict, simulation: dict, *, opt_file: str = "optimiz
         raise BadInput(opt_file, "states", f"must hold the nodes {problem.nodes}")
     documented = np.column_stack([_array(states, nd, f"{opt_file} states", (H + 1,)) for nd in problem.nodes])
     x = nominal_states(problem, u)
+    xs, S, h = substep_states(problem, u)
     sim_x = check_simulation_matches(optimization, simulation, problem, u, opt_file=opt_file, sim_file=sim_file)
     kpis = problem.kpis(u, x)
 
     checks = [
         check_finite_values(problem, u, x),
         check_envelope(problem, x),
+        check_envelope_between_samples(problem, xs, S, h),
+        check_complementarity(problem, u),
         check_nominal_states(problem, x, documented),
         check_actuator_limits(problem, u),
         check_ramp_limits(problem, u),
@@ -620,4 +726,4 @@ def summarize(shield: dict) -> str:
     return f"failed {len(failed)} of {len(shield['checks'])} checks: " + ", ".join(parts)
 
 
-__all__ = ["check_plan", "nominal_states", "summarize", "FOOD_SAFETY_LIMIT_C"]
+__all__ = ["check_plan", "nominal_states", "substep_states", "summarize", "FOOD_SAFETY_LIMIT_C"]

@@ -18,6 +18,9 @@ over plan steps and control sub-steps.  Per control sub-step of ``h`` seconds
 * electric site power is evaluated at the sub-step (actuators at the state of the sub-step's
   start), export beyond the site's export limit is curtailed, and the KPIs of
   :mod:`industriverse.model.kpis` use it at that resolution (so the 15-minute peak is real).
+* the envelope and the discomfort are evaluated at every sub-step too: the band of plan step k
+  is in force over [t_k, t_{k+1}), its end approached from the left included, and discomfort is
+  BOPTEST's time integral of the deviation outside that band (state linear between sub-steps).
 
 The plan and the baseline run in the same pass on the same random draws (common random
 numbers), so their per-trajectory differences are paired.  The draws are standard normals
@@ -37,7 +40,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from industriverse.verify.baselines import make_baseline
-from industriverse.model.kpis import actuator_travel_kw, band_excess, discomfort_kh, energy_kpis
+from industriverse.model.kpis import actuator_travel_kw, band_excess, energy_kpis, excess_integral_h
 from industriverse.model.network import electric_power
 from industriverse.verify.stats import (BAND_PERCENTILES, clopper_pearson_lower, clopper_pearson_upper, percentile_bands, summary,
                                        t_interval)
@@ -94,7 +97,12 @@ KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "
 class Ensemble:
     """Raw ensemble paths of C controllers over N trajectories.
 
-    ``x``: (C, N, H+1, n) states at the plan steps; ``power``: (C, N, H) electric site power
+    ``x``: (C, N, H+1, n) states at the plan steps; ``sub_excess``: (C, N, H, n) the largest excess
+    outside the band of step k (in force over [t_k, t_{k+1}), its end approached from the left
+    included) over the control sub-steps s = 1..S of step k, state units;
+    ``discomfort``: (C, N) K·h, the time integral of the deviation outside the band in force
+    (:func:`industriverse.model.kpis.discomfort_kh`, state linear between sub-steps);
+    ``power``: (C, N, H) electric site power
     averaged over each plan step, kW; ``energy``: the :func:`industriverse.model.kpis.energy_kpis` of the
     site power at the sub-step resolution, each (C, N); ``travel``: (C, N) actuator travel
     Σ|Δu| over the sub-steps, kW; ``u_mean``: (C, N, H, m) set-points averaged over each plan
@@ -103,6 +111,8 @@ class Ensemble:
 
     names: list[str]
     x: np.ndarray
+    sub_excess: np.ndarray
+    discomfort: np.ndarray
     power: np.ndarray
     energy: dict
     travel: np.ndarray
@@ -240,6 +250,10 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     price, export_price, emission = rep(problem.price), rep(problem.export_price), rep(problem.emission)
 
     x_out = np.empty((C, N, H + 1, n))
+    sub_excess = np.zeros((C, N, H, n))
+    discomfort = np.zeros((C, N))
+    comfort = np.flatnonzero(problem.thermal & problem.banded)  # the nodes discomfort averages over
+    x_lo, x_hi = problem.x_lo, problem.x_hi
     p_out = np.empty((C, N, H))
     energy: dict[str, np.ndarray] = {}
     travel = np.zeros((C, N))
@@ -268,7 +282,10 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                 else:
                     Dk, Wk, xik = next(exo)
                 b0 = (k % block) * S
+                lo_k, hi_k = x_lo[k], x_hi[k]  # the band in force over [t_k, t_{k+1}]
+                worst = sub_excess[:, c0:c1, k]
                 for s in range(S):
+                    X_prev = X
                     j = k * S + s
                     D = Dk[s]
                     U = u_blk[b0 + s + 1]
@@ -288,6 +305,11 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                             Xp = X + f0 * hh + dW
                             f1 = Xp @ AT + drive + net.radiation_correction(Xp, D)
                             X = X + 0.5 * (f0 + f1) * hh + dW
+                    # the envelope and the discomfort between the plan steps, at every sub-step
+                    np.maximum(worst, np.maximum(np.maximum(lo_k - X, X - hi_k), 0.0), out=worst)
+                    if kpis and comfort.size:
+                        discomfort[:, c0:c1] += excess_integral_h(X_prev[..., comfort], X[..., comfort], lo_k[comfort],
+                                                                  hi_k[comfort], h_h).mean(axis=-1)
                 x_out[:, c0:c1, k + 1] = X
                 u_mean[:, c0:c1, k] = u_blk[b0 + 1:b0 + S + 1].mean(axis=0)
                 p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
@@ -309,7 +331,8 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
             helper.shutdown(cancel_futures=True)
     method = (f"stochastic Heun, {J} inner steps per {model.h:g} s control sub-step (radiation)" if nonlinear
               else f"exact ZOH + Van Loan at the {model.h:g} s control sub-step")
-    return Ensemble(names=[c.name for c in controllers], x=x_out, power=p_out, energy=energy, travel=travel, u_mean=u_mean,
+    return Ensemble(names=[c.name for c in controllers], x=x_out, sub_excess=sub_excess, discomfort=discomfort,
+                    power=p_out, energy=energy, travel=travel, u_mean=u_mean,
                     S=S, h=model.h, path_steps=C * N * H * S * J, method=method)
 
 
@@ -379,20 +402,31 @@ def plan_from_optimization(problem, doc, file: str | None = None) -> np.ndarray:
 def _kpis(problem, ens: Ensemble) -> dict[str, np.ndarray]:
     """Per-trajectory KPIs (C, N) of an ensemble."""
     out = dict(ens.energy)
-    out["discomfort_kh"] = discomfort_kh(ens.x, problem.x_lo, problem.x_hi, problem.dt_h, problem.thermal & problem.banded)
+    out["discomfort_kh"] = ens.discomfort
     out["travel_kw"] = ens.travel
     return {name: out[name] for name in KPI_NAMES}
 
 
-def _violations(problem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, n) bool: state k=1..H of node i is outside its band by more than the tolerance."""
-    return band_excess(x[:, 1:, :], problem.x_lo[1:], problem.x_hi[1:]) > VIOLATION_TOL
+def _violations(problem, ens: Ensemble, c: int) -> np.ndarray:
+    """(N, H, n) bool: node i leaves its envelope by more than the tolerance in step k (index k−1 for step k).
+
+    Step k covers the sub-steps of (t_{k−1}, t_k] held to the band in force over [t_{k−1}, t_k) (its end
+    approached from the left included), and the state at t_k held to the bound of t_k (terminal
+    bounds included).  Between the samples of the first step only the state at t_1 counts: that step
+    starts from the measured state (possibly on the edge of its band), and under noise no controller
+    can keep it from stepping outside before it acts (the nominal excess of that step is still reported,
+    and the shield checks the nominal trajectory at every sub-step).
+    """
+    at_steps = band_excess(ens.x[c][:, 1:, :], problem.x_lo[1:], problem.x_hi[1:])
+    between = ens.sub_excess[c].copy()
+    between[:, 0] = 0.0  # the first step starts at the measured state: noise can carry it out before any control acts
+    return np.maximum(at_steps, between) > VIOLATION_TOL
 
 
 def _controller_result(problem, ens: Ensemble, nom: Ensemble, c: int, kpis: dict, ctrl, confidence: float) -> dict:
     N, H = ens.x.shape[1], problem.H
     x = ens.x[c]
-    viol = _violations(problem, x)
+    viol = _violations(problem, ens, c)
     any_viol = viol.any(axis=(1, 2))
     count = int(any_viol.sum())
     first = {}
@@ -426,7 +460,8 @@ def _controller_result(problem, ens: Ensemble, nom: Ensemble, c: int, kpis: dict
             "states": {node: [float(a) for a in nom.x[c, 0, :, i]] for i, node in enumerate(problem.nodes)},
             "power_kw": [float(a) for a in nom.power[c, 0]],
             "plan_kw": {a: [float(v) for v in nom.u_mean[c, 0, :, j]] for j, a in enumerate(problem.actuators)},
-            "violation": bool(_violations(problem, nom.x[c]).any()),
+            "violation": bool(_violations(problem, nom, c).any()),
+            "largest_excess_between_samples": float(nom.sub_excess[c, 0].max()),
         },
         "stability_score": {
             "value": clopper_pearson_lower(N - count, N, confidence),
@@ -464,15 +499,19 @@ def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | 
     * ``controller`` (``tracking`` for the plan) and its ``settings``;
     * ``bands`` {node: {p1, p5, p50, p95, p99: [H+1]}} — state percentiles at k = 0..H;
     * ``power_bands`` {p1..p99: [H]} — site power, kW, averaged over each step;
-    * ``violations`` {count: trajectories leaving the envelope at some k ≥ 1 by more than
-      ``tolerance``, by_node: {node: such trajectories}, first_steps: {node: earliest k at which
-      any trajectory leaves that node's band, or null}, first_step, tolerance};
+    * ``violations`` {count: trajectories leaving the envelope by more than ``tolerance`` at t_1
+      or at some control sub-step after the first plan step (the band of step k binds over
+      [t_k, t_{k+1}], its end approached from the left; the state at t_k also meets the bound
+      of t_k, terminal bounds included), by_node: {node: such trajectories}, first_steps: {node: earliest step k ≥ 1 whose
+      interval (t_{k−1}, t_k] holds such a departure, or null}, first_step, tolerance};
     * ``violation_probability`` {estimate, upper (one-sided Clopper–Pearson at ``confidence``),
       confidence, limit (the constraint's maximum)};
     * ``kpis`` {energy_kwh, cost, emissions_kg, peak_kw, discomfort_kh, travel_kw, export_kwh:
-      {mean, std, p5, p50, p95}}, ``per_trajectory`` {kpi: [N]}, ``final_state`` {node: summary};
+      {mean, std, p5, p50, p95}} (discomfort: the time integral of the deviation outside the band
+      in force, at the sub-step), ``per_trajectory`` {kpi: [N]}, ``final_state`` {node: summary};
     * ``nominal`` {states {node: [H+1]}, power_kw [H], plan_kw {actuator: [H] step means},
-      violation} — the same controller without noise, on the forecast;
+      violation, largest_excess_between_samples (state units, over the sub-steps)} — the same
+      controller without noise, on the forecast;
     * ``stability_score`` {value: one-sided Clopper–Pearson lower bound of P(no violation), definition}.
 
     With a plan also ``paired_differences`` {kpi: {mean, ci95 [lo, hi] (Student t on the paired
