@@ -45,8 +45,8 @@ def _online(tel, **kw):
 def test_batch_filter_matches_online_estimator(irregular):
     tel, _ = _telemetry(1500, seed=1, irregular=irregular)
     tel.y[100:130, 0] = np.nan  # a sensor outage
-    A, G = continuous_model(NET)
-    res = run_filter(A, G, Q, R, tel, store=True)
+    A, G, c = continuous_model(NET)
+    res = run_filter(A, G, Q, R, tel, store=True, capacities=c)
     est, post = _online(tel)
     # the batch kernel reuses the steady-state gain; the online filter recomputes every step
     np.testing.assert_allclose(res.posterior, post, atol=1e-8)
@@ -58,8 +58,8 @@ def test_batch_filter_matches_online_estimator(irregular):
 
 def test_filter_is_calibrated_on_the_unmeasured_wall():
     tel, X = _telemetry(4000, seed=2)
-    A, G = continuous_model(NET)
-    res = run_filter(A, G, Q, R, tel, store=True)
+    A, G, c = continuous_model(NET)
+    res = run_filter(A, G, Q, R, tel, store=True, capacities=c)
     z = res.innovations[50:, 0] / np.sqrt(res.innovation_var[50:, 0])
     assert abs(np.mean(z)) < 0.1 and 0.9 < np.std(z) < 1.1
     # the wall is never measured: its estimate tracks the truth within the filter's own spread
@@ -80,3 +80,31 @@ def test_online_estimator_errors_name_the_field():
     est.predict(60, u={"heater": 1.0}, d={"ambient": 0.0})
     est.predict(60)  # inputs held
     assert est.std["wall"] > est.std["zone"]
+
+
+def test_eigen_discretisation_matches_zoh_and_van_loan():
+    from industriverse.model.discretize import van_loan, zoh
+    from industriverse.model.estimate import discretize_intervals
+
+    A, G, c = continuous_model(NET)
+    Qc = np.diag(Q**2 / 3600)
+    dts = [1.0, 300.0, 7200.0]
+    Ad, Gd, Qd = discretize_intervals(A, G, Qc, dts, c)
+    for k, dt in enumerate(dts):
+        a, g = zoh(A, G, dt)
+        np.testing.assert_allclose(Ad[k], a, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(Gd[k], g, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(Qd[k], van_loan(A, Qc, dt)[1], rtol=1e-8, atol=1e-14)
+    # long intervals, where Van Loan's expm(-A dt) overflows: Qd = P∞ − Ad P∞ Adᵀ (P∞ the stationary covariance)
+    from scipy.linalg import solve_continuous_lyapunov
+
+    Pinf = solve_continuous_lyapunov(A, -Qc)
+    Ad, Gd, Qd = discretize_intervals(A, G, Qc, [3 * 86400.0, 30 * 86400.0], c)
+    for k in range(2):
+        np.testing.assert_allclose(Qd[k], Pinf - Ad[k] @ Pinf @ Ad[k].T, rtol=1e-8)
+    # a stiff node (tiny capacity): Van Loan overflows, the eigen route stays finite and stationary
+    stiff = Network.model_validate({**NET.model_dump(), "nodes": [{"name": "zone", "capacity_j_per_k": 10.0},
+                                                                 {"name": "wall", "capacity_j_per_k": 5e6}]})
+    A, G, c = continuous_model(stiff)
+    Ad, Gd, Qd = discretize_intervals(A, G, Qc, [86400.0], c)
+    assert np.all(np.isfinite(Qd)) and Qd[0, 0, 0] > 0

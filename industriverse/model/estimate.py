@@ -64,16 +64,49 @@ def _per_node(network: Network, value, default: float, label: str) -> np.ndarray
     return out
 
 
-def continuous_model(network: Network) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, G)`` with ``ẋ = A x + G w``, ``w = [u; d]`` (actuators kW, then disturbances)."""
+def continuous_model(network: Network) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, G, c)``: ``ẋ = A x + G w`` with ``w = [u; d]`` (actuators kW, then disturbances),
+    and the capacities ``c`` (J per state unit) that make ``A`` symmetrisable."""
     A, B, E = network.matrices
-    return A, np.hstack([B, E])
+    return A, np.hstack([B, E]), network.capacities
 
 
-def discretize_intervals(A: np.ndarray, G: np.ndarray, Qc: np.ndarray, dts: np.ndarray
+def _phi(s: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """``(exp(s dt) − 1) / s``, equal to ``dt`` at ``s = 0``; ``s ≤ 0`` here, so nothing overflows."""
+    z = s * dt
+    safe = np.where(np.abs(s) > 0, s, 1.0)
+    return np.where(np.abs(z) > 1e-12, np.expm1(z) / safe, dt * (1 + z / 2))
+
+
+def discretize_intervals(A: np.ndarray, G: np.ndarray, Qc: np.ndarray, dts, capacities: np.ndarray | None = None
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact discretisation ``(Ad, Gd, Qd)`` stacked over the interval lengths ``dts`` (seconds)."""
+    """Exact discretisation ``(Ad, Gd, Qd)`` stacked over the interval lengths ``dts`` (seconds).
+
+    With the node ``capacities`` (J per state unit), ``A = −C⁻¹L`` with ``L`` symmetric is
+    diagonalised once through the symmetric ``C^½ A C^-½ = U Λ Uᵀ``; then for every ``dt`` at
+    once ``Ad = V e^{Λdt} V⁻¹``, ``Gd = V φ(Λ, dt) V⁻¹ G`` and
+    ``Qd = V [(V⁻¹ Qc V⁻ᵀ) ∘ φ(λᵢ+λⱼ, dt)] Vᵀ`` with ``V = C^-½ U``, ``φ(s, dt) = (e^{s dt} − 1)/s``
+    — the same result as :func:`~industriverse.model.discretize.zoh` and
+    :func:`~industriverse.model.discretize.van_loan`, without their overflow for stiff
+    networks (Van Loan's ``expm(−A dt)`` blows up when ``|λ| dt`` is large).  Without
+    capacities (or when ``A`` is not of that form) it falls back to those two per interval.
+    """
+    dts = np.asarray(dts, dtype=float).reshape(-1)
     n, p = G.shape
+    if capacities is not None:
+        h = np.sqrt(np.asarray(capacities, dtype=float))
+        S = h[:, None] * A / h[None, :]
+        if np.allclose(S, S.T, rtol=1e-10, atol=1e-14 * max(np.abs(S).max(), 1e-300)):
+            lam, U = np.linalg.eigh(0.5 * (S + S.T))
+            lam = np.minimum(lam, 0.0)  # −L is negative semi-definite; clip round-off
+            V, Vi = U / h[:, None], U.T * h[None, :]
+            T = dts[:, None]
+            Ad = np.einsum("ij,kj,jl->kil", V, np.exp(lam[None, :] * T), Vi)
+            Gd = np.einsum("ij,kj,jl->kil", V, _phi(lam[None, :], T), Vi @ G)
+            M = Vi @ Qc @ Vi.T
+            Phi2 = _phi((lam[:, None] + lam[None, :])[None], dts[:, None, None])
+            Qd = np.einsum("ia,kab,jb->kij", V, M[None] * Phi2, V)
+            return Ad, Gd, 0.5 * (Qd + np.swapaxes(Qd, 1, 2))
     Ad = np.empty((len(dts), n, n))
     Gd = np.empty((len(dts), n, p))
     Qd = np.empty((len(dts), n, n))
@@ -88,29 +121,43 @@ def _filter(Ad, Gd, Qd, idx, y, w, r2, x0, P0, store, xp, xf, e, s, xend, Pend):
     """Kalman filter over all samples; returns (log-likelihood, number of scalar innovations).
 
     With ``store``: ``xp``/``xf`` prior/posterior means, ``e`` innovations, ``s`` their
-    variances (NaN where nothing was measured), each (N, n).
+    variances (NaN where nothing was measured), each (N, n).  Written with explicit loops
+    and preallocated buffers: the matrices are tiny and allocation would dominate.
     """
     N, n = y.shape
+    m = w.shape[1]
     x = x0.copy()
+    xn = np.empty(n)
     P = P0.copy()
+    T = np.empty((n, n))
+    Pprev = np.zeros((n, n))
+    K = np.zeros((n, n))
+    Sinv = np.zeros((n, n))
+    Sd = np.zeros(n)
+    Ppost = np.zeros((n, n))
+    PHt = np.zeros((n, n))
+    S = np.zeros((n, n))
+    innov = np.zeros(n)
+    obs = np.empty(n, np.int64)
     ll = 0.0
     count = 0
     last_j = -1
     last_mask = -1
     converged = False
-    Pprev = np.zeros((n, n))
-    K = np.zeros((n, n))
-    Sinv = np.zeros((n, n))
-    Ppost = np.zeros((n, n))
     logdet = 0.0
-    obs = np.empty(n, np.int64)
-    Sd = np.zeros(n)
     log2pi = np.log(2.0 * np.pi)
     for k in range(N):
         j = -1
         if k > 0:
             j = idx[k - 1]
-            x = Ad[j] @ x + Gd[j] @ w[k - 1]
+            for a in range(n):
+                acc = 0.0
+                for b in range(n):
+                    acc += Ad[j, a, b] * x[b]
+                for b in range(m):
+                    acc += Gd[j, a, b] * w[k - 1, b]
+                xn[a] = acc
+            x[:] = xn
         mask = 0
         p = 0
         for i in range(n):
@@ -122,7 +169,20 @@ def _filter(Ad, Gd, Qd, idx, y, w, r2, x0, P0, store, xp, xf, e, s, xend, Pend):
         if not same:
             converged = False
             if k > 0:
-                P = Ad[j] @ P @ Ad[j].T + Qd[j]
+                # P <- Ad P Adᵀ + Qd
+                for a in range(n):
+                    for b in range(n):
+                        acc = 0.0
+                        for c in range(n):
+                            acc += Ad[j, a, c] * P[c, b]
+                        T[a, b] = acc
+                for a in range(n):
+                    for b in range(a, n):
+                        acc = Qd[j, a, b]
+                        for c in range(n):
+                            acc += T[a, c] * Ad[j, b, c]
+                        P[a, b] = acc
+                        P[b, a] = acc
             # the prior covariance repeats: the steady-state gain applies from now on
             if j == last_j and mask == last_mask and k > 1:
                 diff = 0.0
@@ -138,32 +198,38 @@ def _filter(Ad, Gd, Qd, idx, y, w, r2, x0, P0, store, xp, xf, e, s, xend, Pend):
             xp[k, :] = x
         if p > 0:
             if not same:
-                S = np.empty((p, p))
                 for a in range(p):
                     for b in range(p):
                         S[a, b] = P[obs[a], obs[b]]
                     S[a, a] += r2[obs[a]]
-                L = np.linalg.cholesky(S)
+                    Sd[a] = S[a, a]
+                Sp = S[:p, :p].copy()
+                L = np.linalg.cholesky(Sp)
                 ld = 0.0
                 for a in range(p):
                     ld += 2.0 * np.log(L[a, a])
-                Si = np.linalg.inv(S)
-                PHt = np.empty((n, p))
+                Si = np.linalg.inv(Sp)
                 for a in range(n):
                     for b in range(p):
                         PHt[a, b] = P[a, obs[b]]
-                Kp = PHt @ Si
-                Pn = P - Kp @ PHt.T
-                P = 0.5 * (Pn + Pn.T)
-                K[:, :p] = Kp
-                Sinv[:p, :p] = Si
-                logdet = ld
+                for a in range(n):
+                    for b in range(p):
+                        acc = 0.0
+                        for c in range(p):
+                            acc += PHt[a, c] * Si[c, b]
+                        K[a, b] = acc
+                for a in range(n):
+                    for b in range(a, n):
+                        acc = P[a, b]
+                        for c in range(p):
+                            acc -= K[a, c] * PHt[b, c]
+                        Ppost[a, b] = acc
+                        Ppost[b, a] = acc
                 for a in range(p):
-                    Sd[a] = S[a, a]
-                Ppost[:, :] = P
-            else:
-                P = Ppost.copy()
-            innov = np.empty(p)
+                    for b in range(p):
+                        Sinv[a, b] = Si[a, b]
+                logdet = ld
+            P[:, :] = Ppost
             for a in range(p):
                 innov[a] = y[k, obs[a]] - x[obs[a]]
             quad = 0.0
@@ -188,7 +254,6 @@ def _filter(Ad, Gd, Qd, idx, y, w, r2, x0, P0, store, xp, xf, e, s, xend, Pend):
     xend[:] = x
     Pend[:, :] = P
     return ll, count
-
 
 
 @dataclass
@@ -216,7 +281,7 @@ def initial_guess(y0: np.ndarray, r: np.ndarray, initial_std: float = DEFAULT_IN
 
 def run_filter(A: np.ndarray, G: np.ndarray, q: np.ndarray, r: np.ndarray, tel: Telemetry, *,
                store: bool = False, x0: np.ndarray | None = None, P0: np.ndarray | None = None,
-               cache: dict | None = None) -> FilterResult:
+               cache: dict | None = None, capacities: np.ndarray | None = None) -> FilterResult:
     """Filter ``tel`` through ``ẋ = A x + G w`` with process noise ``q`` (state units/√h per node)
     and measurement noise ``r`` (state units per node).  ``cache`` (a dict kept by the caller)
     holds the distinct intervals of ``tel`` between calls."""
@@ -229,7 +294,7 @@ def run_filter(A: np.ndarray, G: np.ndarray, q: np.ndarray, r: np.ndarray, tel: 
         idx = idx.astype(np.int64)
         if cache is not None:
             cache["dts"] = (keys, idx)
-    Ad, Gd, Qd = discretize_intervals(A, G, Qc, keys)
+    Ad, Gd, Qd = discretize_intervals(A, G, Qc, keys, capacities)
     if x0 is None or P0 is None:
         gx, gP = initial_guess(tel.y[0], np.asarray(r, float))
         x0 = gx if x0 is None else x0
@@ -276,7 +341,7 @@ class StateEstimator:
         self.inputs = input_names(network)
         self.q = _per_node(network, process_noise, DEFAULT_PROCESS_NOISE, "process_noise")
         self.r = _per_node(network, measurement_noise, DEFAULT_MEASUREMENT_NOISE, "measurement_noise")
-        self.A, self.G = continuous_model(network)
+        self.A, self.G, self.c = continuous_model(network)
         self.Qc = np.diag(self.q**2 / 3600.0)
         n = len(self.names)
         std = _per_node(network, initial_std, DEFAULT_INITIAL_STD, "initial_std")
@@ -318,8 +383,8 @@ class StateEstimator:
         if key not in self._cache:
             if len(self._cache) > 256:
                 self._cache.clear()
-            Ad, Gd = zoh(self.A, self.G, key)
-            self._cache[key] = (Ad, Gd, van_loan(self.A, self.Qc, key)[1])
+            Ad, Gd, Qd = discretize_intervals(self.A, self.G, self.Qc, [key], self.c)
+            self._cache[key] = (Ad[0], Gd[0], Qd[0])
         return self._cache[key]
 
     def predict(self, dt: float, u=None, d=None) -> None:
@@ -432,6 +497,6 @@ def estimate_state(network: Network, readings: Telemetry | str | Path, *, proces
     tel = readings if isinstance(readings, Telemetry) else read_telemetry(readings, network, columns=columns)
     q = _per_node(network, process_noise, DEFAULT_PROCESS_NOISE, "process_noise")
     r = _per_node(network, measurement_noise, DEFAULT_MEASUREMENT_NOISE, "measurement_noise")
-    A, G = continuous_model(network)
-    res = run_filter(A, G, q, r, tel)
+    A, G, c = continuous_model(network)
+    res = run_filter(A, G, q, r, tel, capacities=c)
     return res.mean, res.covariance
