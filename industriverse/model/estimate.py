@@ -96,16 +96,16 @@ def discretize_intervals(A: np.ndarray, G: np.ndarray, Qc: np.ndarray, dts, capa
     if capacities is not None:
         h = np.sqrt(np.asarray(capacities, dtype=float))
         S = h[:, None] * A / h[None, :]
-        if np.allclose(S, S.T, rtol=1e-10, atol=1e-14 * max(np.abs(S).max(), 1e-300)):
+        if np.abs(S - S.T).max() <= 1e-10 * max(np.abs(S).max(), 1e-300):
             lam, U = np.linalg.eigh(0.5 * (S + S.T))
             lam = np.minimum(lam, 0.0)  # −L is negative semi-definite; clip round-off
             V, Vi = U / h[:, None], U.T * h[None, :]
             T = dts[:, None]
-            Ad = np.einsum("ij,kj,jl->kil", V, np.exp(lam[None, :] * T), Vi)
-            Gd = np.einsum("ij,kj,jl->kil", V, _phi(lam[None, :], T), Vi @ G)
+            Ad = (V[None] * np.exp(lam[None, :] * T)[:, None, :]) @ Vi
+            Gd = (V[None] * _phi(lam[None, :], T)[:, None, :]) @ (Vi @ G)
             M = Vi @ Qc @ Vi.T
             Phi2 = _phi((lam[:, None] + lam[None, :])[None], dts[:, None, None])
-            Qd = np.einsum("ia,kab,jb->kij", V, M[None] * Phi2, V)
+            Qd = V @ (M[None] * Phi2) @ V.T
             return Ad, Gd, 0.5 * (Qd + np.swapaxes(Qd, 1, 2))
     Ad = np.empty((len(dts), n, n))
     Gd = np.empty((len(dts), n, p))
@@ -288,17 +288,16 @@ def run_filter(A: np.ndarray, G: np.ndarray, q: np.ndarray, r: np.ndarray, tel: 
     n = A.shape[0]
     Qc = np.diag(np.asarray(q, dtype=float) ** 2 / 3600.0)
     if cache is not None and "dts" in cache:
-        keys, idx = cache["dts"]
+        keys, idx, guess = cache["dts"]
     else:
         keys, idx = np.unique(np.round(np.diff(tel.t), 3), return_inverse=True)
         idx = idx.astype(np.int64)
+        guess = initial_guess(tel.y[0], np.asarray(r, float))
         if cache is not None:
-            cache["dts"] = (keys, idx)
+            cache["dts"] = (keys, idx, guess)
     Ad, Gd, Qd = discretize_intervals(A, G, Qc, keys, capacities)
-    if x0 is None or P0 is None:
-        gx, gP = initial_guess(tel.y[0], np.asarray(r, float))
-        x0 = gx if x0 is None else x0
-        P0 = gP if P0 is None else P0
+    x0 = guess[0] if x0 is None else x0
+    P0 = guess[1] if P0 is None else P0
     N = len(tel.t)
     shape = (N, n) if store else (1, n)
     xp, xf = np.full(shape, np.nan), np.full(shape, np.nan)

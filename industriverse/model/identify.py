@@ -156,18 +156,21 @@ def parse_template(template: Any, *, file: str | None = None) -> tuple[dict, lis
     return filled, params
 
 
-def _set(doc: dict, path: tuple, value: float) -> None:
-    for p in path[:-1]:
-        doc = doc[p]
-    doc[path[-1]] = value
+def _set(doc, path: tuple, value: float):
+    """``doc`` with ``value`` at ``path``, copying only the containers on the path."""
+    if not path:
+        return value
+    out = copy.copy(doc)
+    out[path[0]] = _set(doc[path[0]], path[1:], value)
+    return out
 
 
 def network_with(filled: dict, params: list[Parameter], values: np.ndarray, *, file: str | None = None) -> Network:
     """The template with the physical parameters set to ``values`` (same order as ``params``)."""
-    doc = copy.deepcopy(filled)
+    doc = filled
     for p, v in zip(params, values):
         if p.kind == "physical":
-            _set(doc, p.path, float(v))
+            doc = _set(doc, p.path, float(v))
     try:
         return Network.model_validate(doc)
     except ValidationError as exc:
@@ -333,8 +336,21 @@ def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, star
     sub = train if split <= start_samples else train.slice(0, start_samples)
     obj_sub = _Objective(filled, params, sub, file) if sub is not train else obj
     runs = []
+    isphys = np.array([p.kind == "physical" for p in params])
     for s in range(max(1, starts)):
         x = x_init if s == 0 else np.clip(x_init + rng.uniform(-np.log(3), np.log(3), len(x_init)), lo, hi)
+        # stage 1: the physics with the noise held at its start (the filter gain fixed), so that a
+        # wrong start cannot explain the data by noise alone; stage 2: everything together
+        def phys_only(xp, x=x):
+            y = x.copy()
+            y[isphys] = xp
+            return obj_sub(y)
+
+        if isphys.any():
+            r1 = minimize(phys_only, x[isphys], method="L-BFGS-B", bounds=list(zip(lo[isphys], hi[isphys])),
+                          options={"maxiter": 200})
+            x = x.copy()
+            x[isphys] = r1.x
         r = minimize(obj_sub, x, method="L-BFGS-B", bounds=list(zip(lo, hi)), options={"maxiter": 500})
         runs.append({"start": s, "nll_per_sample": float(r.fun), "converged": bool(r.success), "iterations": int(r.nit),
                      "x": r.x})
@@ -360,17 +376,24 @@ def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, star
     problems: list[str] = []  # about the template's parameters: the fit is not usable
     warnings: list[str] = []  # about the noise only
     flat: set[int] = set()
-    if len(free):
-        w_, V = np.linalg.eigh(0.5 * (H + H.T))
+    keep = list(range(len(free)))
+    while keep:
+        Hs = H[np.ix_(keep, keep)]
+        w_, V = np.linalg.eigh(0.5 * (Hs + Hs.T))
         tiny = w_ <= 1e-8 * max(np.max(np.abs(w_)), 1e-300)
-        for kk in np.flatnonzero(tiny):
-            involved = [int(free[i]) for i in np.flatnonzero(np.abs(V[:, kk]) > 0.3)]
-            flat.update(involved)
-            (problems if any(params[i].kind == "physical" for i in involved) else warnings).append("flat likelihood along " + " and ".join(params[i].name for i in involved)
-                            + ": the data cannot tell these apart")
         if not tiny.any():
-            cov = np.linalg.inv(H)
-            se_log[free] = np.sqrt(np.clip(np.diag(cov), 0, None))
+            se_log[free[keep]] = np.sqrt(np.diag(np.linalg.inv(Hs)))
+            break
+        # a flat direction: name the parameters along it, set them aside, invert the rest
+        v = np.abs(V[:, int(np.argmax(tiny))])
+        involved = [keep[i] for i in np.flatnonzero(v > 0.3 * v.max())]
+        names = [params[free[i]].name for i in involved]
+        flat.update(int(free[i]) for i in involved)
+        if any(params[free[i]].kind == "physical" for i in involved):
+            problems.append("flat likelihood along " + " and ".join(names) + ": the data cannot pin these down")
+        else:
+            warnings.append("flat likelihood along " + " and ".join(names) + " (noise; kept at its estimate)")
+        keep = [i for i in keep if i not in involved]
     values = np.exp(x)
     table = []
     for i, p in enumerate(params):
@@ -434,7 +457,7 @@ def _validate(obj: _Objective, x: np.ndarray, tel: Telemetry, split: int, lags: 
         L = max(1, min(lags, np.isfinite(zv).sum() // 5))
         acf, Q, p = ljung_box(zv, L)
         out["residuals"][name] = {"slice": "validation" if zv is not zs[1:split] else "training", "acf": acf.tolist(),
-                                  "ljung_box": {"lags": L, "Q": Q, "p_value": p},
+                                  "ljung_box": {"lags": L, "Q": Q, "p_value": p}, "n": int(np.isfinite(zv).sum()),
                                   "standardized_std": float(np.nanstd(zv))}
     # what the HTML report plots (kept out of fit.json by the caller)
     out["series"] = {"t": tel.t, "y": tel.y, "one_step": res.prior, "free_run": free, "split": split,

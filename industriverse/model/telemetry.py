@@ -197,11 +197,19 @@ def read_telemetry(path: str | Path, network: Network, *, columns: dict[str, str
         t, y, w = t[first:], y[first:], w[first:]
     if bad_values:
         dropped.append(f"{bad_values} non-finite node reading(s)")
-    nmiss = int(np.isnan(y).sum() - sum(np.isnan(y[:, i]).all() * len(t) for i in range(y.shape[1])))
+    empty = [nodes[i] for i in range(y.shape[1]) if np.isnan(y[:, i]).all()]
+    if empty:
+        dropped.append(f"node(s) never measured, their states estimated: {', '.join(empty)}")
+    nmiss = int(np.isnan(y).sum() - len(empty) * len(t))
     if nmiss:
         dropped.append(f"{nmiss} missing node reading(s) (filtered through, not interpolated)")
     if len(t) < 2:
         raise BadInput(file, None, "fewer than two usable rows")
+    dts = np.diff(t)
+    long = dts > 3 * np.median(dts)
+    if long.any():
+        dropped.append(f"{int(long.sum())} gap(s) longer than 3 × the median interval of {np.median(dts):g} s "
+                       f"(longest {dts.max() / 3600:.3g} h): bridged by the model with inputs held")
     if start is not None and t[0] > 0:
         from datetime import timedelta
         start = start + timedelta(seconds=float(t[0]))
@@ -215,3 +223,22 @@ def telemetry_from_arrays(network: Network, t, y: dict[str, np.ndarray], w: dict
     Y = np.column_stack([np.asarray(y[n], float) if n in y else np.full(len(t), np.nan) for n in network.node_names])
     W = np.column_stack([np.asarray(w[n], float) for n in input_names(network)]) if input_names(network) else np.zeros((len(t), 0))
     return Telemetry(t - t[0], Y, W)
+
+
+def write_telemetry(path: str | Path, network: Network, tel: Telemetry, *, start: datetime | None = None,
+                    decimals: int = 3) -> None:
+    """Write ``tel`` as a telemetry CSV (the layout :func:`read_telemetry` reads).
+
+    Times are ISO 8601 from ``start`` (an aware datetime keeps its offset), or seconds when
+    ``start`` is None; unmeasured values are empty cells.
+    """
+    from datetime import timedelta
+
+    names = network.node_names + input_names(network)
+    data = np.hstack([tel.y, tel.w])
+    with Path(path).open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["time"] + names)
+        for k, tk in enumerate(tel.t):
+            stamp = (start + timedelta(seconds=float(tk))).isoformat() if start is not None else f"{tk:g}"
+            out.writerow([stamp] + ["" if not np.isfinite(v) else f"{v:.{decimals}f}" for v in data[k]])
