@@ -78,9 +78,8 @@ def _phi(s: np.ndarray, dt: np.ndarray) -> np.ndarray:
     return np.where(np.abs(z) > 1e-12, np.expm1(z) / safe, dt * (1 + z / 2))
 
 
-def discretize_intervals(A: np.ndarray, G: np.ndarray, Qc: np.ndarray, dts, capacities: np.ndarray | None = None
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact discretisation ``(Ad, Gd, Qd)`` stacked over the interval lengths ``dts`` (seconds).
+class Discretization:
+    """Exact discretisation of ``ẋ = A x + G w + noise`` over a fixed set of interval lengths.
 
     With the node ``capacities`` (J per state unit), ``A = −C⁻¹L`` with ``L`` symmetric is
     diagonalised once through the symmetric ``C^½ A C^-½ = U Λ Uᵀ``; then for every ``dt`` at
@@ -88,32 +87,49 @@ def discretize_intervals(A: np.ndarray, G: np.ndarray, Qc: np.ndarray, dts, capa
     ``Qd = V [(V⁻¹ Qc V⁻ᵀ) ∘ φ(λᵢ+λⱼ, dt)] Vᵀ`` with ``V = C^-½ U``, ``φ(s, dt) = (e^{s dt} − 1)/s``
     — the same result as :func:`~industriverse.model.discretize.zoh` and
     :func:`~industriverse.model.discretize.van_loan`, without their overflow for stiff
-    networks (Van Loan's ``expm(−A dt)`` blows up when ``|λ| dt`` is large).  Without
-    capacities (or when ``A`` is not of that form) it falls back to those two per interval.
+    networks (Van Loan's ``expm(−A dt)`` blows up when ``|λ| dt`` is large).  The noise part
+    :meth:`Qd` is cheap once the rest is built, which is what a likelihood over noise
+    parameters needs.  Without capacities (or when ``A`` is not of that form) it falls back to
+    those two functions per interval.
     """
-    dts = np.asarray(dts, dtype=float).reshape(-1)
-    n, p = G.shape
-    if capacities is not None:
-        h = np.sqrt(np.asarray(capacities, dtype=float))
-        S = h[:, None] * A / h[None, :]
-        if np.abs(S - S.T).max() <= 1e-10 * max(np.abs(S).max(), 1e-300):
-            lam, U = np.linalg.eigh(0.5 * (S + S.T))
-            lam = np.minimum(lam, 0.0)  # −L is negative semi-definite; clip round-off
-            V, Vi = U / h[:, None], U.T * h[None, :]
-            T = dts[:, None]
-            Ad = (V[None] * np.exp(lam[None, :] * T)[:, None, :]) @ Vi
-            Gd = (V[None] * _phi(lam[None, :], T)[:, None, :]) @ (Vi @ G)
-            M = Vi @ Qc @ Vi.T
-            Phi2 = _phi((lam[:, None] + lam[None, :])[None], dts[:, None, None])
-            Qd = V @ (M[None] * Phi2) @ V.T
-            return Ad, Gd, 0.5 * (Qd + np.swapaxes(Qd, 1, 2))
-    Ad = np.empty((len(dts), n, n))
-    Gd = np.empty((len(dts), n, p))
-    Qd = np.empty((len(dts), n, n))
-    for j, dt in enumerate(dts):
-        Ad[j], Gd[j] = zoh(A, G, dt)
-        Qd[j] = van_loan(A, Qc, dt)[1]
-    return Ad, Gd, Qd
+
+    def __init__(self, A: np.ndarray, G: np.ndarray, dts, capacities: np.ndarray | None = None):
+        self.A, self.G = A, G
+        self.dts = np.asarray(dts, dtype=float).reshape(-1)
+        n, p = G.shape
+        self.eigen = False
+        if capacities is not None:
+            h = np.sqrt(np.asarray(capacities, dtype=float))
+            S = h[:, None] * A / h[None, :]
+            if np.abs(S - S.T).max(initial=0.0) <= 1e-10 * max(np.abs(S).max(initial=0.0), 1e-300):
+                lam, U = np.linalg.eigh(0.5 * (S + S.T))
+                lam = np.minimum(lam, 0.0)  # −L is negative semi-definite; clip round-off
+                self.V, self.Vi = U / h[:, None], U.T * h[None, :]
+                T = self.dts[:, None]
+                self.Ad = (self.V[None] * np.exp(lam[None, :] * T)[:, None, :]) @ self.Vi
+                self.Gd = (self.V[None] * _phi(lam[None, :], T)[:, None, :]) @ (self.Vi @ G)
+                self.Phi2 = _phi((lam[:, None] + lam[None, :])[None], self.dts[:, None, None])
+                self.eigen = True
+                return
+        self.Ad = np.empty((len(self.dts), n, n))
+        self.Gd = np.empty((len(self.dts), n, p))
+        for j, dt in enumerate(self.dts):
+            self.Ad[j], self.Gd[j] = zoh(A, G, dt)
+
+    def Qd(self, Qc: np.ndarray) -> np.ndarray:
+        """(K, n, n) covariance added over each interval for the noise spectral density ``Qc``."""
+        if self.eigen:
+            M = self.Vi @ Qc @ self.Vi.T
+            Qd = self.V @ (M[None] * self.Phi2) @ self.V.T
+            return 0.5 * (Qd + np.swapaxes(Qd, 1, 2))
+        return np.array([van_loan(self.A, Qc, dt)[1] for dt in self.dts]).reshape(len(self.dts), *self.A.shape)
+
+
+def discretize_intervals(A: np.ndarray, G: np.ndarray, Qc: np.ndarray, dts, capacities: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ``(Ad, Gd, Qd)`` stacked over the interval lengths ``dts`` (seconds); see :class:`Discretization`."""
+    d = Discretization(A, G, dts, capacities)
+    return d.Ad, d.Gd, d.Qd(Qc)
 
 
 @njit(cache=True)
@@ -138,6 +154,9 @@ def _filter(Ad, Gd, Qd, idx, y, w, r2, x0, P0, store, xp, xf, e, s, xend, Pend):
     PHt = np.zeros((n, n))
     S = np.zeros((n, n))
     innov = np.zeros(n)
+    Lc = np.zeros((n, n))
+    Si = np.zeros((n, n))
+    zbuf = np.zeros(n)
     obs = np.empty(n, np.int64)
     ll = 0.0
     count = 0
@@ -203,12 +222,31 @@ def _filter(Ad, Gd, Qd, idx, y, w, r2, x0, P0, store, xp, xf, e, s, xend, Pend):
                         S[a, b] = P[obs[a], obs[b]]
                     S[a, a] += r2[obs[a]]
                     Sd[a] = S[a, a]
-                Sp = S[:p, :p].copy()
-                L = np.linalg.cholesky(Sp)
+                # Cholesky S = L Lᵀ in place (lower triangle of Lc), then S⁻¹ column by column
                 ld = 0.0
                 for a in range(p):
-                    ld += 2.0 * np.log(L[a, a])
-                Si = np.linalg.inv(Sp)
+                    for b in range(a + 1):
+                        acc = S[a, b]
+                        for c in range(b):
+                            acc -= Lc[a, c] * Lc[b, c]
+                        if a == b:
+                            if acc <= 0.0:
+                                return -np.inf, count
+                            Lc[a, a] = np.sqrt(acc)
+                        else:
+                            Lc[a, b] = acc / Lc[b, b]
+                    ld += 2.0 * np.log(Lc[a, a])
+                for col in range(p):
+                    for a in range(p):  # forward: L z = e_col
+                        acc = 1.0 if a == col else 0.0
+                        for c in range(a):
+                            acc -= Lc[a, c] * zbuf[c]
+                        zbuf[a] = acc / Lc[a, a]
+                    for a in range(p - 1, -1, -1):  # backward: Lᵀ s = z
+                        acc = zbuf[a]
+                        for c in range(a + 1, p):
+                            acc -= Lc[c, a] * Si[c, col]
+                        Si[a, col] = acc / Lc[a, a]
                 for a in range(n):
                     for b in range(p):
                         PHt[a, b] = P[a, obs[b]]
@@ -281,10 +319,12 @@ def initial_guess(y0: np.ndarray, r: np.ndarray, initial_std: float = DEFAULT_IN
 
 def run_filter(A: np.ndarray, G: np.ndarray, q: np.ndarray, r: np.ndarray, tel: Telemetry, *,
                store: bool = False, x0: np.ndarray | None = None, P0: np.ndarray | None = None,
-               cache: dict | None = None, capacities: np.ndarray | None = None) -> FilterResult:
+               cache: dict | None = None, capacities: np.ndarray | None = None,
+               disc: "Discretization | None" = None) -> FilterResult:
     """Filter ``tel`` through ``ẋ = A x + G w`` with process noise ``q`` (state units/√h per node)
     and measurement noise ``r`` (state units per node).  ``cache`` (a dict kept by the caller)
-    holds the distinct intervals of ``tel`` between calls."""
+    holds the distinct intervals of ``tel`` between calls; ``disc`` a :class:`Discretization`
+    of ``A, G`` on those intervals (``cache["dts"][0]``), reused across noise values."""
     n = A.shape[0]
     Qc = np.diag(np.asarray(q, dtype=float) ** 2 / 3600.0)
     if cache is not None and "dts" in cache:
@@ -295,7 +335,9 @@ def run_filter(A: np.ndarray, G: np.ndarray, q: np.ndarray, r: np.ndarray, tel: 
         guess = initial_guess(tel.y[0], np.asarray(r, float))
         if cache is not None:
             cache["dts"] = (keys, idx, guess)
-    Ad, Gd, Qd = discretize_intervals(A, G, Qc, keys, capacities)
+    if disc is None:
+        disc = Discretization(A, G, keys, capacities)
+    Ad, Gd, Qd = disc.Ad, disc.Gd, disc.Qd(Qc)
     x0 = guess[0] if x0 is None else x0
     P0 = guess[1] if P0 is None else P0
     N = len(tel.t)

@@ -61,7 +61,7 @@ from scipy.optimize import minimize  # noqa: E402
 from scipy.special import chdtrc  # noqa: E402
 
 from industriverse.errors import BadInput  # noqa: E402
-from industriverse.model.estimate import run_filter  # noqa: E402
+from industriverse.model.estimate import Discretization, initial_guess, run_filter  # noqa: E402
 
 _MARKER_KEYS = {"fit", "initial", "min", "max"}
 Z95 = 1.959963984540054
@@ -202,9 +202,12 @@ class _Objective:
             if len(self._model) > 64:
                 self._model.clear()
             net = network_with(self.filled, self.params, v, file=self.file)
-            from industriverse.model.estimate import continuous_model
-
-            self._model[key] = continuous_model(net)
+            A, G, c = continuous_model(net)
+            if "dts" not in self.cache:
+                self.cache["dts"] = (np.unique(np.round(np.diff(self.tel.t), 3), return_inverse=True)[0],
+                                     np.unique(np.round(np.diff(self.tel.t), 3), return_inverse=True)[1].astype(np.int64),
+                                     initial_guess(self.tel.y[0], None))
+            self._model[key] = (A, G, c, Discretization(A, G, self.cache["dts"][0], c))
         return self._model[key]
 
     def noise(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,10 +217,11 @@ class _Objective:
 
     def filter(self, theta: np.ndarray, tel: Telemetry | None = None, **kw):
         v = np.exp(theta)
-        A, G, c = self.model(v)
+        A, G, c, disc = self.model(v)
         q, r = self.noise(v)
-        tel = self.tel if tel is None else tel
-        return run_filter(A, G, q, r, tel, cache=self.cache if tel is self.tel else None, capacities=c, **kw)
+        if tel is None or tel is self.tel:
+            return run_filter(A, G, q, r, self.tel, cache=self.cache, capacities=c, disc=disc, **kw)
+        return run_filter(A, G, q, r, tel, capacities=c, **kw)
 
     def __call__(self, theta: np.ndarray) -> float:
         self.evaluations += 1
@@ -300,7 +304,7 @@ class FitResult:
 
 
 def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, starts: int = 4, validation: float = 0.2,
-                seed: int = 0, start_samples: int = 4000, acf_lags: int = 24) -> FitResult:
+                seed: int = 0, start_samples: int = 2016, acf_lags: int = 24) -> FitResult:
     """Maximum-likelihood grey-box fit of a network template to telemetry.
 
     Parameters
@@ -354,6 +358,7 @@ def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, star
         r = minimize(obj_sub, x, method="L-BFGS-B", bounds=list(zip(lo, hi)), options={"maxiter": 500})
         runs.append({"start": s, "nll_per_sample": float(r.fun), "converged": bool(r.success), "iterations": int(r.nit),
                      "x": r.x})
+    timing = {"starts": time.perf_counter() - t0}
     best = min(runs, key=lambda d: d["nll_per_sample"])
     x = best["x"]
     if obj_sub is not obj:
@@ -361,6 +366,7 @@ def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, star
         x, polish = r.x, {"nll_per_sample": float(r.fun), "converged": bool(r.success), "iterations": int(r.nit)}
     else:
         polish = None
+    timing["polish"] = time.perf_counter() - t0 - sum(timing.values())
     # observed information of the total log-likelihood, on the log scale, for parameters off their bounds
     count = obj.filter(x).count
     at_bound = (x <= lo + 1e-6) | (x >= hi - 1e-6)
@@ -394,6 +400,7 @@ def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, star
         else:
             warnings.append("flat likelihood along " + " and ".join(names) + " (noise; kept at its estimate)")
         keep = [i for i in keep if i not in involved]
+    timing["hessian"] = time.perf_counter() - t0 - sum(timing.values())
     values = np.exp(x)
     table = []
     for i, p in enumerate(params):
@@ -425,7 +432,9 @@ def fit_network(template: dict, tel: Telemetry, *, file: str | None = None, star
         "identifiable": not problems, "problems": problems, "warnings": warnings,
     }
     report.update(_validate(obj, x, tel, split, acf_lags))
+    timing["validation"] = time.perf_counter() - t0 - sum(timing.values())
     report["seconds"] = time.perf_counter() - t0
+    report["timing_seconds"] = timing
     return FitResult(net, qn, rn, report, problems)
 
 
