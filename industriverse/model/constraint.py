@@ -66,6 +66,10 @@ class Tariff(_Model):
     export: SeriesSpec = Field(0.0, description="export price, currency/kWh (not above the import price)")
     demand_charge_per_kw: float = Field(0.0, ge=0, description="currency per kW of the horizon's 15-minute peak")
     currency: str = "USD"
+    # read from a URDB rate (industriverse.model.tariffs): reported, not optimised
+    fixed_monthly_charge: float = Field(0.0, ge=0, description="currency per month, reported only")
+    name: str = ""
+    demand_periods: list[dict[str, Any]] = Field(default_factory=list, description="time-of-use demand periods the horizon touches")
 
 
 class ForecastError(_Model):
@@ -206,8 +210,11 @@ def _defaults_for(defaults: dict, network: Any) -> dict:
     return out
 
 
-def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None) -> ClientConstraint:
-    """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field."""
+def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None,
+                     base_dir: Path | None = None) -> ClientConstraint:
+    """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field.
+
+    ``base_dir`` resolves relative file paths (a URDB tariff); default: the working directory."""
     if not isinstance(raw, dict):
         raise BadInput(file, None, "the constraint must be a JSON object")
     merged = dict(domain_defaults or {})
@@ -215,6 +222,10 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
         merged.pop("network", None)
         merged = _defaults_for(merged, raw["network"])
     merged = _merge(merged, raw)
+    if isinstance(raw.get("tariff"), dict) and raw["tariff"].get("type") == "urdb":
+        from industriverse.model.tariffs import expand_urdb
+
+        merged["tariff"] = expand_urdb(raw["tariff"], merged.get("horizon") or {}, base_dir=base_dir, file=file)
     try:
         c = ClientConstraint.model_validate(merged)
     except ValidationError as exc:

@@ -204,7 +204,7 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
     Raises :class:`industriverse.errors.BadInput` naming the file and the field.
     """
     dom = load_domain(domain) if isinstance(domain, str) else domain
-    c = build_constraint(raw, dom.defaults, file=file)
+    c = build_constraint(raw, dom.defaults, file=file, base_dir=base_dir)
     net = c.network
     H, dt_s = c.horizon.steps, c.horizon.step_seconds
     dt_h = dt_s / SECONDS_PER_HOUR
