@@ -12,25 +12,104 @@ currency/kW, emission factor kg CO₂/kWh, process noise in state units per √h
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from industriverse.errors import BadInput
 from industriverse.model.network import Network
-from industriverse.model.series import SeriesSpec
+from industriverse.model.series import SeriesSpec, at
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RELATIVE_STARTS = ("now", "next_hour", "tomorrow")
+
+
+def _zone(name: str | None):
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone '{name}' (e.g. Europe/Berlin, America/New_York)") from None
+
+
+def resolve_start(start: str, *, timezone: str | None = None, step_minutes: float = 60.0,
+                  now: datetime | None = None) -> datetime:
+    """The instant a relative ``horizon.start`` means.
+
+    ``now``: the current time floored to the step (on the local clock); ``next_hour``: the next
+    full hour; ``tomorrow``: the coming local midnight.  With ``timezone`` (IANA) the result is
+    aware in that zone (DST included); without, it is the machine's naive local time.
+    """
+    tz = _zone(timezone)
+    now = now if now is not None else datetime.now(tz)
+    if tz is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=tz)
+    elif tz is not None:
+        now = now.astimezone(tz)
+    naive = now.replace(tzinfo=None)
+    if start == "now":
+        step_s = step_minutes * 60.0
+        midnight = naive.replace(hour=0, minute=0, second=0, microsecond=0)
+        secs = (naive - midnight).total_seconds()
+        naive = midnight + timedelta(seconds=step_s * int(secs // step_s))
+    elif start == "next_hour":
+        naive = naive.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    elif start == "tomorrow":
+        naive = naive.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    else:
+        raise ValueError(f"'{start}' is not one of {', '.join(RELATIVE_STARTS)} or an ISO 8601 time")
+    return naive.replace(tzinfo=tz) if tz is not None else naive
+
+
+def local_day_hours(start: datetime) -> float:
+    """Hours from ``start`` to the same clock time on the next day: 23 or 25 across a DST change."""
+    if start.tzinfo is None:
+        return 24.0
+    nxt = (start.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=start.tzinfo)
+    return (nxt.astimezone(dt_timezone.utc) - start.astimezone(dt_timezone.utc)).total_seconds() / 3600.0
+
+
 class Horizon(_Model):
-    start: datetime = Field(description="local time of the first step, ISO 8601")
-    hours: float = Field(gt=0, le=24 * 14)
+    start: datetime = Field(description="local time of the first step, ISO 8601; or now, next_hour, tomorrow")
+    hours: float = Field(gt=0, le=24 * 14, description='length in hours; "day" = one local day (23/24/25 h)')
     step_minutes: float = Field(gt=0, le=24 * 60)
+    timezone: str | None = Field(None, description="IANA time zone of start (DST handled); default: naive local time")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _relative(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        tz = data.get("timezone")
+        if tz is not None and not isinstance(tz, str):
+            raise ValueError("timezone must be an IANA name such as Europe/Berlin")
+        zone = _zone(tz)
+        start = data.get("start")
+        step = data.get("step_minutes")
+        step = float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else 60.0
+        if isinstance(start, str) and start.strip().lower() in RELATIVE_STARTS:
+            data["start"] = resolve_start(start.strip().lower(), timezone=tz, step_minutes=step)
+        elif zone is not None and isinstance(start, (str, datetime)):
+            try:
+                when = datetime.fromisoformat(start) if isinstance(start, str) else start
+            except ValueError:
+                return data  # the field's own validation reports it
+            data["start"] = when.replace(tzinfo=zone) if when.tzinfo is None else when.astimezone(zone)
+        if data.get("hours") == "day" and isinstance(data.get("start"), datetime):
+            data["hours"] = local_day_hours(data["start"])
+        elif data.get("hours") == "day":
+            data["hours"] = 24.0
+        return data
 
     @model_validator(mode="after")
     def _whole_steps(self):
@@ -225,7 +304,12 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
     if isinstance(raw.get("tariff"), dict) and raw["tariff"].get("type") == "urdb":
         from industriverse.model.tariffs import expand_urdb
 
-        merged["tariff"] = expand_urdb(raw["tariff"], merged.get("horizon") or {}, base_dir=base_dir, file=file)
+        try:  # the tariff is laid on the horizon's concrete dates
+            horizon = Horizon.model_validate(merged.get("horizon")).model_dump()
+        except (ValidationError, TypeError):
+            horizon = {}  # validation below reports the horizon itself
+        if horizon:
+            merged["tariff"] = expand_urdb(raw["tariff"], horizon, base_dir=base_dir, file=file)
     try:
         c = ClientConstraint.model_validate(merged)
     except ValidationError as exc:
@@ -272,3 +356,30 @@ def absolute_csv_paths(raw: Any, base: Path) -> Any:
     if isinstance(raw, list):
         return [absolute_csv_paths(v, base) for v in raw]
     return raw
+
+
+def freeze_horizon(raw: dict) -> dict:
+    """``raw`` with a relative ``horizon.start`` (now, next_hour, tomorrow) and ``hours: "day"``
+    replaced by the concrete values, so every worker that reads the request plans the same
+    instants.  A horizon that does not validate is left for the validation to report."""
+    h = raw.get("horizon") if isinstance(raw, dict) else None
+    if not isinstance(h, dict):
+        return raw
+    try:
+        parsed = Horizon.model_validate(h)
+    except ValidationError:
+        return raw
+    out = dict(h)
+    out["start"] = parsed.start.isoformat(timespec="minutes") if parsed.start.tzinfo is None else parsed.start.isoformat()
+    out["hours"] = parsed.hours
+    return {**raw, "horizon": out}
+
+
+def past_start(horizon: Horizon, now: datetime | None = None) -> datetime | None:
+    """``now`` when the horizon's first step is already over (a replay of history), else None."""
+    start = horizon.start
+    now = now if now is not None else (datetime.now(start.tzinfo) if start.tzinfo else datetime.now())
+    end_first = at(start, horizon.step_minutes / 60.0)
+    if start.tzinfo is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=start.tzinfo)
+    return now if end_first <= now else None

@@ -17,7 +17,7 @@ from industriverse.model.constraint import ClientConstraint, build_constraint, r
 from industriverse.model.discretize import zoh
 from industriverse.model.kpis import energy_kpis
 from industriverse.model.network import Network, electric_power
-from industriverse.model.series import sample
+from industriverse.model.series import at, sample
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -89,7 +89,7 @@ class PlanningProblem:
     def step_times(self, k: np.ndarray | None = None) -> list[str]:
         """ISO local times of states (or step starts) ``k``."""
         ks = range(self.H + 1) if k is None else k
-        return [(self.start + timedelta(seconds=float(i) * self.dt_s)).isoformat(timespec="minutes") for i in ks]
+        return [at(self.start, float(i) * self.dt_s / 3600.0).isoformat(timespec="minutes") for i in ks]
 
     @property
     def thermal(self) -> np.ndarray:

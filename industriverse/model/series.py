@@ -111,6 +111,16 @@ SeriesSpec = Union[
 ]
 
 
+def at(start: datetime, hours: float) -> datetime:
+    """The instant ``hours`` of elapsed time after ``start``, on ``start``'s local clock.
+
+    Aware times count in UTC (so a step across a DST change lasts its real length and the
+    local clock jumps); naive times are plain clock arithmetic."""
+    if start.tzinfo is None:
+        return start + timedelta(hours=float(hours))
+    return (start.astimezone(timezone.utc) + timedelta(hours=float(hours))).astimezone(start.tzinfo)
+
+
 def _day_matches(days, weekday: int) -> bool:
     if days == "all":
         return True
@@ -142,12 +152,12 @@ def sample(spec: SeriesSpec, start: datetime, offsets_h: np.ndarray, step_h: flo
             raise BadInput(file, f"{field}.values", f"has {len(spec.values)} values, the horizon needs {need}")
         return np.asarray(spec.values, dtype=float)[idx]
     if isinstance(spec, DailyProfile):
-        clock = np.array([(start + timedelta(hours=float(h))).hour for h in t])
+        clock = np.array([at(start, h).hour for h in t])
         return np.asarray(spec.values, dtype=float)[clock]
     if isinstance(spec, TimeOfUse):
         out = np.full(t.shape, spec.default)
         for i, h in enumerate(t):
-            when = start + timedelta(hours=float(h))
+            when = at(start, h)
             clock = when.hour + when.minute / 60.0 + when.second / 3600.0
             for p in spec.periods:
                 a, b = p.hours
@@ -248,7 +258,7 @@ def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_
     out = np.empty(len(t))
     smooth = spec.field in ("temp_air", "relative_humidity", "wind_speed")
     for i, h in enumerate(t):
-        when = start + timedelta(hours=float(h))
+        when = at(start, h)
         when = when.astimezone(std).replace(tzinfo=None) if when.tzinfo is not None else when
         k = row(when)
         frac = (when.minute * 60 + when.second) / 3600.0

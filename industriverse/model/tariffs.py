@@ -25,11 +25,12 @@ the rate's currency (URDB: USD).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from industriverse.errors import BadInput
+from industriverse.model.series import at
 
 
 def load_urdb(path: Path, *, field: str = "tariff.path", file: str | None = None) -> dict:
@@ -161,7 +162,7 @@ def expand_urdb(spec: dict, horizon: Any, *, base_dir: Path | None = None, file:
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise BadInput(file, "horizon", "a URDB tariff needs a valid horizon (start, hours, step_minutes)") from None
-    times = [start + timedelta(minutes=step_min * k) for k in range(steps)]
+    times = [at(start, step_min * k / 60.0) for k in range(steps)]
     prices = [rate.price(t) for t in times]
     periods = sorted({p for p in (rate.demand_period(t) for t in times) if p is not None})
     tou_max = max((rate.tou[p] for p in periods), default=0.0)
