@@ -343,7 +343,63 @@ def read_constraint_file(path: str | Path) -> dict:
         raise BadInput(str(path), None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(raw, dict):
         raise BadInput(str(path), None, "the constraint must be a JSON object")
+    return inline_files(raw, path)
+
+
+def inline_files(raw: dict, path: Path) -> dict:
+    """Replace file references of a constraint read from ``path`` by their content.
+
+    * ``"network": "fitted.json"`` — a network file (``industriverse fit`` output, or a bare
+      network): its ``network``, and its ``uncertainty.process_noise`` unless the constraint
+      gives one;
+    * ``"initial_state": {"from_telemetry": "FILE.csv", "columns": "old=new,..."}`` — the state
+      at the last reading, estimated by the network's Kalman filter
+      (:func:`industriverse.model.estimate.estimate_state`).
+    """
+    base, file = path.parent, str(path)
+    raw = dict(raw)
+    if isinstance(raw.get("network"), str):
+        npath = Path(raw["network"])
+        npath = npath if npath.is_absolute() else base / npath
+        try:
+            doc = json.loads(npath.read_text())
+        except FileNotFoundError:
+            raise BadInput(file, "network", f"no such network file '{npath}'") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInput(str(npath), None, f"not a readable network JSON file: {exc}") from None
+        if not isinstance(doc, dict):
+            raise BadInput(str(npath), None, "a network file must be a JSON object")
+        raw["network"] = doc.get("network", doc)
+        noise = (doc.get("uncertainty") or {}).get("process_noise") if isinstance(doc.get("uncertainty"), dict) else None
+        unc = raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else {}
+        if noise is not None and "process_noise" not in unc:
+            raw["uncertainty"] = {**unc, "process_noise": noise}
+    init = raw.get("initial_state")
+    if isinstance(init, dict) and "from_telemetry" in init:
+        raw["initial_state"] = _state_from_telemetry(raw, init, base, file)
     return raw
+
+
+def _state_from_telemetry(raw: dict, spec: dict, base: Path, file: str) -> dict[str, float]:
+    from industriverse.model.estimate import estimate_state
+    from industriverse.model.telemetry import parse_columns
+
+    extra = set(spec) - {"from_telemetry", "columns", "measurement_noise"}
+    if extra:
+        raise BadInput(file, f"initial_state.{sorted(extra)[0]}", "is not a field (from_telemetry, columns, measurement_noise)")
+    if not isinstance(raw.get("network"), dict):
+        raise BadInput(file, "initial_state.from_telemetry", "needs the constraint's own 'network' (a dict or a network file)")
+    try:
+        net = Network.model_validate(raw["network"])
+    except ValidationError:
+        return spec  # the constraint's validation reports the network
+    tpath = Path(str(spec["from_telemetry"]))
+    tpath = tpath if tpath.is_absolute() else base / tpath
+    unc = raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else {}
+    mean, _ = estimate_state(net, tpath, process_noise=unc.get("process_noise"),
+                             measurement_noise=spec.get("measurement_noise"),
+                             columns=parse_columns(spec.get("columns"), field_name="initial_state.columns"))
+    return {name: round(float(v), 4) for name, v in zip(net.node_names, mean)}
 
 
 def absolute_csv_paths(raw: Any, base: Path) -> Any:
