@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("cli.monitor", "check telemetry of a deployed capsule against its envelope; alert and roll back"),
     "twin": ("cli.twin", "write simulated telemetry of a deployed capsule, with injectable faults"),
     "worker": ("cli.worker", "run worker processes on RabbitMQ (optimizer|simulator|shield|deployer|reporter|all)"),
+    "fit": ("cli.fit_thermal_network", "fit a thermal network's parameters and noise to telemetry (grey-box, Kalman likelihood)"),
     "schema": ("cli.schema", "export the JSON Schemas of every message"),
 }
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cli._common import MAX_SEED, MAX_WAIT_S, ArgumentParser, number, one_line_errors
-from industriverse.errors import InfrastructureError
+from industriverse.errors import BadInput, InfrastructureError
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -39,6 +39,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--backoff_factor", type=number(0, 100), default=1.0, metavar="F",
                    help="envelope back-off in multiples of the noise back-off that meets the chance constraint (default 1; 0 = none)")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ (default: $INDUSTRIVERSE_AMQP_PREFIX or industriverse)")
+    p.add_argument("--allow-past", dest="allow_past", action="store_true",
+                   help="plan a horizon that has already started (a replay of history); else such a plan is refused")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--log-level", default=None, metavar="LEVEL",
                    help="worker log level on stderr for the embedded bus (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL:"
@@ -102,16 +104,21 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     from industriverse.fleet import store
     from industriverse.fleet.rundir import check_run_dir
-    from industriverse.model.constraint import absolute_csv_paths, read_constraint_file
+    from industriverse.model.constraint import absolute_csv_paths, freeze_horizon, past_start, read_constraint_file
     from industriverse.model.mapping import map_constraint
     from messages import Message, StrikeRequested
 
     path = Path(args.constraint_json)
-    raw = read_constraint_file(path)
+    raw = freeze_horizon(read_constraint_file(path))  # now/next_hour/tomorrow: one instant for every worker
     problem = map_constraint(args.domain, raw, file=str(path), base_dir=path.parent)  # bad input ends here, exit 2
     from industriverse.verify.simulate import check_ensemble_memory
 
     check_ensemble_memory(problem, problem.constraint.uncertainty.ensemble_size, file=str(path))  # before any worker runs
+    now = past_start(problem.constraint.horizon)
+    if now is not None and not (args.allow_past or os.environ.get("INDUSTRIVERSE_ALLOW_PAST") == "1"):
+        raise BadInput(str(path), "horizon.start",
+                       f"{problem.start.isoformat(timespec='minutes')} is in the past (now {now.isoformat(timespec='minutes')}): "
+                       "plan from now, next_hour or tomorrow, or give --allow-past to replay history")
     request = absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))

@@ -9,7 +9,8 @@ A contracts file (YAML)::
         constraint: hvac_testcase1.json   # relative to the contracts file
         schedule: {every_minutes: 60}     # or {daily_at: "05:30"} (local time)
         active: true
-        roll_horizon: false               # true: each strike plans from the start of its period
+        roll_horizon: true                # default: each strike plans from the start of its period;
+                                          # false re-plans the constraint's own fixed horizon
 
 A contract is *due* once per period: the period of an interval schedule is
 ``floor(epoch_seconds / interval)``; of a daily schedule, the calendar day of the latest
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from industriverse.model.constraint import absolute_csv_paths, read_constraint_file
+from industriverse.model.constraint import absolute_csv_paths, freeze_horizon, read_constraint_file
 from industriverse.errors import BadInput
 from industriverse.model.canonical import read_yaml
 
@@ -68,7 +69,7 @@ class Contract(BaseModel):
     constraint: str = Field(min_length=1, description="constraint JSON, relative to the contracts file")
     schedule: Schedule
     active: bool = True
-    roll_horizon: bool = False
+    roll_horizon: bool = True
 
 
 class ContractsFile(BaseModel):
@@ -119,11 +120,14 @@ def load_contracts(path: str | Path) -> tuple[list[Contract], Path]:
 
 
 def contract_request(contract: Contract, base: Path, period_start: datetime) -> dict:
-    """The constraint JSON of one strike of ``contract`` (horizon rolled to the period when asked)."""
+    """The constraint JSON of one strike of ``contract``: the horizon rolled to the period (the
+    default), or the constraint's own (relative starts such as ``tomorrow`` resolved now)."""
     path = base / contract.constraint
     raw = absolute_csv_paths(read_constraint_file(path), path.parent)
     raw.setdefault("client", contract.client)
     raw["contract_id"] = contract.id
     if contract.roll_horizon:
-        raw.setdefault("horizon", {})["start"] = period_start.isoformat(timespec="minutes")
-    return raw
+        horizon = raw.setdefault("horizon", {})
+        if isinstance(horizon, dict):
+            horizon["start"] = period_start.isoformat(timespec="minutes")
+    return freeze_horizon(raw)

@@ -11,27 +11,108 @@ currency/kW, emission factor kg CO₂/kWh, process noise in state units per √h
 """
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from industriverse.errors import BadInput
 from industriverse.model.canonical import read_json
 from industriverse.model.network import Network
-from industriverse.model.series import SeriesSpec
+from industriverse.model.series import SeriesSpec, at
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+RELATIVE_STARTS = ("now", "next_hour", "tomorrow")
+
+
+def _zone(name: str | None):
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone '{name}' (e.g. Europe/Berlin, America/New_York)") from None
+
+
+def resolve_start(start: str, *, timezone: str | None = None, step_minutes: float = 60.0,
+                  now: datetime | None = None) -> datetime:
+    """The instant a relative ``horizon.start`` means.
+
+    ``now``: the current time floored to the step (on the local clock); ``next_hour``: the next
+    full hour; ``tomorrow``: the coming local midnight.  With ``timezone`` (IANA) the result is
+    aware in that zone (DST included); without, it is the machine's naive local time.
+    """
+    tz = _zone(timezone)
+    now = now if now is not None else datetime.now(tz)
+    if tz is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=tz)
+    elif tz is not None:
+        now = now.astimezone(tz)
+    naive = now.replace(tzinfo=None)
+    if start == "now":
+        step_s = step_minutes * 60.0
+        midnight = naive.replace(hour=0, minute=0, second=0, microsecond=0)
+        secs = (naive - midnight).total_seconds()
+        naive = midnight + timedelta(seconds=step_s * int(secs // step_s))
+    elif start == "next_hour":
+        naive = naive.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    elif start == "tomorrow":
+        naive = naive.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    else:
+        raise ValueError(f"'{start}' is not one of {', '.join(RELATIVE_STARTS)} or an ISO 8601 time")
+    return naive.replace(tzinfo=tz) if tz is not None else naive
+
+
+def local_day_hours(start: datetime) -> float:
+    """Hours from ``start`` to the same clock time on the next day: 23 or 25 across a DST change."""
+    if start.tzinfo is None:
+        return 24.0
+    nxt = (start.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=start.tzinfo)
+    return (nxt.astimezone(dt_timezone.utc) - start.astimezone(dt_timezone.utc)).total_seconds() / 3600.0
+
+
 class Horizon(_Model):
-    start: datetime = Field(description="local time of the first step, ISO 8601")
-    hours: float = Field(gt=0, le=24 * 366, description="at most a year; the size limit comes from the "
-                         "planning model's memory estimate (see industriverse.model.mapping.planning_memory_bytes)")
+    start: datetime = Field(description="local time of the first step, ISO 8601; or now, next_hour, tomorrow")
+    hours: float = Field(gt=0, le=24 * 366, description='length in hours, at most a year (the size limit comes from the '
+                         'planning model\'s memory estimate, industriverse.model.mapping.planning_memory_bytes); '
+                         '"day" = one local day (23/24/25 h)')
     step_minutes: float = Field(gt=0, le=24 * 60)
+    timezone: str | None = Field(None, description="IANA time zone of start (DST handled); default: naive local time")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _relative(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        tz = data.get("timezone")
+        if tz is not None and not isinstance(tz, str):
+            raise ValueError("timezone must be an IANA name such as Europe/Berlin")
+        zone = _zone(tz)
+        start = data.get("start")
+        step = data.get("step_minutes")
+        step = float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) and step > 0 else 60.0
+        if isinstance(start, str) and start.strip().lower() in RELATIVE_STARTS:
+            data["start"] = resolve_start(start.strip().lower(), timezone=tz, step_minutes=step)
+        elif zone is not None and isinstance(start, (str, datetime)):
+            try:
+                when = datetime.fromisoformat(start) if isinstance(start, str) else start
+            except ValueError:
+                return data  # the field's own validation reports it
+            data["start"] = when.replace(tzinfo=zone) if when.tzinfo is None else when.astimezone(zone)
+        if data.get("hours") == "day" and isinstance(data.get("start"), datetime):
+            data["hours"] = local_day_hours(data["start"])
+        elif data.get("hours") == "day":
+            data["hours"] = 24.0
+        return data
 
     @model_validator(mode="after")
     def _whole_steps(self):
@@ -74,6 +155,10 @@ class Tariff(_Model):
     export: SeriesSpec = Field(0.0, description="export price, currency/kWh (not above the import price)")
     demand_charge_per_kw: float = Field(0.0, ge=0, description="currency per kW of the horizon's 15-minute peak")
     currency: str = "USD"
+    # read from a URDB rate (industriverse.model.tariffs): reported, not optimised
+    fixed_monthly_charge: float = Field(0.0, ge=0, description="currency per month, reported only")
+    name: str = ""
+    demand_periods: list[dict[str, Any]] = Field(default_factory=list, description="time-of-use demand periods the horizon touches")
 
 
 class ForecastError(_Model):
@@ -150,7 +235,7 @@ def _check_references(c: ClientConstraint, file: str | None) -> None:
                            f"unknown disturbance (disturbances: {', '.join(c.network.disturbance_names)})")
 
 
-_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile"}
+_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "epw"}
 
 
 def _field_path(loc: tuple) -> str:
@@ -214,8 +299,11 @@ def _defaults_for(defaults: dict, network: Any) -> dict:
     return out
 
 
-def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None) -> ClientConstraint:
-    """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field."""
+def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | None = None,
+                     base_dir: Path | None = None) -> ClientConstraint:
+    """Validate ``raw`` merged over the domain's defaults; errors name ``file`` and the field.
+
+    ``base_dir`` resolves relative file paths (a URDB tariff); default: the working directory."""
     if not isinstance(raw, dict):
         raise BadInput(file, None, "the constraint must be a JSON object")
     merged = dict(domain_defaults or {})
@@ -223,6 +311,15 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
         merged.pop("network", None)
         merged = _defaults_for(merged, raw["network"])
     merged = _merge(merged, raw)
+    if isinstance(raw.get("tariff"), dict) and raw["tariff"].get("type") == "urdb":
+        from industriverse.model.tariffs import expand_urdb
+
+        try:  # the tariff is laid on the horizon's concrete dates
+            horizon = Horizon.model_validate(merged.get("horizon")).model_dump()
+        except (ValidationError, TypeError):
+            horizon = {}  # validation below reports the horizon itself
+        if horizon:
+            merged["tariff"] = expand_urdb(raw["tariff"], horizon, base_dir=base_dir, file=file)
     try:
         c = ClientConstraint.model_validate(merged)
     except ValidationError as exc:
@@ -247,16 +344,99 @@ def read_constraint_file(path: str | Path) -> dict:
     raw = read_json(path)  # stat, size, depth, integer-length and finite-number limits
     if not isinstance(raw, dict):
         raise BadInput(str(path), None, "the constraint must be a JSON object")
+    return inline_files(raw, path)
+
+
+def inline_files(raw: dict, path: Path) -> dict:
+    """Replace file references of a constraint read from ``path`` by their content.
+
+    * ``"network": "fitted.json"`` — a network file (``industriverse fit`` output, or a bare
+      network): its ``network``, and its ``uncertainty.process_noise`` unless the constraint
+      gives one;
+    * ``"initial_state": {"from_telemetry": "FILE.csv", "columns": "old=new,..."}`` — the state
+      at the last reading, estimated by the network's Kalman filter
+      (:func:`industriverse.model.estimate.estimate_state`).
+    """
+    base, file = path.parent, str(path)
+    raw = dict(raw)
+    if isinstance(raw.get("network"), str):
+        npath = Path(raw["network"])
+        npath = npath if npath.is_absolute() else base / npath
+        try:
+            doc = json.loads(npath.read_text())
+        except FileNotFoundError:
+            raise BadInput(file, "network", f"no such network file '{npath}'") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInput(str(npath), None, f"not a readable network JSON file: {exc}") from None
+        if not isinstance(doc, dict):
+            raise BadInput(str(npath), None, "a network file must be a JSON object")
+        raw["network"] = doc.get("network", doc)
+        noise = (doc.get("uncertainty") or {}).get("process_noise") if isinstance(doc.get("uncertainty"), dict) else None
+        unc = raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else {}
+        if noise is not None and "process_noise" not in unc:
+            raw["uncertainty"] = {**unc, "process_noise": noise}
+    init = raw.get("initial_state")
+    if isinstance(init, dict) and "from_telemetry" in init:
+        raw["initial_state"] = _state_from_telemetry(raw, init, base, file)
     return raw
+
+
+def _state_from_telemetry(raw: dict, spec: dict, base: Path, file: str) -> dict[str, float]:
+    from industriverse.model.estimate import estimate_state
+    from industriverse.model.telemetry import parse_columns
+
+    extra = set(spec) - {"from_telemetry", "columns", "measurement_noise"}
+    if extra:
+        raise BadInput(file, f"initial_state.{sorted(extra)[0]}", "is not a field (from_telemetry, columns, measurement_noise)")
+    if not isinstance(raw.get("network"), dict):
+        raise BadInput(file, "initial_state.from_telemetry", "needs the constraint's own 'network' (a dict or a network file)")
+    try:
+        net = Network.model_validate(raw["network"])
+    except ValidationError:
+        return spec  # the constraint's validation reports the network
+    tpath = Path(str(spec["from_telemetry"]))
+    tpath = tpath if tpath.is_absolute() else base / tpath
+    unc = raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else {}
+    mean, _ = estimate_state(net, tpath, process_noise=unc.get("process_noise"),
+                             measurement_noise=spec.get("measurement_noise"),
+                             columns=parse_columns(spec.get("columns"), field_name="initial_state.columns"))
+    return {name: round(float(v), 4) for name, v in zip(net.node_names, mean)}
 
 
 def absolute_csv_paths(raw: Any, base: Path) -> Any:
     """``raw`` with every CSV series path made absolute against ``base`` (the constraint file's
     folder), so that a worker anywhere, in any working directory, reads the same file."""
     if isinstance(raw, dict):
-        if raw.get("type") == "csv" and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
+        if raw.get("type") in ("csv", "epw", "urdb") and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
             raw = {**raw, "path": str((base / raw["path"]).resolve())}
         return {k: absolute_csv_paths(v, base) for k, v in raw.items()}
     if isinstance(raw, list):
         return [absolute_csv_paths(v, base) for v in raw]
     return raw
+
+
+def freeze_horizon(raw: dict) -> dict:
+    """``raw`` with a relative ``horizon.start`` (now, next_hour, tomorrow) and ``hours: "day"``
+    replaced by the concrete values, so every worker that reads the request plans the same
+    instants.  A horizon that does not validate is left for the validation to report."""
+    h = raw.get("horizon") if isinstance(raw, dict) else None
+    if not isinstance(h, dict):
+        return raw
+    try:
+        parsed = Horizon.model_validate(h)
+    except ValidationError:
+        return raw
+    out = dict(h)
+    out["start"] = parsed.start.isoformat(timespec="minutes") if parsed.start.tzinfo is None else parsed.start.isoformat()
+    out["hours"] = parsed.hours
+    return {**raw, "horizon": out}
+
+
+def past_start(horizon: Horizon, now: datetime | None = None) -> datetime | None:
+    """``now`` when the horizon's first step is already over (a replay of history), else None."""
+    start = horizon.start
+    now = now if now is not None else (datetime.now(start.tzinfo) if start.tzinfo else datetime.now())
+    end_first = at(start, horizon.step_minutes / 60.0)
+    if start.tzinfo is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=start.tzinfo)
+    return now if end_first <= now else None

@@ -17,7 +17,7 @@ from industriverse.model.constraint import ClientConstraint, build_constraint, r
 from industriverse.model.discretize import zoh
 from industriverse.model.kpis import energy_kpis
 from industriverse.model.network import Network, electric_power
-from industriverse.model.series import sample
+from industriverse.model.series import at, sample
 
 SECONDS_PER_HOUR = 3600.0
 PLAN_MEMORY_LIMIT_GB = 4.0  # default; INDUSTRIVERSE_PLAN_MEMORY_GB overrides
@@ -111,7 +111,7 @@ class PlanningProblem:
     def step_times(self, k: np.ndarray | None = None) -> list[str]:
         """ISO local times of states (or step starts) ``k``."""
         ks = range(self.H + 1) if k is None else k
-        return [(self.start + timedelta(seconds=float(i) * self.dt_s)).isoformat(timespec="minutes") for i in ks]
+        return [at(self.start, float(i) * self.dt_s / 3600.0).isoformat(timespec="minutes") for i in ks]
 
     @property
     def thermal(self) -> np.ndarray:
@@ -238,7 +238,7 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
     Raises :class:`industriverse.errors.BadInput` naming the file and the field.
     """
     dom = load_domain(domain) if isinstance(domain, str) else domain
-    c = build_constraint(raw, dom.defaults, file=file)
+    c = build_constraint(raw, dom.defaults, file=file, base_dir=base_dir)
     net = c.network
     H, dt_s = c.horizon.steps, c.horizon.step_seconds
     dt_h = dt_s / SECONDS_PER_HOUR

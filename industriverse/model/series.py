@@ -12,6 +12,15 @@ A series spec is a number (constant) or one of::
         days: "all", "weekdays", "weekends" or a list of weekday numbers (0 = Monday);
         hours: [start, end) local clock hours, may wrap past midnight; first matching period wins
     {"type": "daily_profile", "values": [24 hourly values]}
+    {"type": "epw", "path": "site.epw", "field": "temp_air", "scale": 1.0 (optional)}
+        an EnergyPlus weather file read with pvlib (pvlib.iotools.read_epw); field one of
+        temp_air (°C), ghi, dni, dhi (W/m²), relative_humidity (%), wind_speed (m/s), times
+        ``scale`` (e.g. 0.001 turns W/m² into kW/m², so a gain's ``scale`` is the effective
+        area in m²).  Typical years mix years: each instant of the horizon takes the record of
+        its month, day and hour (29 February takes the 28th), in the file's standard time
+        (an aware horizon is converted; a naive one is read as local standard time).
+        Temperature, humidity and wind are interpolated between hours; irradiance is the
+        hour's mean, held.
 
 All series are sampled at instants (a step's start for inputs and prices; a state's time for
 envelope bounds) and held over a step (zero-order hold).
@@ -24,7 +33,8 @@ import math
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -90,10 +100,30 @@ class DailyProfile(_Spec):
     values: list[float] = Field(min_length=24, max_length=24)
 
 
+EPW_FIELDS = ("temp_air", "ghi", "dni", "dhi", "relative_humidity", "wind_speed")
+
+
+class EpwSeries(_Spec):
+    type: Literal["epw"]
+    path: str
+    field: Literal["temp_air", "ghi", "dni", "dhi", "relative_humidity", "wind_speed"]
+    scale: float = 1.0
+
+
 SeriesSpec = Union[
     float,
-    Annotated[Union[Constant, Sinusoid, Series, CsvSeries, TimeOfUse, DailyProfile], Field(discriminator="type")],
+    Annotated[Union[Constant, Sinusoid, Series, CsvSeries, TimeOfUse, DailyProfile, EpwSeries], Field(discriminator="type")],
 ]
+
+
+def at(start: datetime, hours: float) -> datetime:
+    """The instant ``hours`` of elapsed time after ``start``, on ``start``'s local clock.
+
+    Aware times count in UTC (so a step across a DST change lasts its real length and the
+    local clock jumps); naive times are plain clock arithmetic."""
+    if start.tzinfo is None:
+        return start + timedelta(hours=float(hours))
+    return (start.astimezone(timezone.utc) + timedelta(hours=float(hours))).astimezone(start.tzinfo)
 
 
 def _day_matches(days, weekday: int) -> bool:
@@ -127,12 +157,12 @@ def sample(spec: SeriesSpec, start: datetime, offsets_h: np.ndarray, step_h: flo
             raise BadInput(file, f"{field}.values", f"has {len(spec.values)} values, the horizon needs {need}")
         return np.asarray(spec.values, dtype=float)[idx]
     if isinstance(spec, DailyProfile):
-        clock = np.array([(start + timedelta(hours=float(h))).hour for h in t])
+        clock = np.array([at(start, h).hour for h in t])
         return np.asarray(spec.values, dtype=float)[clock]
     if isinstance(spec, TimeOfUse):
         out = np.full(t.shape, spec.default)
         for i, h in enumerate(t):
-            when = start + timedelta(hours=float(h))
+            when = at(start, h)
             clock = when.hour + when.minute / 60.0 + when.second / 3600.0
             for p in spec.periods:
                 a, b = p.hours
@@ -143,6 +173,8 @@ def sample(spec: SeriesSpec, start: datetime, offsets_h: np.ndarray, step_h: flo
         return out
     if isinstance(spec, CsvSeries):
         return _sample_csv(spec, start, t, step_h, field=field, base_dir=base_dir, file=file)
+    if isinstance(spec, EpwSeries):
+        return _sample_epw(spec, start, t, field=field, base_dir=base_dir, file=file)
     raise BadInput(file, field, f"unknown series spec {spec!r}")
 
 
@@ -234,3 +266,63 @@ def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> 
     if stamps[-1] + held_h < t.max(initial=0) + step_h - 1e-9:
         raise BadInput(str(path), spec.time_column, "the rows end before the horizon does")
     return values[pos]
+
+
+def read_epw(path: Path) -> tuple[dict[tuple[int, int, int], int], dict[str, np.ndarray], float]:
+    """An EPW file as ``(index, fields, tz)``: ``index[(month, day, hour 0–23)]`` is the row of
+    the hour starting then; ``fields[name]`` the values; ``tz`` the file's standard-time offset
+    in hours.  Cached per path and modification time."""
+    stat = path.stat()
+    return _read_epw_cached(str(path), stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read_epw_cached(path: str, _mtime: int):
+    import pvlib  # heavy (pandas): only when a constraint names an EPW file
+
+    data, meta = pvlib.iotools.read_epw(path)
+    idx = data.index
+    keys = list(zip(idx.month, idx.day, idx.hour))
+    index = {k: i for i, k in enumerate(keys)}
+    fields = {f: data[f].to_numpy(dtype=float) for f in EPW_FIELDS}
+    return index, fields, float(meta.get("TZ", 0.0))
+
+
+def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_dir, file) -> np.ndarray:
+    path = Path(spec.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        index, fields, tz = read_epw(path)
+    except FileNotFoundError:
+        raise BadInput(file, f"{field}.path", f"no such EPW file '{path}'") from None
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise BadInput(str(path), None, f"not a readable EPW file: {exc}") from None
+    values = fields[spec.field]
+    if not np.all(np.isfinite(values)):
+        raise BadInput(str(path), spec.field, "has missing values")
+    std = timezone(timedelta(hours=tz))
+
+    def row(when: datetime) -> int:
+        m, d = when.month, when.day
+        if (m, d) == (2, 29):
+            d = 28
+        key = (m, d, when.hour)
+        if key not in index:
+            raise BadInput(file, field, f"the weather file {path.name} has no record for {when:%d %B %H:00} "
+                                        "(standard time), which the horizon needs")
+        return index[key]
+
+    out = np.empty(len(t))
+    smooth = spec.field in ("temp_air", "relative_humidity", "wind_speed")
+    for i, h in enumerate(t):
+        when = at(start, h)
+        when = when.astimezone(std).replace(tzinfo=None) if when.tzinfo is not None else when
+        k = row(when)
+        frac = (when.minute * 60 + when.second) / 3600.0
+        if smooth and frac > 0:
+            # a temperature is a reading at the hour: interpolate to the next hour's record
+            out[i] = (1 - frac) * values[k] + frac * values[row(when + timedelta(hours=1))]
+        else:
+            out[i] = values[k]
+    return out * spec.scale

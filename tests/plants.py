@@ -1,0 +1,82 @@
+"""Known plants and their telemetry, for the identification tests, the benchmark and the example.
+
+Telemetry comes from :func:`industriverse.model.identify.simulate_telemetry` (the exact
+solution of the plant's linear SDE at the sample times, plus sensor noise).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from industriverse.model.identify import simulate_telemetry
+from industriverse.model.network import Network
+
+_HEATER = {"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}
+PLANTS = {
+    1: {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}],
+        "boundaries": [{"name": "ambient", "disturbance": "ambient"}],
+        "conductances": [{"between": ["zone", "ambient"], "w_per_k": 100.0}],
+        "actuators": [_HEATER]},
+    2: {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}, {"name": "wall", "capacity_j_per_k": 5e6}],
+        "boundaries": [{"name": "ambient", "disturbance": "ambient"}],
+        "conductances": [{"between": ["zone", "ambient"], "w_per_k": 50.0}, {"between": ["zone", "wall"], "w_per_k": 200.0},
+                         {"between": ["wall", "ambient"], "w_per_k": 80.0}],
+        "actuators": [_HEATER]},
+    3: {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}, {"name": "wall", "capacity_j_per_k": 5e6},
+                  {"name": "floor", "capacity_j_per_k": 3e6}],
+        "boundaries": [{"name": "ambient", "disturbance": "ambient"}, {"name": "ground", "disturbance": "ground"}],
+        "conductances": [{"between": ["zone", "ambient"], "w_per_k": 50.0}, {"between": ["zone", "wall"], "w_per_k": 200.0},
+                         {"between": ["wall", "ambient"], "w_per_k": 80.0}, {"between": ["zone", "floor"], "w_per_k": 150.0},
+                         {"between": ["floor", "ground"], "w_per_k": 40.0}],
+        "actuators": [_HEATER]},
+}
+PROCESS_NOISE = {"zone": 0.3, "wall": 0.1, "floor": 0.1}  # K/√h
+MEASUREMENT_NOISE = 0.1  # K
+X0 = {"zone": 20.0, "wall": 15.0, "floor": 14.0}
+
+
+def template(nodes: int, *, off: float = 1.6) -> dict:
+    """The plant with every capacity and conductance to fit, started ``off``× away from the truth
+    (capacities low, conductances high)."""
+    t = copy.deepcopy(PLANTS[nodes])
+    for n in t["nodes"]:
+        n["capacity_j_per_k"] = {"fit": True, "initial": n["capacity_j_per_k"] / off}
+    for c in t["conductances"]:
+        c["w_per_k"] = {"fit": True, "initial": c["w_per_k"] * off}
+    return t
+
+
+def true_values(nodes: int) -> dict[str, float]:
+    p = PLANTS[nodes]
+    out = {f"nodes[{n['name']}].capacity_j_per_k": n["capacity_j_per_k"] for n in p["nodes"]}
+    out.update({f"conductances[{'–'.join(c['between'])}].w_per_k": c["w_per_k"] for c in p["conductances"]})
+    return out
+
+
+def telemetry(nodes: int, samples: int, *, seed: int = 0, step_s: float = 300.0, irregular: bool = False,
+              gaps: int = 0, measured: list[str] | None = None):
+    """``(network, telemetry, true states)``: ``samples`` readings about ``step_s`` apart.
+
+    Inputs: the heater switches to a random level every half hour (0–8 kW by day, 0–2 kW at
+    night, 7–19 h being day); ambient is a daily
+    sinusoid plus a random walk; ground a constant 10 °C.  ``irregular`` draws each interval
+    uniformly in [0.5, 1.5] × ``step_s``; ``gaps`` inserts that many outages of 2–12 hours.
+    """
+    rng = np.random.default_rng(seed)
+    net = Network.model_validate(PLANTS[nodes])
+    dt = rng.uniform(0.5, 1.5, samples - 1) * step_s if irregular else np.full(samples - 1, step_s)
+    if gaps:
+        dt[rng.choice(samples - 1, gaps, replace=False)] = rng.uniform(2, 12, gaps) * 3600.0
+    t = np.concatenate([[0.0], np.cumsum(dt)])
+    # a day/night schedule (the slow nodes need slow excitation) with a random level every half hour
+    level = rng.uniform(0, 8, int(t[-1] // 1800) + 2)
+    day = ((t % 86400) >= 7 * 3600) & ((t % 86400) < 19 * 3600)
+    u = level[(t // 1800).astype(int)] * np.where(day, 1.0, 0.25)
+    amb = 5 + 5 * np.sin(2 * np.pi * t / 86400) + np.cumsum(rng.normal(0, 0.05, samples))
+    cols = {"heater": u, "ambient": amb, "ground": np.full(samples, 10.0)}
+    w = np.column_stack([cols[k] for k in net.actuator_names + net.disturbance_names])
+    names = net.node_names
+    tel, X = simulate_telemetry(net, t, w, x0=[X0[n] for n in names], process_noise=[PROCESS_NOISE[n] for n in names],
+                                measurement_noise=MEASUREMENT_NOISE, measured=measured, seed=seed + 1000)
+    return net, tel, X
