@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("cli.monitor", "check telemetry of a deployed capsule against its envelope; alert and roll back"),
     "twin": ("cli.twin", "write simulated telemetry of a deployed capsule, with injectable faults"),
     "worker": ("cli.worker", "run worker processes on RabbitMQ (optimizer|simulator|shield|deployer|reporter|all)"),
+    "plant": ("cli.plant", "an emulated site on MQTT: the stochastic plant, mismatched, faults, its own baseline"),
+    "operate": ("cli.operate", "the live loop for one site on MQTT: estimate, dispatch, monitor, re-plan"),
     "schema": ("cli.schema", "export the JSON Schemas of every message"),
 }
 
