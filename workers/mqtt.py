@@ -87,7 +87,8 @@ def connect(options: MqttOptions, *, client_id: str, will: tuple[str, bytes] | N
     """
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    # a clean session: a restarted plant must not be handed set-points queued for its previous run
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
     if options.username is not None:
         client.username_pw_set(options.username, options.password)
     if options.tls:

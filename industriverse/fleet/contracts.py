@@ -10,6 +10,8 @@ A contracts file (YAML)::
         schedule: {every_minutes: 60}     # or {daily_at: "05:30"} (local time)
         active: true
         roll_horizon: false               # true: each strike plans from the start of its period
+        replan_minutes: 60                # live loop (industriverse operate): re-plan every so many
+                                          # minutes of plant time from the estimated state
 
 A contract is *due* once per period: the period of an interval schedule is
 ``floor(epoch_seconds / interval)``; of a daily schedule, the calendar day of the latest
@@ -69,6 +71,8 @@ class Contract(BaseModel):
     schedule: Schedule
     active: bool = True
     roll_horizon: bool = False
+    replan_minutes: float | None = Field(None, gt=0, description="live loop: re-plan every so many minutes of plant "
+                                         "time from the estimated state (receding horizon); None: the operate default (60)")
 
 
 class ContractsFile(BaseModel):
