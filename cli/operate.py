@@ -79,6 +79,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stop())
     daemon.run()
+    import threading
+
+    if any(t.name.startswith("replan-") and t.is_alive() for t in threading.enumerate()):
+        # a re-plan still in flight is abandoned (the restarted daemon re-plans): end now rather than let
+        # interpreter shutdown race its thread for the log stream
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

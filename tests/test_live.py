@@ -183,14 +183,18 @@ def test_operate_dispatches_replans_supersede_and_malformed_telemetry_is_skipped
     procs.append(_start(["operate", "--site", site, "--contracts", str(contracts), "--contract", "live-test",
                          "--mqtt", mqtt_url], home, op_log))
     w.wait(lambda: any(s.get("state") == "online" for s in w.of("status/operator")), 30, "operate online")
-    procs.append(_start(["plant", "--site", site, "--constraint_json", str(tmp_path / "hvac.json"), "--speedup", "400",
-                         "--hours", "1.5", "--mqtt", mqtt_url], home, plant_log))
-    w.wait(lambda: any(r["controller"] == "setpoints" for r in w.of("telemetry")), 60, "the plant following set-points")
+    procs.append(_start(["plant", "--site", site, "--constraint_json", str(tmp_path / "hvac.json"), "--speedup", "300",
+                         "--hours", "4", "--mqtt", mqtt_url], home, plant_log))
+    w.wait(lambda: any(r.get("controller") == "setpoints" for r in w.of("telemetry")), 120, "the plant following set-points")
     for bad in (b"not json", b'{"site": "%s", "time": "yesterday"}' % site.encode(),
                 json.dumps({"site": site, "time": "2026-01-13T00:30", "step": 1, "nodes": {"zone": "warm"},
                             "power_kw": 1}).encode()):
         w.publish("telemetry", bad)
-    assert procs[1].wait(60) == 0
+    # the machine's load sets how long a strike takes: wait for a re-plan to take over, then stop
+    w.wait(lambda: len({r["setpoint_version"] for r in w.of("telemetry") if r.get("controller") == "setpoints"}) >= 2,
+           150, "a re-plan taking over")
+    assert _stop(procs[1]) == 0
+    time.sleep(0.5)
     n_answers = len(w.of("setpoints"))
     assert _stop(procs[0]) == 0
 
@@ -202,7 +206,7 @@ def test_operate_dispatches_replans_supersede_and_malformed_telemetry_is_skipped
     first = next(i for i, r in enumerate(readings) if r["controller"] == "setpoints")
     assert sum(r["controller"] == "setpoints" for r in readings[first:]) >= 0.9 * len(readings[first:])
     events = _events(op_log)
-    assert sum(e["event"] == "re-plan requested" for e in events) >= 3
+    assert sum(e["event"] == "re-plan requested" for e in events) >= 2
     malformed = [e for e in events if e["event"] == "malformed telemetry skipped"]
     assert len(malformed) == 3
     # the daemon kept answering after the malformed messages: one set-point per good reading
@@ -225,10 +229,10 @@ def test_door_open_alerts_and_a_rollback_the_plant_obeys(tmp_path, mqtt_url, liv
     procs.append(_start(["operate", "--site", site, "--contracts", str(contracts), "--contract", "live-test",
                          "--mqtt", mqtt_url], home, op_log))
     w.wait(lambda: any(s.get("state") == "online" for s in w.of("status/operator")), 30, "operate online")
-    procs.append(_start(["plant", "--site", site, "--constraint_json", str(tmp_path / "hvac.json"), "--speedup", "300",
-                         "--hours", "1.5", "--fault", "door_open@0.75", "--mqtt", mqtt_url], home, tmp_path / "plant.log"))
+    procs.append(_start(["plant", "--site", site, "--constraint_json", str(tmp_path / "hvac.json"), "--speedup", "150",
+                         "--hours", "2.5", "--fault", "door_open@1", "--mqtt", mqtt_url], home, tmp_path / "plant.log"))
     rollback = w.wait(lambda: [s for s in w.of("setpoints") if s["mode"] == "baseline" and "rollback" in (s["reason"] or "")],
-                      90, "a rollback on the set-points")[0]
+                      120, "a rollback on the set-points")[0]
     after = w.wait(lambda: [r for r in w.of("telemetry") if _t(r["time"]) > _t(rollback["time"]) + timedelta(minutes=2)],
                    30, "readings after the rollback")
     _stop(procs[1])
@@ -236,7 +240,7 @@ def test_door_open_alerts_and_a_rollback_the_plant_obeys(tmp_path, mqtt_url, liv
     readings = w.of("telemetry")
     before = [r for r in readings if _t(r["time"]) < _t(rollback["time"])]
     assert any(r["controller"] == "setpoints" for r in before), "the capsule never ran before the fault"
-    assert all("door_open@0.75" in r["faults"] for r in after)
+    assert all("door_open@1" in r["faults"] for r in after)
     assert after[0]["controller"] == "baseline" and after[0]["setpoint_version"] is None
     from industriverse.operate.gateway import CapsuleGatewayService
 
@@ -256,9 +260,10 @@ def test_sigkill_and_restart_resumes_within_one_step(tmp_path, mqtt_url, live):
     op_log = tmp_path / "operate.log"
     procs.append(_start(op_args, home, op_log))
     w.wait(lambda: any(s.get("state") == "online" for s in w.of("status/operator")), 30, "operate online")
-    procs.append(_start(["plant", "--site", site, "--constraint_json", str(tmp_path / "hvac.json"), "--speedup", "120",
-                         "--hours", "1.5", "--mqtt", mqtt_url], home, tmp_path / "plant.log"))
-    w.wait(lambda: sum(r["controller"] == "setpoints" for r in w.of("telemetry")) >= 3, 90, "the plant following set-points")
+    # 40x: one 15-minute step is 22 s of wall clock, room for a restart on a loaded machine
+    procs.append(_start(["plant", "--site", site, "--constraint_json", str(tmp_path / "hvac.json"), "--speedup", "40",
+                         "--hours", "2", "--mqtt", mqtt_url], home, tmp_path / "plant.log"))
+    w.wait(lambda: sum(r["controller"] == "setpoints" for r in w.of("telemetry")) >= 3, 150, "the plant following set-points")
     procs[0].kill()
     procs[0].wait(10)
     killed_at = w.of("setpoints")[-1]

@@ -19,7 +19,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -44,7 +43,6 @@ class LiveDaemon:
         self.log = log
         self.events: queue.Queue = queue.Queue()
         self.stopping = threading.Event()
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replan")
         self.site = operator.site
         self.counts = {"readings": 0, "malformed": 0, "setpoints": 0, "replans": 0, "deployed": 0, "alerts": 0}
 
@@ -106,7 +104,11 @@ class LiveDaemon:
         if self.log:
             self.log.info("re-plan requested", strike_id=message.strike_id, horizon_start=constraint["horizon"]["start"],
                           initial_state=constraint["initial_state"], bus="rabbitmq" if self.broker else "embedded")
-        self.pool.submit(self._run_strike, message)
+        # a daemon thread per re-plan: the next one need not wait for the previous strike's report, and
+        # SIGTERM need not wait for a strike in flight (the restarted daemon re-plans; the store keeps
+        # whatever a stage finished)
+        threading.Thread(target=self._run_strike, args=(message,), name=f"replan-{message.strike_id[:8]}",
+                         daemon=True).start()
 
     # --- the loop -----------------------------------------------------------------------
     def _handle_reading(self, client, payload: bytes) -> None:
@@ -170,7 +172,6 @@ class LiveDaemon:
             publish_json(client, status_topic, self._status("offline", "stopped"), qos=1, retain=True, wait=5.0)
             client.disconnect()
             client.loop_stop()
-            self.pool.shutdown(wait=False, cancel_futures=True)
             if self.log:
                 self.log.info("operate stopped", **self.counts)
         return dict(self.counts)

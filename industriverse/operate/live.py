@@ -22,7 +22,9 @@ the store and the gateway; the transport (MQTT, the message bus) is the caller's
    *estimated* state (feedback, not replay); the set-points are valid for one plan step;
 4. **re-plan** — every ``replan_minutes`` of plant time (and at once when no capsule
    covers the present): the contract's constraint with the horizon rolled to the reading's
-   time and the estimate as ``initial_state``.  Only one re-plan is in flight at a time.
+   time, the estimate as ``initial_state`` and the heat the planning model misses, learned
+   from the filter's innovations, as a constant gain at each thermal node
+   (:class:`ModelBias`: offset-free receding horizon).  Only one re-plan is in flight at a time.
    A deployed result (:meth:`LiveOperator.on_strike`) supersedes the running capsule at its
    first valid step, i.e. the first reading at or after its start.
 
@@ -58,6 +60,65 @@ DEFAULT_MEASUREMENT_NOISE = 0.05  # state units: a good sensor
 def naive(t: datetime) -> datetime:
     """Plant times are local wall-clock times: compare them without a zone."""
     return t.replace(tzinfo=None) if t.tzinfo is not None else t
+
+
+BIAS_HOURS = 2.0  # memory of the model-error estimate, hours
+BIAS_PREFIX = "model_bias_"
+
+
+class ModelBias:
+    """The heat the planning model misses at each thermal node, learned from the filter's innovations.
+
+    The plant is not the model (capacities, conductances off by tens of per cent), so a plan
+    tracked from the estimate sits off its reference by a steady offset, and re-planning from
+    the estimate alone never removes it.  Offset-free receding-horizon control adds the missing
+    input: after each reading the filter's correction of node ``i`` (posterior − prediction,
+    ``c_i`` state units over ``dt`` seconds — in steady state exactly what the model missed,
+    whereas the raw innovation overstates it by the filter's gain) is worth ``C_i · c_i / dt``
+    W of unexplained heat; its exponential average over ``hours`` (kW) enters the next plan as
+    a constant heat gain at the node (:meth:`apply`).  Storage nodes (kWh) are left alone: a battery's energy is metered.
+    """
+
+    def __init__(self, network, hours: float = BIAS_HOURS):
+        self.nodes = [nd.name for nd in network.nodes]
+        self.capacity = {nd.name: nd.capacity_j_per_k for nd in network.nodes if not nd.is_storage}
+        self.tau_s = hours * 3600.0
+        self.kw = {name: 0.0 for name in self.capacity}
+        self.weight = 0.0  # seconds of evidence so far (the average is unbiased from the start)
+
+    def update(self, corrections: dict[str, float], dt: float) -> None:
+        """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds."""
+        if dt <= 0 or not corrections:
+            return
+        a = math.exp(-dt / self.tau_s)
+        new_weight = a * self.weight + dt
+        for name, e in corrections.items():
+            if name in self.kw:
+                sample = self.capacity[name] * float(e) / dt / 1000.0
+                self.kw[name] = (a * self.weight * self.kw[name] + dt * sample) / new_weight
+        self.weight = new_weight
+
+    def apply(self, raw: dict, network) -> dict:
+        """A copy of constraint ``raw`` whose network gains the learned heat at each thermal node."""
+        out = dict(raw)
+        net = network.model_dump(mode="json", exclude_none=True)
+        gains = [g for g in net.get("gains", []) if not g["disturbance"].startswith(BIAS_PREFIX)]
+        dist = dict(out.get("disturbances") or {})
+        for name, kw in self.kw.items():
+            series = BIAS_PREFIX + name
+            gains.append({"node": name, "disturbance": series})
+            dist[series] = {"type": "constant", "value": round(float(kw), 6)}
+        net["gains"] = gains
+        out["network"], out["disturbances"] = net, dist
+        return out
+
+    def to_dict(self) -> dict:
+        return {"kw": dict(self.kw), "weight": self.weight}
+
+    def restore(self, doc: dict | None) -> None:
+        if doc:
+            self.kw.update({k: float(v) for k, v in doc.get("kw", {}).items() if k in self.kw})
+            self.weight = float(doc.get("weight", 0.0))
 
 
 @dataclass
@@ -134,6 +195,7 @@ class LiveOperator:
         nodes = self.problem.nodes
         self.estimator = StateEstimator(self.problem.network, process_noise=dict(zip(nodes, map(float, q))),
                                         measurement_noise=float(measurement_noise))
+        self.bias = ModelBias(self.problem.network)
         self.last_time: datetime | None = None
         self.last_replan: datetime | None = None
         self.in_flight: str | None = None  # strike ID of the re-plan under way
@@ -155,7 +217,7 @@ class LiveOperator:
             "last_replan": self.last_replan.isoformat() if self.last_replan else None,
             "plan": self.plan.ref() if self.plan else None,
             "pending": self.pending.ref() if self.pending else None,
-            "baseline_reason": self.baseline_reason,
+            "baseline_reason": self.baseline_reason, "model_bias": self.bias.to_dict(),
         }
 
     def save(self) -> None:
@@ -175,6 +237,7 @@ class LiveOperator:
         self.last_time = datetime.fromisoformat(state["time"])
         self.last_replan = datetime.fromisoformat(state["last_replan"]) if state.get("last_replan") else None
         self.baseline_reason = state.get("baseline_reason")
+        self.bias.restore(state.get("model_bias"))
         for key in ("plan", "pending"):
             ref = state.get(key)
             if not ref:
@@ -211,15 +274,18 @@ class LiveOperator:
             return None
         est = self.estimator
         saved = (est.x.copy(), est.P.copy(), est.last_input, est._unset)
+        dt = (t - self.last_time).total_seconds() if self.last_time is not None else 0.0
         try:
             if self.last_time is not None:
-                est.predict((t - self.last_time).total_seconds(), u=reading.get("actuators") or None,
-                            d=reading.get("disturbances") or None)
+                est.predict(dt, u=reading.get("actuators") or None, d=reading.get("disturbances") or None)
+            prior = est.mean
             est.update(reading["nodes"])
         except BadInput as exc:
             est.x, est.P, est.last_input, est._unset = saved
             self._log("warning", "reading skipped", reason=str(exc))
             return None
+        if self.readings:  # the first reading corrects the prior, not the model
+            self.bias.update(dict(zip(self.problem.nodes, est.mean - prior)), dt)
         self.last_time = t
         self.readings += 1
         x_hat = est.mean
@@ -280,8 +346,9 @@ class LiveOperator:
         return decision
 
     def replan_request(self, t: datetime, x_hat: np.ndarray) -> dict:
-        """The contract's constraint, horizon rolled to ``t``, the estimate as the initial state."""
-        raw = with_horizon(self.raw, start=t)
+        """The contract's constraint, horizon rolled to ``t``, the estimate as the initial state,
+        and the heat the model misses at each thermal node (:class:`ModelBias`)."""
+        raw = self.bias.apply(with_horizon(self.raw, start=t), self.problem.network)
         x0 = {}
         for i, nd in enumerate(self.problem.network.nodes):
             v = float(x_hat[i])
@@ -314,4 +381,4 @@ class LiveOperator:
         return new
 
 
-__all__ = ["ActivePlan", "Decision", "LiveOperator", "load_active_plan", "DEFAULT_REPLAN_MINUTES"]
+__all__ = ["ActivePlan", "Decision", "LiveOperator", "ModelBias", "load_active_plan", "DEFAULT_REPLAN_MINUTES"]
