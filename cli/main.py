@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "twin": ("cli.twin", "write simulated telemetry of a deployed capsule, with injectable faults"),
     "worker": ("cli.worker", "run worker processes on RabbitMQ (optimizer|simulator|shield|deployer|reporter|all)"),
     "fit": ("cli.fit_thermal_network", "fit a thermal network's parameters and noise to telemetry (grey-box, Kalman likelihood)"),
+    "plant": ("cli.plant", "an emulated site on MQTT: the stochastic plant, mismatched, faults, its own baseline"),
+    "operate": ("cli.operate", "the live loop for one site on MQTT: estimate, dispatch, monitor, re-plan"),
     "schema": ("cli.schema", "export the JSON Schemas of every message"),
 }
 

@@ -7,6 +7,7 @@ True
 """
 from messages.codec import decode, encode, json_schemas, to_dict
 from messages.envelope import Body, InvalidMessage, Message, Sha256, StrikeId
+from messages.live import Setpoints, Status, Telemetry
 from messages.routing import CONSUMES, WORKER_KINDS, binding_key, outcome_keys, routing_key, strike_key
 from messages.types import (
     BODIES,
@@ -26,6 +27,6 @@ __all__ = [
     "BODIES", "CONSUMES", "MESSAGE_TYPES", "TERMINAL_TYPES", "WORKER_KINDS",
     "Body", "CapsuleDeployed", "InvalidMessage", "Message", "PlanOptimized", "PlanRejected",
     "PlanSimulated", "PlanVerified", "Sha256", "StrikeCompleted", "StrikeFailed", "StrikeId",
-    "StrikeRequested", "binding_key", "decode", "encode", "json_schemas", "outcome_keys",
+    "StrikeRequested", "Setpoints", "Status", "Telemetry", "binding_key", "decode", "encode", "json_schemas", "outcome_keys",
     "routing_key", "strike_key", "to_dict",
 ]

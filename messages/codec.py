@@ -109,4 +109,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         props["schema_version"] = {"const": model.SCHEMA_VERSION, "title": "Schema Version", "type": "integer"}
         schema["required"] = sorted(set(schema.get("required", [])) | {"type", "schema_version"})
         schemas[model.TYPE] = schema
+    from messages.live import live_json_schemas  # the MQTT messages of the live loop (no envelope)
+
+    schemas.update(live_json_schemas())
     return schemas

@@ -93,3 +93,16 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("INDUSTRIVERSE_HOME", str(path))
     monkeypatch.delenv("INDUSTRIVERSE_DB_URL", raising=False)
     return path
+
+
+MQTT_URL = os.environ.get("INDUSTRIVERSE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+@pytest.fixture(scope="session")
+def mqtt_url():
+    """The Mosquitto broker (no test container: the live tests need the machine's broker, or CI fails)."""
+    if _reachable(MQTT_URL, 1883):
+        return MQTT_URL
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Mosquitto is not reachable at {MQTT_URL} and CI=true: MQTT tests must not skip")
+    pytest.skip(f"Mosquitto not reachable at {MQTT_URL} (start it: mosquitto -d)")

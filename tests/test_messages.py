@@ -7,6 +7,9 @@ import pytest
 from pydantic import ValidationError
 
 from cli import schema as schema_cli
+from messages.live import LIVE_MODELS
+
+LIVE_TYPES = tuple(m.TYPE for m in LIVE_MODELS)
 from messages import (
     MESSAGE_TYPES,
     CapsuleDeployed,
@@ -142,7 +145,7 @@ def test_routing_keys():
 def test_json_schemas_validate_real_messages():
     jsonschema = pytest.importorskip("jsonschema")
     schemas = json_schemas()
-    assert list(schemas) == list(MESSAGE_TYPES)
+    assert list(schemas) == list(MESSAGE_TYPES) + list(LIVE_TYPES)
     for body in SAMPLES:
         schema = schemas[type(body).TYPE]
         jsonschema.Draft202012Validator.check_schema(schema)
@@ -153,12 +156,31 @@ def test_json_schemas_validate_real_messages():
             jsonschema.validate(wrong_type, schema)
 
 
+def test_live_schemas_validate_real_mqtt_messages():
+    jsonschema = pytest.importorskip("jsonschema")
+    from messages.live import Setpoints, Telemetry
+
+    schemas = json_schemas()
+    reading = Telemetry(site="s1", time="2026-01-13T00:01", step=1, nodes={"zone": 21.2}, actuators={"heater": 3.0},
+                        disturbances={"ambient": 5.1}, power_kw=3.03)
+    order = Setpoints(site="s1", time="2026-01-13T00:01", valid_until="2026-01-13T00:16", activity_id="a1",
+                      capsule_version=3, actuators={"heater": 2.5})
+    for msg in (reading, order):
+        schema = schemas[msg.TYPE]
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.validate(json.loads(msg.model_dump_json()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**json.loads(reading.model_dump_json()), "nodes": {"zone": "warm"}}, schemas["live.telemetry"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**json.loads(order.model_dump_json()), "mode": "whatever"}, schemas["live.setpoints"])
+
+
 def test_schema_command(capsys, tmp_path):
     assert schema_cli.main([]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == set(MESSAGE_TYPES)
+    assert set(printed) == set(MESSAGE_TYPES) | set(LIVE_TYPES)
     assert printed["strike.requested"]["properties"]["type"]["const"] == "strike.requested"
     assert schema_cli.main(["--output", str(tmp_path / "schemas")]) == 0
     files = sorted(p.name for p in (tmp_path / "schemas").iterdir())
-    assert files == sorted(f"{t}.schema.json" for t in MESSAGE_TYPES)
+    assert files == sorted(f"{t}.schema.json" for t in list(MESSAGE_TYPES) + list(LIVE_TYPES))
     assert json.loads((tmp_path / "schemas" / "plan.optimized.schema.json").read_text()) == printed["plan.optimized"]

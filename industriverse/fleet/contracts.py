@@ -11,6 +11,8 @@ A contracts file (YAML)::
         active: true
         roll_horizon: true                # default: each strike plans from the start of its period;
                                           # false re-plans the constraint's own fixed horizon
+        replan_minutes: 60                # live loop (industriverse operate): re-plan every so many
+                                          # minutes of plant time from the estimated state
 
 A contract is *due* once per period: the period of an interval schedule is
 ``floor(epoch_seconds / interval)``; of a daily schedule, the calendar day of the latest
@@ -70,6 +72,8 @@ class Contract(BaseModel):
     schedule: Schedule
     active: bool = True
     roll_horizon: bool = True
+    replan_minutes: float | None = Field(None, gt=0, description="live loop: re-plan every so many minutes of plant "
+                                         "time from the estimated state (receding horizon); None: the operate default (60)")
 
 
 class ContractsFile(BaseModel):

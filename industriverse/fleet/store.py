@@ -118,6 +118,15 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
 )
 
+# the live loop's state per site (industriverse.operate.live): what a restarted daemon resumes from
+live_sites = sa.Table(
+    "live_sites",
+    metadata,
+    sa.Column("site", sa.String(200), primary_key=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+
 # --- gateway tables (used by industriverse.operate.gateway) -----------------------------------
 capsules = sa.Table(
     "capsules",
@@ -624,3 +633,19 @@ def list_contract_runs(contract_id: str | None = None, *, engine: Engine | None 
         stmt = stmt.where(contract_runs.c.contract_id == contract_id)
     with read_transaction(engine) as conn:
         return [row_dict(r) for r in conn.execute(stmt)]
+
+
+def put_live_state(site: str, payload: dict, *, engine: Engine | None = None) -> None:
+    """Store (replace) the live loop's state of ``site``."""
+    _json_dumps(payload)
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        if not insert_ignore(conn, live_sites, {"site": site, "payload": payload, "updated_at": _now()}, ["site"]):
+            conn.execute(sa.update(live_sites).where(live_sites.c.site == site).values(payload=payload, updated_at=_now()))
+
+
+def get_live_state(site: str, *, engine: Engine | None = None) -> dict | None:
+    """The live loop's stored state of ``site``, or None."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        return conn.execute(sa.select(live_sites.c.payload).where(live_sites.c.site == site)).scalar_one_or_none()
