@@ -31,7 +31,7 @@ class EmbeddedRunner:
         self._pool.submit(self._run, message, request)
 
     def _run(self, message: Message, request: dict) -> None:
-        from cli.run_client_strike_loop import materialize, run_embedded
+        from workers.runner import materialize, run_embedded
         from industriverse.fleet import store
 
         try:
