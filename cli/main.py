@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "twin": ("cli.twin", "write simulated telemetry of a deployed capsule, with injectable faults"),
     "worker": ("cli.worker", "run worker processes on RabbitMQ (optimizer|simulator|shield|deployer|reporter|all)"),
     "serve": ("cli.serve", "serve the operator console and REST API (pages, /api/v1, /docs)"),
-    "token": ("cli.token", "make, list or revoke API tokens of the console ('token create --name N --role viewer|operator')"),
+    "token": ("cli.api_token", "make, list or revoke API tokens of the console ('token create --name N --role viewer|operator')"),
     "schema": ("cli.schema", "export the JSON Schemas of every message"),
 }
 

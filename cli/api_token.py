@@ -7,11 +7,13 @@ and roll back activities.
 """
 from __future__ import annotations
 
+# Not named token.py: run as a file, cli/ is on sys.path and would shadow the stdlib token module.
+
 import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: python cli/token.py
+if __package__ in (None, ""):  # run as a file: python cli/api_token.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli._common import one_line_errors
