@@ -4,7 +4,8 @@ Without --broker the five workers run in this process on the embedded bus (nothi
 install or start). With --broker (or INDUSTRIVERSE_AMQP_URL) the strike is published to
 RabbitMQ and this command waits for its outcome from the worker fleet.
 
-stdout: the proof path, then the deployed activity ID as the last line.
+stdout: the proof path, then the deployed activity ID as the last line. stderr, just before:
+one line saying what the plan saves per day with its interval, or why it was rejected.
 Exit codes: 0 deployed · 1 rejected by the shield or infeasible (nothing deployed) ·
 2 bad input · 3 infrastructure failure.
 """
@@ -97,14 +98,32 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     paths = materialize(outcome, run_dir, request)
     print(f"run directory: {run_dir}", file=sys.stderr)
     print(f"report: {paths['report']}", file=sys.stderr)
+    print(summary_line(outcome), file=sys.stderr)
     print(paths["proof"])
     if outcome.body.outcome != "deployed":
-        print("rejected by the shield, nothing deployed:", file=sys.stderr)
-        for reason in outcome.body.reasons:
-            print(f"  {reason}", file=sys.stderr)
+        for reason in outcome.body.reasons[1:]:
+            print(f"  also: {reason}", file=sys.stderr)
         return 1
     print(outcome.body.activity_id)
     return 0
+
+
+def summary_line(outcome) -> str:
+    """One line: the saving per day with its interval (the report's headline), or the rejection reason."""
+    from industriverse.fleet import store
+
+    body = outcome.body
+    if body.outcome != "deployed":
+        reasons = body.reasons or ["no reason given"]
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        return f"rejected by the shield, nothing deployed: {reasons[0]}{more}"
+    headline = None
+    if body.value_ref:
+        try:
+            headline = store.get_json_artifact(body.value_ref).get("headline")
+        except KeyError:
+            headline = None
+    return f"deployed: {headline}" if headline else "deployed (no value summary in the store)"
 
 
 if __name__ == "__main__":

@@ -299,14 +299,14 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(FIG_WIDTH, 4.8, left=1.0, top=0.4, bottom=0.75)
+    fig = _new_figure(FIG_WIDTH, 4.9, left=1.0, top=0.55, bottom=0.75)
     if ctx.price is None:
         ax = fig.subplots()
         ax.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center", va="center",
                 transform=ax.transAxes)
         return _save(fig, path)
     ax, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    _margins(fig, left=1.0, right=0.2, top=0.4, bottom=0.75, hspace=0.25, rows=2)
+    _margins(fig, left=1.0, right=0.2, top=0.55, bottom=0.75, hspace=0.25, rows=2)
     curves = {}
     for side, color in (("baseline", BASE_COLOR), ("plan", PLAN_COLOR)):
         nominal = (sim[side].get("nominal") or {}).get("power_kw")
@@ -323,11 +323,11 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     note = "noise-free trajectories × price"
     if ctx.demand_charge > 0:
         note += ", without the demand charge"
-    ax.set_title(f"Cumulative energy cost ({note})", fontsize=10)
-    if all(v is not None for v in kpis.values()):
-        ax.text(0.99, 0.04, f"ensemble means (all charges): plan {format_number(kpis['plan'])}, "
-                f"baseline {format_number(kpis['baseline'])} {ctx.currency}", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8.5, color="#333333")
+    title = f"Cumulative energy cost ({note})"
+    if all(v is not None for v in kpis.values()):  # in the title: text inside the axes would sit on a curve
+        title += (f"\nensemble means (all charges): plan {format_number(kpis['plan'])}, "
+                  f"baseline {format_number(kpis['baseline'])} {ctx.currency}")
+    ax.set_title(title, fontsize=9.5)
     ax.set_ylabel(f"cumulative cost ({ctx.currency})")
     ax.legend(loc="upper left", fontsize=8.5)
     _time_axis(ax, t)

@@ -598,6 +598,9 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
                 pdf.ln(1)
         elif b.kind == "table":
             pdf.set_font(body, "", 8.5)
+            # a short table is kept on one page (rows up to ~9 mm each, with the heading)
+            if len(b.items) <= 8 and pdf.get_y() + 9.0 * (len(b.items) + 1) > pdf.h - pdf.b_margin:
+                pdf.add_page()
             n_cols = len(b.header)
             long_first = n_cols == 2
             col_widths = (0.32, 0.68) if long_first else None
