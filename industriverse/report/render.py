@@ -471,25 +471,24 @@ _PARSED_FONTS: dict[tuple, dict] = {}  # font files -> parsed fpdf fonts, pristi
 
 
 def _clone_font(font):
-    """A fresh copy of a parsed fpdf font for another document: the parsed metrics are copied, the
-    fontTools font is reopened lazily (a fraction of a millisecond; subsetting at output changes it
-    in place, so documents must not share one)."""
-    import copy
+    """A copy of a parsed fpdf font for another document.
 
+    What parsing built and no document changes (widths, cmap, glyph IDs, descriptor) is shared;
+    what a document changes is fresh: the subset map of the glyphs it used, and the fontTools
+    font, reopened lazily (well under a millisecond), since subsetting at output changes it in place.
+    """
     from fontTools import ttLib
+    from fpdf.fonts import SubsetMap
 
     clone = object.__new__(type(font))
     for name in type(font).__slots__:
-        if not hasattr(font, name):
-            continue
-        value = getattr(font, name)
-        if name == "ttfont":
-            value = ttLib.TTFont(font.ttffile, recalcTimestamp=False, fontNumber=font.collection_font_number, lazy=True)
-        elif name == "_hbfont":
-            value = None
-        elif isinstance(value, (dict, list, set)) or name in ("subset", "desc"):
-            value = copy.deepcopy(value)
-        setattr(clone, name, value)
+        if hasattr(font, name):
+            setattr(clone, name, getattr(font, name))
+    clone.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, fontNumber=font.collection_font_number, lazy=True)
+    clone._hbfont = None
+    clone.missing_glyphs = []
+    clone.biggest_size_pt = 0
+    clone.subset = SubsetMap(clone)
     return clone
 
 
