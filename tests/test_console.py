@@ -132,3 +132,24 @@ def test_token_cli_prints_once_and_rejects_empty_names(home, capsys):
     assert identify(token)["role"] == "viewer"
     assert main(["token", "create", "--name", " ", "--role", "viewer"]) == 2
     assert "field '--name'" in capsys.readouterr().err
+
+
+@pytest.mark.broker
+def test_strike_from_the_api_is_published_on_rabbitmq(amqp_url, prefix, home):
+    """With a broker the console publishes strike.requested (confirmed) for the worker fleet: the
+    message waits in the optimizer queue, and the overview's queue depths show it."""
+    from console.app import ConsoleConfig, create_app
+    from console.auth import new_token
+
+    token = new_token("ops", "operator")
+    headers = {"Authorization": f"Bearer {token}"}
+    app = create_app(ConsoleConfig(broker=amqp_url, prefix=prefix))
+    with TestClient(app) as client:
+        r = client.post("/api/v1/strikes", json={"domain": "hvac", "constraint": example("hvac", ensemble=20)}, headers=headers)
+        assert r.status_code == 202 and r.json()["bus"] == "rabbitmq"
+        sid = r.json()["strike_id"]
+        depths = client.get("/api/v1/queues", headers=headers).json()
+        assert depths[f"{prefix}.optimizer"] == 1
+        view = client.get(f"/api/v1/strikes/{sid}", headers=headers).json()
+        assert view["status"] == "requested" and view["timeline"] == []
+        assert "optimizer" in client.get("/", headers=headers).text  # the overview lists the queues
