@@ -138,6 +138,16 @@ def create_app(config: ConsoleConfig | None = None) -> FastAPI:
     templates.env.filters["when"] = lambda t: (t or "")[:19].replace("T", " ")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
+    @app.middleware("http")
+    async def _static_needs_a_token(request: Request, call_next):
+        # mounted files bypass the routes' dependencies: check them here (nothing is anonymous but /healthz)
+        if request.url.path.startswith("/static/"):
+            token = request.cookies.get(COOKIE) or _bearer_header(request)
+            if await run_in_threadpool(identify, token) is None:
+                return JSONResponse({"detail": "missing or unknown API token"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
     def contracts() -> list[dict]:
         if config.contracts_file is None:
             return []
@@ -189,7 +199,10 @@ def create_app(config: ConsoleConfig | None = None) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False)
     def docs(_user: dict = Depends(page_user)):
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Industriverse console API")
+        # Swagger UI vendored from the npm package swagger-ui-dist: no CDN, works offline
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Industriverse console API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css", swagger_favicon_url="data:,")
 
     # --- API: strikes ----------------------------------------------------------------------
     @app.post("/api/v1/strikes", status_code=202, response_model=StrikeAccepted, tags=["strikes"],

@@ -43,7 +43,7 @@ def test_only_healthz_is_anonymous(console):
     client, auth, _ = console
     assert client.get("/healthz").status_code == 200
     for path in ("/api/v1/strikes", "/api/v1/capsules", "/api/v1/activities", "/api/v1/alerts", "/api/v1/contracts",
-                 "/openapi.json", "/events"):
+                 "/openapi.json", "/events", "/static/htmx.min.js"):
         r = client.get(path)
         assert r.status_code == 401, path
         assert client.get(path, headers={"Authorization": "Bearer iv_wrong"}).status_code == 401
@@ -118,7 +118,9 @@ def test_openapi_lists_the_api(console):
     for path in ("/api/v1/strikes", "/api/v1/strikes/{strike_id}", "/api/v1/activities/{activity_id}/rollback",
                  "/api/v1/capsules", "/api/v1/alerts", "/api/v1/contracts"):
         assert path in spec["paths"]
-    assert client.get("/docs", headers=auth["viewer"]).status_code == 200
+    docs = client.get("/docs", headers=auth["viewer"])
+    assert docs.status_code == 200 and "http://" not in docs.text and "https://" not in docs.text  # vendored, no CDN
+    assert client.get("/static/swagger/swagger-ui-bundle.js", headers=auth["viewer"]).status_code == 200
 
 
 def test_token_cli_prints_once_and_rejects_empty_names(home, capsys):
