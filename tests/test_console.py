@@ -100,6 +100,17 @@ def test_strike_through_the_api_to_report_and_rollback(console):
     assert client.get(f"/api/v1/strikes/{sid}/documents/nope", headers=auth["viewer"]).status_code == 422
     assert client.get("/api/v1/strikes/0000/report/report.pdf", headers=auth["viewer"]).status_code == 404
 
+    # an alert the runtime monitor raised shows on the API, the alerts page and the overview
+    from industriverse.operate.gateway import CapsuleGatewayService
+
+    alert = CapsuleGatewayService().record_alert(view["outcome"]["capsule_id"], {"message": "zone above its band for 3 readings"})
+    alerts = client.get("/api/v1/alerts?status=open", headers=auth["viewer"]).json()
+    assert [a["id"] for a in alerts] == [alert]
+    assert "zone above its band for 3 readings" in client.get("/alerts", headers=auth["viewer"]).text
+    assert "Open alerts (1)" in client.get("/", headers=auth["viewer"]).text
+    page = client.get(f"/strikes/{sid}", headers=auth["viewer"]).text
+    assert view["headline"] in page and "/report/states.png" in page and "/documents/proof" in page
+
     activity = view["outcome"]["activity_id"]
     url = f"/api/v1/activities/{activity}/rollback"
     assert client.post(url, headers=auth["viewer"]).status_code == 403
@@ -155,3 +166,20 @@ def test_strike_from_the_api_is_published_on_rabbitmq(amqp_url, prefix, home):
         view = client.get(f"/api/v1/strikes/{sid}", headers=headers).json()
         assert view["status"] == "requested" and view["timeline"] == []
         assert "optimizer" in client.get("/", headers=headers).text  # the overview lists the queues
+
+
+@pytest.mark.postgres
+def test_api_tokens_on_postgresql(pg_url):
+    import uuid
+
+    from console.auth import token_hash
+    from industriverse.fleet import store
+
+    engine = store.get_engine(pg_url)
+    name, token = f"pg-{uuid.uuid4().hex[:8]}", f"iv_{uuid.uuid4().hex}"
+    store.create_api_token(name, "operator", token_hash(token), engine=engine)
+    assert store.find_api_token(token_hash(token), engine=engine)["role"] == "operator"
+    assert name in [r["name"] for r in store.list_api_tokens(engine=engine)]
+    store.create_api_token(name, "viewer", token_hash(token + "x"), engine=engine)  # a new token replaces the old
+    assert store.find_api_token(token_hash(token), engine=engine) is None
+    assert store.revoke_api_token(name, engine=engine) and not store.revoke_api_token(name, engine=engine)
