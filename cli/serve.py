@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if not 0 < args.port < 65536:
         raise BadInput(None, "--port", "must be between 1 and 65535")
 
+    if args.contracts:
+        from industriverse.fleet.contracts import load_contracts
+
+        load_contracts(args.contracts)  # a bad contracts file is exit 2 now, not an error page later
     import uvicorn
 
     from console.app import ConsoleConfig, create_app

@@ -183,3 +183,15 @@ def test_api_tokens_on_postgresql(pg_url):
     store.create_api_token(name, "viewer", token_hash(token + "x"), engine=engine)  # a new token replaces the old
     assert store.find_api_token(token_hash(token), engine=engine) is None
     assert store.revoke_api_token(name, engine=engine) and not store.revoke_api_token(name, engine=engine)
+
+
+def test_serve_bad_flags_exit_2_with_one_line(home, tmp_path, capsys):
+    from cli.main import main
+
+    assert main(["serve", "--port", "0"]) == 2
+    assert "field '--port'" in capsys.readouterr().err
+    bad = tmp_path / "contracts.yaml"
+    bad.write_text("contracts: [{id: 1}]\n")
+    assert main(["serve", "--contracts", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and "Traceback" not in err
