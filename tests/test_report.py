@@ -294,10 +294,13 @@ def test_figures_carry_no_more_digits_than_their_interval_supports(runs):
     assert "0.0000" not in tiny and tiny == "0 K·h (95% CI 0 to 0 K·h)"
     for domain in ("hvac", "cold_storage", "microgrid", "hvac_two_zone"):
         value = json.loads((runs[domain] / "report" / "value.json").read_text())
-        for field, text in value["display"].items():
-            for number in re.findall(r"\d+(?:\.\d+)?", text):
-                digits = number.replace(".", "").lstrip("0")
-                assert len(digits) <= 3 or "." not in number, (domain, field, text)
+        texts = dict(value["display"], headline=value["headline"])
+        for scope in ("per_day", "per_year"):
+            texts.update({f"{scope}.{k}": format_figure(fig, "")["text"] for k, fig in value[scope].items()})
+        for field, text in texts.items():
+            for number in re.findall(r"\d+(?:\.\d+)?", text.replace("95% CI", "").replace("CO2", "")):
+                digits = number.replace(".", "").strip("0")
+                assert len(digits) <= 3, (domain, field, number, text)
         md = (runs[domain] / "report" / "report.md").read_text()
         table = md.split("## Savings against the baseline")[1].split("\n\n")[1]
         for row in table.splitlines()[2:]:

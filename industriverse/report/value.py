@@ -80,9 +80,14 @@ def ensemble_needed(limit: float, confidence: float) -> int:
 MAX_DECIMALS = 4
 
 def _decimals(x: float, significant: int) -> int:
+    return max(0, _place(x, significant))
+
+
+def _place(x: float, significant: int) -> int:
+    """Decimal place that keeps ``significant`` digits of ``x``; negative = round to tens, hundreds, ..."""
     if x == 0 or not math.isfinite(x):
         return 0
-    return max(0, significant - 1 - int(math.floor(math.log10(abs(x)))))
+    return significant - 1 - int(math.floor(math.log10(abs(x))))
 
 
 def format_number(x: float | None, decimals: int | None = None, significant: int = 3) -> str:
@@ -97,6 +102,8 @@ def format_number(x: float | None, decimals: int | None = None, significant: int
     if not math.isfinite(x):
         return "n/a"
     d = min(_decimals(x, significant), MAX_DECIMALS) if decimals is None else min(decimals, 8)
+    if d < 0:  # rounded to tens, hundreds, ...: keep only the digits the interval supports
+        x, d = round(x, d), 0
     text = f"{x:.{d}f}"
     if decimals is None and "." in text:  # free-standing number: no trailing zeros (0.05, not 0.0500)
         text = text.rstrip("0").rstrip(".")
@@ -113,10 +120,10 @@ def figure_decimals(fig: dict) -> int:
     0.528)``, never ``0.5271 (0.5261 to 0.5281)``); never more than :data:`MAX_DECIMALS`."""
     lo, hi = fig["ci95"]
     half = (hi - lo) / 2.0
-    d = _decimals(max(abs(fig["mean"]), abs(lo), abs(hi)), 3)
+    d = _place(max(abs(fig["mean"]), abs(lo), abs(hi)), 3)
     if half > 0:
-        d = min(d, _decimals(half, 2))
-    return max(0, min(d, MAX_DECIMALS))
+        d = min(d, _place(half, 2))
+    return min(d, MAX_DECIMALS)  # negative: 1770 (1800 to 1740), not 1770 (1796 to 1745)
 
 
 def format_figure(fig: dict, unit: str, *, scale: float = 1.0) -> dict[str, str]:
