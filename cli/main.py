@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("cli.fit_thermal_network", "fit a thermal network's parameters and noise to telemetry (grey-box, Kalman likelihood)"),
     "plant": ("cli.plant", "an emulated site on MQTT: the stochastic plant, mismatched, faults, its own baseline"),
     "operate": ("cli.operate", "the live loop for one site on MQTT: estimate, dispatch, monitor, re-plan"),
+    "serve": ("cli.serve", "serve the operator console and REST API (pages, /api/v1, /docs)"),
+    "token": ("cli.api_token", "make, list or revoke API tokens of the console ('token create --name N --role viewer|operator')"),
     "schema": ("cli.schema", "export the JSON Schemas of every message"),
 }
 

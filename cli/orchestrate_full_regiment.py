@@ -123,7 +123,7 @@ class Regiment:
                 publisher.close()
 
     def _run_embedded(self, message) -> None:
-        from cli.run_client_strike_loop import materialize, run_embedded
+        from workers.runner import materialize, run_embedded
 
         # CSV series may come from any contract's constraint directory (a relayed request may
         # have been claimed before a restart, when self._due did not know it)

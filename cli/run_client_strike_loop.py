@@ -4,7 +4,8 @@ Without --broker the five workers run in this process on the embedded bus (nothi
 install or start). With --broker (or INDUSTRIVERSE_AMQP_URL) the strike is published to
 RabbitMQ and this command waits for its outcome from the worker fleet.
 
-stdout: the proof path, then the deployed activity ID as the last line.
+stdout: the proof path, then the deployed activity ID as the last line. stderr, just before:
+one line saying what the plan saves per day with its interval, or why it was rejected.
 Exit codes: 0 deployed and active · 1 rejected by the shield or infeasible (nothing deployed), or
 deployed but not activated (the gateway holds a newer version) ·
 2 bad input · 3 infrastructure failure.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from cli._common import MAX_SEED, MAX_WAIT_S, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput, InfrastructureError
+from workers.runner import materialize, run_embedded
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -61,42 +63,6 @@ def _progress(quiet: bool):
     return on_progress
 
 
-def run_embedded(message, *, log_level: str | None = None, on_progress=None, data_dirs=()):
-    """Run one strike through the five workers in this process; return its outcome message.
-
-    ``data_dirs``: directories the workers may read CSV series from (the constraint's own directory).
-
-    Worker logs go to stderr at ``log_level`` (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL,
-    since the caller reports the outcome in one line anyway).
-    """
-    from workers.actor import load_actors
-    from workers.embedded import EmbeddedBus
-    from workers.logging import configure_logging
-
-    from industriverse.model.series import data_roots_allowed
-
-    configure_logging(log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
-    with data_roots_allowed(data_dirs):
-        return EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
-
-
-def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
-    """Write the run directory of a finished strike from the store; returns key paths."""
-    from industriverse.fleet import store
-    from industriverse.fleet.rundir import restore_files, write_documents
-
-    body = outcome.body
-    get = lambda ref: store.get_json_artifact(ref) if ref else None  # noqa: E731
-    deployment = {"activity_id": body.activity_id, "capsule_id": body.capsule_id} if body.outcome == "deployed" else None
-    write_documents(run_dir, {
-        "request": request, "optimization": get(body.optimization_ref), "simulation": get(body.simulation_ref),
-        "verdict": get(body.verdict_ref), "proof": get(body.proof_ref), "deployment": deployment,
-    })
-    if body.capsule_ref:
-        restore_files(get(body.capsule_ref), run_dir / "capsule")
-    if body.report_ref:
-        restore_files(get(body.report_ref), run_dir / "report")
-    return {"proof": run_dir / "proof.json", "report": run_dir / "report" / "report.pdf"}
 
 
 @one_line_errors
@@ -148,11 +114,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     paths = materialize(outcome, run_dir, request)
     print(f"run directory: {run_dir}", file=sys.stderr)
     print(f"report: {paths['report']}", file=sys.stderr)
+    print(summary_line(outcome), file=sys.stderr)
     print(paths["proof"])
     if outcome.body.outcome != "deployed":
-        print("rejected by the shield, nothing deployed:", file=sys.stderr)
-        for reason in outcome.body.reasons:
-            print(f"  {reason}", file=sys.stderr)
+        for reason in outcome.body.reasons[1:]:
+            print(f"  also: {reason}", file=sys.stderr)
         return 1
     from industriverse.operate.gateway import CapsuleGatewayService
 
@@ -162,6 +128,24 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 1
     print(outcome.body.activity_id)
     return 0
+
+
+def summary_line(outcome) -> str:
+    """One line: the saving per day with its interval (the report's headline), or the rejection reason."""
+    from industriverse.fleet import store
+
+    body = outcome.body
+    if body.outcome != "deployed":
+        reasons = body.reasons or ["no reason given"]
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        return f"rejected by the shield, nothing deployed: {reasons[0]}{more}"
+    headline = None
+    if body.value_ref:
+        try:
+            headline = store.get_json_artifact(body.value_ref).get("headline")
+        except KeyError:
+            headline = None
+    return f"deployed: {headline}" if headline else "deployed (no value summary in the store)"
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 ROOT = Path(__file__).resolve().parent.parent
-TOP_PACKAGES = ("industriverse", "messages", "workers", "cli")
+TOP_PACKAGES = ("industriverse", "messages", "workers", "console", "cli")
 # which top-level packages each may import (the project's own; third-party ones are free)
 MAY_IMPORT = {
     "industriverse": {"industriverse"},
     "messages": {"messages", "industriverse"},
     "workers": {"workers", "messages", "industriverse"},
-    "cli": {"cli", "workers", "messages", "industriverse"},
+    "console": {"console", "workers", "messages", "industriverse"},
+    "cli": {"cli", "console", "workers", "messages", "industriverse"},
 }
 CORE_STAGES = ("model", "plan", "verify", "trust", "fleet", "operate", "report")
 

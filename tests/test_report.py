@@ -238,3 +238,72 @@ def test_pdf_without_a_unicode_font_falls_back_to_latin1(runs, tmp_path, monkeyp
     assert "Clopper-Pearson" in text  # the en dash became a hyphen
     for number in headline_numbers(value):
         assert number in text, number
+
+
+def _artefacts(tmp_path_factory) -> Path:
+    """Where the rendered pages go: $INDUSTRIVERSE_TEST_ARTIFACTS (CI keeps it) or a temporary directory."""
+    import os
+
+    root = os.environ.get("INDUSTRIVERSE_TEST_ARTIFACTS")
+    path = Path(root) / "report-pages" if root else tmp_path_factory.mktemp("report-pages")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.parametrize("domain", ["hvac", "microgrid", "hvac_two_zone", "rejected"])
+def test_first_page_is_a_headline_a_client_reads_and_no_page_is_half_empty(runs, domain, tmp_path_factory):
+    """Render every page to PNG (pdftoppm) the way a client sees it: page 1 carries the headline
+    (per day and per year, with the interval), the outcome and one chart; hashes are not on it;
+    every page but the last is filled to at least three quarters of its height."""
+    import numpy as np
+    from PIL import Image
+
+    report = runs[domain] / "report"
+    value = json.loads((report / "value.json").read_text())
+    headline = value["headline"]
+    assert headline.startswith("Per day, the plan ")
+    assert value["currency"] in headline and "kWh" in headline and "kg CO2" in headline and "over a year" in headline
+    assert "95% CI" in headline
+    first = " ".join(subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(report / "report.pdf"), "-"],
+                                    check=True, capture_output=True, text=True).stdout.split())
+    assert " ".join(headline.split()) in first
+    assert "Outcome: " + ("DEPLOYED" if domain == "hvac" else "REJECTED" if domain == "rejected" else "") in first
+    assert value["proof"]["plan_sha256"] not in first and "SHA-256" not in first
+    # the appendix carries the engineering material
+    assert value["proof"]["plan_sha256"] in pdf_text(report / "report.pdf")
+
+    out = _artefacts(tmp_path_factory)
+    prefix = out / domain
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(report / "report.pdf"), str(prefix)], check=True)
+    pages = sorted(out.glob(f"{domain}-*.png"))
+    assert pages
+    images = [np.asarray(Image.open(p).convert("L")) for p in pages]
+    for i, img in enumerate(images[:-1]):
+        body = img[: int(img.shape[0] * 0.95)]  # leave out the footer line
+        inked = np.nonzero((body < 200).any(axis=1))[0]
+        assert inked.size and inked[-1] / img.shape[0] >= 0.75, f"page {i + 1} of {domain} is half empty ({pages[i]})"
+    # the first page's chart: a large block of non-white pixels below the headline
+    assert (images[0] < 250).mean() > 0.08
+
+
+def test_figures_carry_no_more_digits_than_their_interval_supports(runs):
+    """≤ 3 significant digits, never '0.000004 (0.000000 to 0.000000)', units on every savings row."""
+    from industriverse.report.value import format_figure
+
+    tiny = format_figure({"mean": 4.29e-6, "ci95": [1e-7, 8.1e-6], "significant": True}, "K·h")["text"]
+    assert "0.0000" not in tiny and tiny == "0 K·h (95% CI 0 to 0 K·h)"
+    for domain in ("hvac", "cold_storage", "microgrid", "hvac_two_zone"):
+        value = json.loads((runs[domain] / "report" / "value.json").read_text())
+        texts = dict(value["display"], headline=value["headline"])
+        for scope in ("per_day", "per_year"):
+            texts.update({f"{scope}.{k}": format_figure(fig, "")["text"] for k, fig in value[scope].items()})
+        for field, text in texts.items():
+            for number in re.findall(r"\d+(?:\.\d+)?", text.replace("95% CI", "").replace("CO2", "")):
+                digits = number.replace(".", "").strip("0")
+                assert len(digits) <= 3, (domain, field, number, text)
+        md = (runs[domain] / "report" / "report.md").read_text()
+        table = md.split("## Savings against the baseline")[1].split("\n\n")[1]
+        for row in table.splitlines()[2:]:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert all(cell == "n/a" or re.search(r"[A-Za-z%]", cell) for cell in cells[1:3]), row
+        assert "0.00000" not in md

@@ -74,6 +74,24 @@ def test_strike_script_deploys_and_writes_the_run_directory(home, tmp_path):
                  "capsule/manifest.yaml", "report/report.md", "report/report.html", "report/report.pdf", "report/value.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "deployment.json").read_text())["activity_id"] == activity
+    # one line on stderr says what the plan saves per day, with its interval
+    summary = [line for line in done.stderr.splitlines() if line.startswith("deployed: ")]
+    assert len(summary) == 1 and "Per day, the plan" in summary[0] and "95% CI" in summary[0]
+    # the plan as a table: one row per instant, set-points in kW, the planned state with its p5/p95
+    import csv
+
+    opt = json.loads((out / "optimization.json").read_text())
+    sim = json.loads((out / "simulation.json").read_text())
+    with open(out / "plan.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["time", "heater_kw", "zone", "zone_p5", "zone_p95"]
+    assert len(rows) == len(opt["states"]["zone"]) == len(opt["plan"]["heater"]) + 1
+    assert rows[0]["time"] == opt["horizon"]["times"][0] and rows[-1]["heater_kw"] == ""
+    for k in (0, 10, len(rows) - 2):
+        assert float(rows[k]["heater_kw"]) == pytest.approx(opt["plan"]["heater"][k], rel=1e-5, abs=1e-9)
+        assert float(rows[k]["zone"]) == pytest.approx(opt["states"]["zone"][k], rel=1e-5)
+        assert float(rows[k]["zone_p5"]) == pytest.approx(sim["plan"]["bands"]["zone"]["p5"][k], rel=1e-5)
+        assert float(rows[k]["zone_p5"]) <= float(rows[k]["zone_p95"])
     assert CapsuleGatewayService().get_activity(activity)["activity_type"] == "deployment"
     verify = subprocess.run([sys.executable, "-m", "cli.main", "proof", "verify", str(out / "proof.json")],
                             cwd=ROOT, capture_output=True, text=True)
@@ -89,7 +107,10 @@ def test_strike_script_rejection_retries_then_exits_1_with_a_report(home, tmp_pa
                     "--output_dir", str(out), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert "chance_constraint" in done.stderr
+    summary = [line for line in done.stderr.splitlines() if line.startswith("rejected by the shield, nothing deployed: ")]
+    assert len(summary) == 1 and "chance_constraint" in summary[0]
     assert done.stdout.strip().splitlines()[-1] == str(out / "proof.json")  # no activity ID
+    assert (out / "plan.csv").is_file()
     opt = json.loads((out / "optimization.json").read_text())
     assert opt["round"] == 2 and opt["backoff_k"] > 1.0  # re-optimized with larger back-offs first
     value = json.loads((out / "report" / "value.json").read_text())

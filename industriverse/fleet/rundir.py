@@ -2,13 +2,15 @@
 
 A run directory (DESIGN.md §4) holds ``request.json``, ``optimization.json``,
 ``simulation.json``, ``verdict.json``, ``proof.json``, ``deployment.json`` (activity and
-capsule IDs when deployed), ``capsule/`` and ``report/``.  Workers on other machines share
+capsule IDs when deployed), ``plan.csv`` (the plan as a table, :func:`write_plan_csv`),
+``capsule/`` and ``report/``.  Workers on other machines share
 only the store, so a directory a worker wrote (the capsule, the report) travels as a *bundle*:
 one JSON artifact ``{relative path: {"encoding": "utf-8"|"base64", "data": ...}}``.
 """
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 from pathlib import Path
@@ -70,7 +72,57 @@ def write_documents(run_dir: str | Path, docs: dict[str, Any]) -> Path:
     for key, doc in docs.items():
         if doc is not None:
             write_json_file(run_dir / DOCUMENTS[key], doc)
+    if docs.get("optimization") is not None:
+        write_plan_csv(run_dir / PLAN_CSV, docs["optimization"], docs.get("simulation"))
     return run_dir
+
+
+PLAN_CSV = "plan.csv"
+
+
+def write_plan_csv(path: Path, optimization: dict, simulation: dict | None = None) -> Path:
+    """The plan as a table a spreadsheet opens: one row per time instant k = 0..H.
+
+    Columns: ``time`` (ISO-8601, local time of the constraint), ``<actuator>_kw`` (the set-point
+    held from this instant to the next, kW; empty on the last row, which ends the horizon), and
+    per node ``<node>`` (the planned, noise-free state: °C, or kWh for a storage node) with
+    ``<node>_p5`` and ``<node>_p95`` (5th and 95th percentiles of the simulated ensemble under
+    noise, when the run has a simulation of the plan).
+    """
+    plan = optimization.get("plan") or {}
+    states = optimization.get("states") or {}
+    bands = ((simulation or {}).get("plan") or {}).get("bands") or {}
+    hz = optimization.get("horizon") or {}
+    n_rows = max([len(v) for v in states.values()] + [len(v) + 1 for v in plan.values()] + [0])
+    times = list(hz.get("times") or [])
+    if len(times) < n_rows:
+        from datetime import datetime, timedelta
+
+        start = datetime.fromisoformat(hz.get("start") or "2000-01-01T00:00")
+        step = float(hz.get("step_minutes") or 15)
+        times = [(start + timedelta(minutes=step * k)).isoformat() for k in range(n_rows)]
+    header = ["time"] + [f"{a}_kw" for a in plan]
+    columns: list[list] = [[times[k] for k in range(n_rows)]] + [list(v) for v in plan.values()]
+    for node, values in states.items():
+        header.append(node)
+        columns.append(list(values))
+        if node in bands:
+            header += [f"{node}_p5", f"{node}_p95"]
+            columns += [list(bands[node]["p5"]), list(bands[node]["p95"])]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for k in range(n_rows):
+            writer.writerow([_cell(col[k]) if k < len(col) else "" for col in columns])
+    os.replace(tmp, path)
+    return path
+
+
+def _cell(x: Any) -> Any:
+    return f"{x:.6g}" if isinstance(x, float) else x
 
 
 def bundle_files(directory: str | Path) -> dict[str, dict[str, str]]:

@@ -18,7 +18,9 @@ What it holds:
   crash or a broker outage between the two leaves the row pending, and the relay publishes
   it again, so no claimed strike is lost);
 * the **gateway tables** (capsules, capsule versions, activities) used by
-  :mod:`industriverse.operate.gateway`.
+  :mod:`industriverse.operate.gateway`;
+* **API tokens** of the operator console: name, role and the SHA-256 of the secret (the
+  secret itself is shown once, when made, and never stored).
 
 Every function takes ``engine=None`` (the default engine of this process) so that a
 worker, a test or a CLI can point it at another database.  Timestamps are UTC and
@@ -168,6 +170,17 @@ activities = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now),
 )
+
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # viewer | operator
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
+)
+TOKEN_ROLES = ("viewer", "operator")
 
 
 # --- engines --------------------------------------------------------------------------
@@ -376,6 +389,19 @@ def list_stage_results(strike_id: str, *, engine: Engine | None = None) -> dict[
             .order_by(stage_results.c.created_at, stage_results.c.stage)
         ).all()
     return {stage: payload for stage, payload in rows}
+
+
+def stage_timeline(strike_id: str, *, engine: Engine | None = None) -> list[dict]:
+    """``[{stage, created_at}]`` of every stored stage of ``strike_id``, oldest first: when each
+    stage's result was stored (the end of that stage)."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        rows = conn.execute(
+            sa.select(stage_results.c.stage, stage_results.c.created_at)
+            .where(stage_results.c.strike_id == strike_id)
+            .order_by(stage_results.c.created_at, stage_results.c.stage)
+        ).all()
+    return [{"stage": stage, "created_at": iso(created)} for stage, created in rows]
 
 
 # --- artifacts ------------------------------------------------------------------------
@@ -649,3 +675,39 @@ def get_live_state(site: str, *, engine: Engine | None = None) -> dict | None:
     engine = _resolve(engine)
     with read_transaction(engine) as conn:
         return conn.execute(sa.select(live_sites.c.payload).where(live_sites.c.site == site)).scalar_one_or_none()
+
+
+# --- API tokens of the operator console -----------------------------------------------
+def create_api_token(name: str, role: str, token_sha256: str, *, engine: Engine | None = None) -> dict:
+    """Store a token's hash under ``name`` (replacing an older token of that name); return the row."""
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"role must be one of {', '.join(TOKEN_ROLES)}, not {role!r}")
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        conn.execute(sa.delete(api_tokens).where(api_tokens.c.name == name))
+        conn.execute(sa.insert(api_tokens).values(name=name, role=role, token_sha256=token_sha256, created_at=_now()))
+        return row_dict(conn.execute(sa.select(api_tokens).where(api_tokens.c.name == name)).first())
+
+
+def find_api_token(token_sha256: str, *, engine: Engine | None = None) -> dict | None:
+    """The token row (name, role, created_at) whose hash is ``token_sha256``, or None."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        row = conn.execute(sa.select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.created_at)
+                           .where(api_tokens.c.token_sha256 == token_sha256)).first()
+    return row_dict(row)
+
+
+def list_api_tokens(*, engine: Engine | None = None) -> list[dict]:
+    """Every token's name, role and creation time (never the hash)."""
+    engine = _resolve(engine)
+    with read_transaction(engine) as conn:
+        return [row_dict(r) for r in conn.execute(
+            sa.select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.created_at).order_by(api_tokens.c.name))]
+
+
+def revoke_api_token(name: str, *, engine: Engine | None = None) -> bool:
+    """Delete the token ``name``; True if there was one."""
+    engine = _resolve(engine)
+    with write_transaction(engine) as conn:
+        return conn.execute(sa.delete(api_tokens).where(api_tokens.c.name == name)).rowcount > 0

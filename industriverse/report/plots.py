@@ -9,6 +9,10 @@
 * :func:`plot_savings_distribution` — histograms of the per-trajectory paired savings with the
   mean and its 95 % interval marked.
 
+Figures are drawn once, with a fixed layout (margins in inches, legends placed in space kept
+for them inside the canvas), and saved without a tight bounding box: a constrained layout or
+``bbox_inches="tight"`` draws every figure twice.
+
 Every function takes the run's documents (``run``: optimization, simulation, ...) and writes a
 PNG; :func:`make_plots` writes all four and returns their paths.  The envelope and the tariff
 are re-derived from the optimization's request through :func:`industriverse.model.mapping.map_constraint`.
@@ -20,11 +24,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, DateFormatter
-from matplotlib.figure import Figure
 
 from industriverse.report.value import format_figure, format_number
+
+# matplotlib is imported inside the functions: a process that never draws (an optimizer worker,
+# the optimize script) does not pay for it.
 
 DPI = 110
 FIG_WIDTH = 8.5  # inches: text stays legible when the PDF scales the figure to the page width
@@ -102,16 +106,39 @@ def banded_nodes(run: dict, ctx: SeriesContext) -> list[str]:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def _new_figure(width: float, height: float, *, left: float = 0.95, right: float = 0.2, top: float = 0.45,
+                bottom: float = 0.6, hspace: float = 0.45, wspace: float = 0.75):
+    """A figure on an Agg canvas with fixed margins (inches; spacing between axes in inches too)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
+    _margins(fig, left=left, right=right, top=top, bottom=bottom, hspace=hspace, wspace=wspace)
     return fig
 
 
-def _time_axis(ax, times: list[datetime]) -> None:
-    span_h = (times[-1] - times[0]).total_seconds() / 3600.0
-    ax.xaxis.set_major_locator(AutoDateLocator(minticks=4, maxticks=9))
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M" if span_h <= 36 else "%d %b %H:%M"))
+def _margins(fig, *, left: float, right: float, top: float, bottom: float, hspace: float = 0.45,
+             wspace: float = 0.75, rows: int = 1, cols: int = 1) -> None:
+    """Fixed margins in inches (hspace/wspace: the gap between axes, inches, for ``rows`` × ``cols`` axes)."""
+    w, h = fig.get_size_inches()
+    plot_h = max(h - top - bottom, 0.5)
+    plot_w = max(w - left - right, 0.5)
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
+                        hspace=hspace / max((plot_h - hspace * (rows - 1)) / rows, 0.1),
+                        wspace=wspace / max((plot_w - wspace * (cols - 1)) / cols, 0.1))
+
+
+def _time_axis(ax, times: list[datetime], *, max_ticks: int = 8) -> None:
+    """Readable time ticks for any horizon, hours to months: concise labels (the date once where it
+    changes, not on every tick)."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator(minticks=3, maxticks=max_ticks)
+    formatter = ConciseDateFormatter(locator, show_offset=True)
+    formatter.offset_formats = ["", "%Y", "%b %Y", "%d %b %Y", "%d %b %Y", "%d %b %Y %H:%M"]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(formatter)
     ax.set_xlim(times[0], times[-1])
     ax.grid(True, alpha=0.3)
 
@@ -140,8 +167,10 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
     sim, opt = run["simulation"], run.get("optimization") or {}
     nodes = banded_nodes(run, ctx)
     t = ctx.times
-    fig = _new_figure(FIG_WIDTH, 0.9 + 2.4 * max(1, len(nodes)))
-    axes = fig.subplots(max(1, len(nodes)), 2, sharex=True, squeeze=False)
+    n_rows = max(1, len(nodes))
+    height = 1.9 + 2.4 * n_rows
+    fig = _new_figure(FIG_WIDTH, height)
+    axes = fig.subplots(n_rows, 2, sharex=True, squeeze=False)
     for row, node in enumerate(nodes):
         unit = ctx.units.get(node, "")
         lows, highs = [], []
@@ -191,7 +220,7 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
             ax.set_ylim(y_min, y_max)
             quantity = {"°C": "temperature", "kWh": "stored energy"}.get(unit, "")
             ax.set_ylabel(f"{node} {quantity} ({unit})".replace("  ", " ") if unit else node)
-            _time_axis(ax, t)
+            _time_axis(ax, t, max_ticks=5)
             if row == len(nodes) - 1:
                 ax.set_xlabel("local time")
     # one legend for the figure, below the plots, so no curve hides behind it
@@ -199,10 +228,15 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
     for ax in axes.ravel():
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
+    ncol = 3
+    legend_rows = -(-len(entries) // ncol) if entries else 0
+    legend_h = 0.2 * legend_rows + 0.1
+    # fixed layout: title on top, x labels, then the legend in space kept for it inside the canvas
+    _margins(fig, left=0.85, right=0.2, top=0.55, bottom=0.75 + legend_h, hspace=0.55, wspace=0.7, rows=n_rows, cols=2)
     if entries:
-        fig.legend(list(entries.values()), list(entries.keys()), loc="outside lower center", ncol=min(5, len(entries)),
-                   fontsize=8, frameon=False)
-    fig.suptitle("Ensemble of states under noise against the envelope", fontsize=12)
+        fig.legend(list(entries.values()), list(entries.keys()), loc="lower center", bbox_to_anchor=(0.5, 0.05 / height),
+                   ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle("Ensemble of states under noise against the envelope", fontsize=12, y=1 - 0.12 / height)
     return _save(fig, path)
 
 
@@ -213,8 +247,9 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(FIG_WIDTH, 5.0)
+    fig = _new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75)
     ax, ax_p = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    _margins(fig, left=1.0, right=0.2, top=0.4, bottom=0.75, hspace=0.25, rows=2)
     for side, color, label in (("baseline", BASE_COLOR, "baseline"), ("plan", PLAN_COLOR, "plan")):
         bands = sim[side].get("power_bands") or {}
         if bands:
@@ -228,14 +263,16 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
     ax.axhline(0.0, color="black", lw=0.6)
     ax.set_ylabel("site electric power (kW)\n+ import / − export")
     ax.set_title("Power schedule: plan against baseline", fontsize=11)
-    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    ax.legend(loc="upper left", fontsize=7.5, framealpha=0.85, ncol=2)
+    lo_y, hi_y = ax.get_ylim()
+    ax.set_ylim(lo_y, hi_y + 0.3 * (hi_y - lo_y))  # headroom: the legend sits above the curves, not on them
     _time_axis(ax, t)
     if ctx.price is not None:
         ax_p.step(t, _held(ctx.price), where="post", color=PRICE_COLOR, lw=1.6, label="import price")
         if ctx.export_price is not None and np.any(ctx.export_price > 0):
             ax_p.step(t, _held(ctx.export_price), where="post", color=PRICE_COLOR, lw=1.2, ls="--", label="export price")
-        ax_p.set_ylim(0, max(float(np.max(ctx.price)) * 1.15, 1e-6))
-        ax_p.legend(loc="best", fontsize=8)
+        ax_p.set_ylim(0, max(float(np.max(ctx.price)) * 1.45, 1e-6))
+        ax_p.legend(loc="upper left", fontsize=7.5, ncol=2, framealpha=0.85)
     else:
         ax_p.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center",
                   va="center", transform=ax_p.transAxes)
@@ -262,13 +299,14 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(FIG_WIDTH, 4.8)
+    fig = _new_figure(FIG_WIDTH, 4.9, left=1.0, top=0.55, bottom=0.75)
     if ctx.price is None:
         ax = fig.subplots()
         ax.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center", va="center",
                 transform=ax.transAxes)
         return _save(fig, path)
     ax, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    _margins(fig, left=1.0, right=0.2, top=0.55, bottom=0.75, hspace=0.25, rows=2)
     curves = {}
     for side, color in (("baseline", BASE_COLOR), ("plan", PLAN_COLOR)):
         nominal = (sim[side].get("nominal") or {}).get("power_kw")
@@ -285,11 +323,11 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     note = "noise-free trajectories × price"
     if ctx.demand_charge > 0:
         note += ", without the demand charge"
-    ax.set_title(f"Cumulative energy cost ({note})", fontsize=10)
-    if all(v is not None for v in kpis.values()):
-        ax.text(0.99, 0.04, f"ensemble means (all charges): plan {format_number(kpis['plan'])}, "
-                f"baseline {format_number(kpis['baseline'])} {ctx.currency}", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8.5, color="#333333")
+    title = f"Cumulative energy cost ({note})"
+    if all(v is not None for v in kpis.values()):  # in the title: text inside the axes would sit on a curve
+        title += (f"\nensemble means (all charges): plan {format_number(kpis['plan'])}, "
+                  f"baseline {format_number(kpis['baseline'])} {ctx.currency}")
+    ax.set_title(title, fontsize=9.5)
     ax.set_ylabel(f"cumulative cost ({ctx.currency})")
     ax.legend(loc="upper left", fontsize=8.5)
     _time_axis(ax, t)
@@ -302,7 +340,9 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     ax_d.axhline(0.0, color="black", lw=0.6)
     ax_d.set_ylabel(f"saved so far\n({ctx.currency})")
     ax_d.set_xlabel("local time")
-    ax_d.legend(loc="upper left", fontsize=8)
+    ax_d.legend(loc="upper left", fontsize=7.5, ncol=2, framealpha=0.85)
+    lo_d, hi_d = ax_d.get_ylim()
+    ax_d.set_ylim(lo_d, hi_d + 0.45 * (hi_d - lo_d))  # headroom for the legend
     _time_axis(ax_d, t)
     return _save(fig, path)
 
@@ -316,8 +356,11 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
     panels = (("energy_kwh", "energy_saved_kwh", "energy saved (kWh)", "kWh"),
               ("cost", "cost_saved", f"cost saved ({cur})", cur),
               ("emissions_kg", "emissions_saved_kg", "CO2 avoided (kg)", "kg"))
-    fig = _new_figure(FIG_WIDTH, 3.6)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _new_figure(FIG_WIDTH, 4.0)
     axes = fig.subplots(1, len(panels))
+    _margins(fig, left=0.6, right=0.15, top=0.85, bottom=1.1, wspace=0.55, cols=len(panels))
     n = value.get("ensemble_size")
     for ax, (kpi, name, label, unit) in zip(axes, panels):
         saved = np.asarray(sim["baseline"]["per_trajectory"][kpi], float) - np.asarray(sim["plan"]["per_trajectory"][kpi], float)
@@ -325,27 +368,34 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
         lo, hi = fig_v["ci95"]
         ax.hist(saved, bins=min(30, max(8, saved.size // 5)), color="#8aa9cc", edgecolor="white", label=f"{n} paired trajectories")
         ax.axvspan(lo, hi, color=PLAN_COLOR, alpha=0.25, label="95% CI of the mean")
-        ax.axvline(fig_v["mean"], color=PLAN_COLOR, lw=2.0, label=f"mean {format_number(fig_v['mean'], None)}")
+        ax.axvline(fig_v["mean"], color=PLAN_COLOR, lw=2.0, label="mean saving")
         lo_x, hi_x = float(min(saved.min(), lo)), float(max(saved.max(), hi))
         spread = max(hi_x - lo_x, 1e-12)
         distance = 0.0 if lo_x <= 0.0 <= hi_x else min(abs(lo_x), abs(hi_x))
+        where = ""
         if distance <= 3.0 * spread:  # zero fits without squashing the histogram
             ax.axvline(0.0, color="black", lw=1.2, ls="--", label="zero (no saving)")
         else:  # zero is far off: say where it is instead of drawing it
-            side = "left" if lo_x > 0 else "right"
             ax.set_xlim(lo_x - 0.15 * spread, hi_x + 0.15 * spread)
-            ax.annotate(f"zero (no saving) is off\nto the {side}: " + ("every trajectory saves" if lo_x > 0 else
-                        "every trajectory loses"), xy=(0.02 if side == "left" else 0.98, 0.97), xycoords="axes fraction",
-                        ha="left" if side == "left" else "right", va="top", fontsize=7.5,
-                        bbox={"boxstyle": "round", "fc": "white", "ec": "#999999", "alpha": 0.9})
+            where = "\n(zero is off to the left: all save)" if lo_x > 0 else "\n(zero is off to the right: all lose)"
         f = format_figure(fig_v, unit)
         verdict = "significant" if fig_v["significant"] else "not significant"
-        ax.set_title(f"{f['mean']} {unit} [{f['lo']}, {f['hi']}]\n{verdict}", fontsize=9)
-        ax.set_xlabel(label)
+        ax.set_title(f"{f['mean']} {unit} ({f['lo']} to {f['hi']})\n{verdict}", fontsize=9)
+        ax.set_xlabel(label + where, fontsize=9)
         ax.set_ylabel("trajectories")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole trajectories
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right" if distance > 3.0 * spread else "best", framealpha=0.85)
-    fig.suptitle("Per-trajectory savings, baseline − plan on the same noise draws (> 0 = the plan saves)", fontsize=11)
+    # one legend for the three panels, in space kept for it at the bottom of the canvas
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(text, handle)
+    fig.legend(list(entries.values()), list(entries.keys()), loc="lower center", ncol=len(entries), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, 0.02))
+    fig.suptitle("Per-trajectory savings, baseline − plan on the same noise draws (> 0 = the plan saves)", fontsize=10.5,
+                 y=1 - 0.1 / 4.0)
     return _save(fig, path)
 
 

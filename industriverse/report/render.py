@@ -28,8 +28,9 @@ import yaml
 
 from industriverse.errors import BadInput
 from industriverse.fleet.rundir import DOCUMENTS, write_json_file
-from industriverse.report.plots import PLOT_FILES, PLOT_TITLES, make_plots
-from industriverse.report.value import (STABILITY_DEFINITION, compute_value, format_figure, format_number, format_percent, format_probability, format_spread)
+from industriverse.report.plots import PLOT_FILES, PLOT_TITLES
+from industriverse.report.value import (STABILITY_DEFINITION, compute_value, format_figure, format_number, format_percent,
+                                        format_probability, optimizer_sentence, spread_decimals)
 
 FORMATS = ("md", "html", "pdf")
 RUN_FILES = DOCUMENTS  # the run directory's documents (industriverse.fleet.rundir)
@@ -175,49 +176,101 @@ KPI_LABELS = {
 }
 
 
+SAVING_ROWS = (("energy_saved_kwh", "Energy saved", "kWh"), ("energy_saved_pct", "Energy saved", "%"),
+               ("cost_saved", "Cost saved", None), ("emissions_saved_kg", "CO2 avoided", "kg CO2"),
+               ("peak_reduction_kw", "Peak reduction", "kW"))
+KPI_UNITS = {"energy_kwh": "kWh", "cost": None, "emissions_kg": "kg CO2", "peak_kw": "kW", "discomfort_kh": "K·h"}
+KPI_NAMES = {"energy_kwh": "Energy imported", "cost": "Cost", "emissions_kg": "Emissions",
+             "peak_kw": "Peak power (15-min mean)", "discomfort_kh": "Discomfort outside the band"}
+OUTCOME_LINES = {
+    "deployed": "Outcome: DEPLOYED - the plan passed every safety check and is running on site.",
+    "rejected": "Outcome: REJECTED by the safety shield - nothing was deployed and none of these savings will be realised.",
+    "verified": "Outcome: VERIFIED by the safety shield, not deployed.",
+    "unverified": "Outcome: NOT VERIFIED - no safety verdict in this run; do not act on these figures.",
+}
+FRONT_PLOT = "cumulative_cost"  # the one chart on the first page: where in the day the plan gains or loses
+
+
+def _verdict(fig: dict) -> str:
+    if not fig["significant"]:
+        return "not significant (no saving can be claimed)"
+    return "saving" if fig["mean"] > 0 else "LOSS"
+
+
+def _with_unit(text: str, unit: str) -> str:
+    return f"{text} {unit}" if unit else text
+
+
 def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
-    """The report as blocks, from value.json and the plot files."""
+    """The report as blocks, from value.json and the plot files.
+
+    First page: title, the headline sentence (per day and per year, with the interval), the
+    outcome and one chart.  Then the detail a client reads (summary, savings with their units
+    and verdicts, KPIs, stability, the other plots).  Engineering material (optimizer bound,
+    shield checks, IDs, hashes, signature) is in the appendix.
+    """
     cur = value["currency"]
     blocks: list[Block] = []
     who = value.get("client")
     title = f"Value report: {who} ({value.get('domain')})" if who else f"Value report: {value.get('domain')}"
     blocks.append(Block("h1", title))
+    blocks.append(Block("lead", value.get("headline") or ""))
+    blocks.append(Block("p", OUTCOME_LINES.get(value["outcome"], f"Outcome: {value['outcome']}")))
     hz = value.get("horizon") or {}
-    meta = [f"Strike {value.get('strike_id') or 'n/a'}",
-            f"horizon from {hz.get('start')}, {hz.get('steps')} steps of {_fmt(hz.get('step_minutes'))} min",
-            f"ensemble of {value['ensemble_size']} trajectories (seed {value.get('seed')})"]
-    blocks.append(Block("note", " · ".join(meta)))
-    blocks.append(Block("p", f"Outcome: {OUTCOME_TITLES.get(value['outcome'], value['outcome'])}"))
+    start = str(hz.get("start") or "")[:16].replace("T", " ")
+    hours = (hz.get("steps") or 0) * (hz.get("step_minutes") or 0) / 60.0
+    blocks.append(Block("note", f"Plan for {_fmt(hours)} h from {start} in steps of {_fmt(hz.get('step_minutes'))} min, "
+                                f"tested on {value['ensemble_size']} simulated days of weather and load noise "
+                                "against the site's baseline controller."))
+    if FRONT_PLOT in plots:
+        blocks.append(Block("image", PLOT_TITLES.get(FRONT_PLOT, FRONT_PLOT), path=Path(plots[FRONT_PLOT])))
 
     blocks.append(Block("h2", "Summary"))
     blocks.append(Block("bullets", items=list(value["summary"])))
 
     blocks.append(Block("h2", "Savings against the baseline"))
     rows = []
-    for field, label, unit in (("energy_saved_kwh", "Energy saved", "kWh"), ("energy_saved_pct", "Energy saved", "%"),
-                               ("cost_saved", "Cost saved", cur), ("emissions_saved_kg", "CO2 avoided", "kg"),
-                               ("peak_reduction_kw", "Peak reduction", "kW")):
+    for field, label, unit in SAVING_ROWS:
+        unit = unit or cur
         fig = value[field]
         if fig.get("mean") is None:
-            rows.append([f"{label} ({unit})", "n/a", "n/a", "n/a"])
+            rows.append([label, "n/a", "n/a", "n/a"])
             continue
         f = format_figure(fig, "")
-        verdict = ("not significant" if not fig["significant"] else
-                   "significant saving" if fig["mean"] > 0 else "significant LOSS")
-        rows.append([f"{label} ({unit})", f["mean"], f"{f['lo']} to {f['hi']}", verdict])
-    blocks.append(Block("table", header=["Figure", "Mean", "95% interval", "Verdict"], items=rows))
+        rows.append([label, _with_unit(f["mean"], unit), _with_unit(f"{f['lo']} to {f['hi']}", unit), _verdict(fig)])
+    blocks.append(Block("table", header=["Over the horizon", "Mean", "95% interval", "Verdict"], items=rows))
+    if value.get("per_day"):
+        rows = []
+        for field, label, unit in SAVING_ROWS:
+            if field not in value["per_day"]:
+                continue
+            unit = unit or cur
+            d, y = format_figure(value["per_day"][field], unit), format_figure(value["per_year"][field], unit)
+            rows.append([label, d["text"].replace("95% CI ", ""), y["text"].replace("95% CI ", "")])
+        blocks.append(Block("table", header=["At this pattern", "Per day (95% interval)", "Per year (95% interval)"], items=rows))
+        blocks.append(Block("note", f"Per day and per year: {value['extrapolation']}."))
     blocks.append(Block("note", f"Each figure: mean and {value['interval']}. "
                                 "Significant = the interval excludes zero. A negative saving is a loss. "
-                                f"Energy saved in % = {value['energy_saved_pct']['definition']}."))
+                                f"Energy saved in % = {value['energy_saved_pct']['definition']}. "
+                                "Figures are rounded to what their interval supports."))
 
     blocks.append(Block("h2", "Key performance indicators"))
     rows = []
-    for kpi, label in KPI_LABELS.items():
+    for kpi, name in KPI_NAMES.items():
         k = value["kpis"].get(kpi)
         if not k:
             continue
-        rows.append([label.format(cur=cur), format_spread(k["plan"]), format_spread(k["baseline"])])
-    blocks.append(Block("table", header=["KPI (ensemble mean, 5th to 95th percentile)", "Plan", "Baseline"], items=rows))
+        unit = KPI_UNITS[kpi] or cur
+        cells = [name]
+        for side in ("plan", "baseline"):
+            d = spread_decimals({key: max(abs(k["plan"][key]), abs(k["baseline"][key])) for key in ("mean", "p5", "p95")})
+            cells += [_with_unit(format_number(k[side]["mean"], d), unit),
+                      _with_unit(f"{format_number(k[side]['p5'], d)} to {format_number(k[side]['p95'], d)}", unit)]
+        rows.append(cells)
+    blocks.append(Block("table", header=["Per simulated horizon", "Plan: mean", "Plan: 5-95 %", "Baseline: mean", "Baseline: 5-95 %"],
+                        items=rows))
+    blocks.append(Block("note", "Mean over the ensemble, and the range in which 90 % of the simulated trajectories fall "
+                                "(for a skewed quantity the mean can lie outside that range)."))
 
     s = value["stability_score"]
     vp = value["violation_probability"]
@@ -225,26 +278,35 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
     blocks.append(Block("p", f"Definition: {STABILITY_DEFINITION}, under the stochastic plant model, "
                              f"from {s['ensemble_size']} simulated trajectories."))
     rows = [
-        ["Stability score", format_probability(s["plan"]), format_probability(s["baseline"])],
-        ["Trajectories leaving the envelope", f"{s['violating_trajectories']['plan']} of {s['ensemble_size']}",
+        ["Stability score (probability, 0-1)", format_probability(s["plan"]), format_probability(s["baseline"])],
+        ["Trajectories leaving the envelope (count)", f"{s['violating_trajectories']['plan']} of {s['ensemble_size']}",
          f"{s['violating_trajectories']['baseline']} of {s['ensemble_size']}"],
-        [f"Violation probability, upper bound ({format_number(100 * vp['plan']['confidence'], 0)}%)",
+        [f"Violation probability, upper bound ({format_number(100 * vp['plan']['confidence'], 0)}%; probability, 0-1)",
          format_probability(vp["plan"]["upper"]), format_probability(vp["baseline"]["upper"])],
     ]
     if vp.get("limit") is not None:
-        rows.append(["Client's maximum violation probability", format_probability(vp["limit"]), ""])
+        rows.append(["Client's maximum violation probability (0-1)", format_probability(vp["limit"]), ""])
     blocks.append(Block("table", header=["", "Plan", "Baseline"], items=rows))
 
+    blocks.append(Block("h2", "Plots"))
+    for name, path in plots.items():
+        if name != FRONT_PLOT:
+            blocks.append(Block("image", PLOT_TITLES.get(name, name), path=Path(path)))
+
+    blocks.append(Block("h2", "Appendix: engineering detail"))
     o = value["optimizer"]
-    blocks.append(Block("h2", "Optimizer"))
+    blocks.append(Block("h3", "Optimizer"))
     rows = [["Method", _fmt(o.get("method"))],
-            [f"Planned cost ({cur})", _fmt(o.get("cost"))],
-            [f"Proven lower bound ({cur})", _fmt(o.get("lower_bound")) + (f" ({o['lower_bound_method']})" if o.get("lower_bound_method") else "")],
+            ["Planned cost", _with_unit(_fmt(o.get("cost")), cur)],
+            ["Proven lower bound", _with_unit(_fmt(o.get("lower_bound")), cur) + (f" ({o['lower_bound_method']})" if o.get("lower_bound_method") else "")],
             ["Gap to the bound", format_percent(o.get("gap")) if o.get("gap") is not None else "unknown (no proven bound)"],
             ["Feasible", _fmt(o.get("feasible"))]]
     blocks.append(Block("table", header=["", ""], items=rows))
+    sentence = optimizer_sentence(value)
+    if sentence:
+        blocks.append(Block("p", sentence))
 
-    blocks.append(Block("h2", "Shield checks"))
+    blocks.append(Block("h3", "Shield checks"))
     shield = value.get("shield")
     if shield:
         rows = [[str(c.get("name")), _fmt(c.get("value")), _fmt(c.get("limit")), _fmt(c.get("margin")),
@@ -261,12 +323,14 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
     else:
         blocks.append(Block("p", "No shield verdict in this run: the plan is not verified."))
 
-    blocks.append(Block("h2", "Deployment and proof"))
+    blocks.append(Block("h3", "Deployment and proof"))
     dep = value.get("deployment") or {}
     proof = value.get("proof") or {}
     rows = [["Outcome", value["outcome"]],
+            ["Strike ID", _fmt(value.get("strike_id"))],
             ["Deployed activity ID", _fmt(dep.get("activity_id"))],
-            ["Capsule ID", _fmt(dep.get("capsule_id"))]]
+            ["Capsule ID", _fmt(dep.get("capsule_id"))],
+            ["Ensemble", f"{value['ensemble_size']} trajectories, seed {value.get('seed')}"]]
     if proof:
         rows += [["Proof strike ID", _fmt(proof.get("strike_id"))],
                  ["Inputs SHA-256", _fmt(proof.get("inputs_sha256"))],
@@ -277,10 +341,6 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
     else:
         rows.append(["Proof", "none in this run"])
     blocks.append(Block("table", header=["", ""], items=rows))
-
-    blocks.append(Block("h2", "Plots"))
-    for name, path in plots.items():
-        blocks.append(Block("image", PLOT_TITLES.get(name, name), path=Path(path)))
     return blocks
 
 
@@ -297,6 +357,10 @@ def render_markdown(blocks: list[Block], out_dir: Path) -> str:
             lines += [f"# {b.text}", ""]
         elif b.kind == "h2":
             lines += [f"## {b.text}", ""]
+        elif b.kind == "h3":
+            lines += [f"### {b.text}", ""]
+        elif b.kind == "lead":
+            lines += [f"**{b.text}**", ""]
         elif b.kind == "p":
             lines += [b.text, ""]
         elif b.kind == "note":
@@ -322,6 +386,7 @@ h1{font-size:1.6em;border-bottom:2px solid #1f5fa8;padding-bottom:6px}
 h2{font-size:1.2em;margin-top:1.6em;color:#1f5fa8}
 h3{font-size:1em}
 .note{color:#555;font-size:.9em}
+.lead{font-size:1.2em;font-weight:bold;line-height:1.4}
 .outcome{font-weight:bold;font-size:1.1em;padding:8px 12px;border-radius:4px;background:#eef3fa}
 .outcome.rejected,.outcome.unverified{background:#fbeaea;color:#8a1c1c}
 .outcome.deployed{background:#e8f5ec;color:#1d5e30}
@@ -348,6 +413,10 @@ def render_html(blocks: list[Block], outcome: str) -> str:
             body.append(f"<h1>{esc(b.text)}</h1>")
         elif b.kind == "h2":
             body.append(f"<h2>{esc(b.text)}</h2>")
+        elif b.kind == "h3":
+            body.append(f"<h3>{esc(b.text)}</h3>")
+        elif b.kind == "lead":
+            body.append(f'<p class="lead">{esc(b.text)}</p>')
         elif b.kind == "p":
             cls = f' class="outcome {esc(outcome)}"' if b.text.startswith("Outcome:") else ""
             body.append(f"<p{cls}>{esc(b.text)}</p>")
@@ -398,8 +467,65 @@ def to_latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
+_PARSED_FONTS: dict[tuple, dict] = {}  # font files -> parsed fpdf fonts, pristine (never used by a document)
+
+
+def _clone_font(font):
+    """A copy of a parsed fpdf font for another document.
+
+    What parsing built and no document changes (widths, cmap, glyph IDs, descriptor) is shared;
+    what a document changes is fresh: the subset map of the glyphs it used, and the fontTools
+    font, reopened lazily (well under a millisecond), since subsetting at output changes it in place.
+    """
+    from fontTools import ttLib
+    from fpdf.fonts import SubsetMap
+
+    clone = object.__new__(type(font))
+    for name in type(font).__slots__:
+        if hasattr(font, name):
+            setattr(clone, name, getattr(font, name))
+    clone.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, fontNumber=font.collection_font_number, lazy=True)
+    clone._hbfont = None
+    clone.missing_glyphs = []
+    clone.biggest_size_pt = 0
+    clone.subset = SubsetMap(clone)
+    return clone
+
+
+def _add_fonts(pdf, fonts: dict[str, Path]) -> None:
+    """Add the body and mono fonts to ``pdf``, parsing each TTF file once per process.
+
+    fpdf2 parses a TrueType file (cmap, widths) on every ``add_font``: ~0.1-0.25 s for four.
+    Each document gets a clone of a pristine parsed font (:func:`_clone_font`), since the font
+    object records which glyphs that document used (its subset)."""
+    key = tuple(str(fonts[k]) for k in ("", "B", "I", "mono"))
+    parsed = _PARSED_FONTS.get(key)
+    if parsed is None:
+        from fpdf import FPDF
+
+        template = FPDF()
+        template.add_font("Body", "", str(fonts[""]))
+        template.add_font("Body", "B", str(fonts["B"]))
+        template.add_font("Body", "I", str(fonts["I"]))
+        template.add_font("Mono", "", str(fonts["mono"]))
+        parsed = _PARSED_FONTS[key] = dict(template.fonts)
+    for name, font in parsed.items():  # same order as add_font, so each font keeps its index
+        pdf.fonts[name] = _clone_font(font)
+
+
+def _image_height(path: Path, width: float) -> float:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w_px, h_px = im.size
+    return width * h_px / w_px
+
+
 def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
-    """The PDF report (A4): title, summary, tables, plots, proof hashes and signature key ID."""
+    """The PDF report (A4): headline page, detail, plots, appendix with the proof's hashes and signature key ID.
+
+    Pages are filled: a plot that does not fit the rest of a page is shrunk to fit (down to
+    60 % of the text width) before it is moved to the next page."""
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 
@@ -408,10 +534,7 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
     pdf.set_margins(14, 14, 14)
     fonts = _font_files()
     if fonts:
-        pdf.add_font("Body", "", str(fonts[""]))
-        pdf.add_font("Body", "B", str(fonts["B"]))
-        pdf.add_font("Body", "I", str(fonts["I"]))
-        pdf.add_font("Mono", "", str(fonts["mono"]))
+        _add_fonts(pdf, fonts)
         body, mono, clean = "Body", "Mono", (lambda s: s)
     else:
         body, mono, clean = "Helvetica", "Courier", to_latin1
@@ -446,6 +569,20 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
             pdf.multi_cell(width, 7, clean(b.text), align="L")
             pdf.set_text_color(0)
             pdf.ln(1)
+        elif b.kind == "h3":
+            if pdf.get_y() > pdf.h - 40:
+                pdf.add_page()
+            pdf.ln(1.5)
+            pdf.set_font(body, "B", 11)
+            pdf.multi_cell(width, 6, clean(b.text), align="L")
+            pdf.ln(0.5)
+        elif b.kind == "lead":
+            pdf.ln(1)
+            pdf.set_font(body, "B", 12.5)
+            pdf.set_text_color(20, 33, 61)
+            pdf.multi_cell(width, 6.6, clean(b.text), align="L")
+            pdf.set_text_color(0)
+            pdf.ln(2)
         elif b.kind in ("p", "note"):
             pdf.set_font(body, "I" if b.kind == "note" else ("B" if b.text.startswith("Outcome:") else ""),
                          8.5 if b.kind == "note" else 10)
@@ -460,6 +597,9 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
                 pdf.ln(1)
         elif b.kind == "table":
             pdf.set_font(body, "", 8.5)
+            # a short table is kept on one page (rows up to ~9 mm each, with the heading)
+            if len(b.items) <= 8 and pdf.get_y() + 9.0 * (len(b.items) + 1) > pdf.h - pdf.b_margin:
+                pdf.add_page()
             n_cols = len(b.header)
             long_first = n_cols == 2
             col_widths = (0.32, 0.68) if long_first else None
@@ -482,16 +622,17 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
                             row.cell(text)
             pdf.ln(2)
         elif b.kind == "image":
-            from PIL import Image
-
-            with Image.open(b.path) as im:
-                w_px, h_px = im.size
-            h_mm = width * h_px / w_px
-            if pdf.get_y() + h_mm + 8 > pdf.h - pdf.b_margin:
-                pdf.add_page()
+            w = width
+            h_mm = _image_height(b.path, w)
+            room = pdf.h - pdf.b_margin - pdf.get_y() - 8  # 8 mm: the plot's title line
+            if h_mm > room:
+                if room / h_mm >= 0.6:  # shrink to fill this page rather than leave it half empty
+                    w, h_mm = w * room / h_mm, room
+                else:
+                    pdf.add_page()
             pdf.set_font(body, "B", 10)
             pdf.multi_cell(width, 6, clean(b.text), align="L")
-            pdf.image(str(b.path), x=pdf.l_margin, w=width)
+            pdf.image(str(b.path), x=pdf.l_margin + (width - w) / 2, w=w)
             pdf.ln(3)
     path = Path(path)
     pdf.output(str(path))
@@ -533,6 +674,8 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
     value_path = out / "value.json"
     write_json_file(value_path, value)
     paths["value"] = str(value_path)
+
+    from industriverse.report.plots import make_plots
 
     plots = make_plots(run, value, out)
     blocks = build_document(value, plots)

@@ -76,15 +76,23 @@ def ensemble_needed(limit: float, confidence: float) -> int:
 
 
 # --- formatting: the one place numbers become text ---------------------------------------
+# Nothing a client reads needs more: 0.0001 kWh, USD, kg or K·h is below any meter's resolution.
+MAX_DECIMALS = 4
+
 def _decimals(x: float, significant: int) -> int:
+    return max(0, _place(x, significant))
+
+
+def _place(x: float, significant: int) -> int:
+    """Decimal place that keeps ``significant`` digits of ``x``; negative = round to tens, hundreds, ..."""
     if x == 0 or not math.isfinite(x):
         return 0
-    return max(0, significant - 1 - int(math.floor(math.log10(abs(x)))))
+    return significant - 1 - int(math.floor(math.log10(abs(x))))
 
 
 def format_number(x: float | None, decimals: int | None = None, significant: int = 3) -> str:
     """``x`` as text: ``decimals`` places, or ``significant`` significant digits (at least the integer part,
-    trailing zeros dropped).
+    trailing zeros dropped, at most :data:`MAX_DECIMALS` places, so 0.00000429 prints as 0).
 
     ASCII minus sign; never "-0"; thousands are not grouped (so the text is easy to search).
     """
@@ -93,24 +101,29 @@ def format_number(x: float | None, decimals: int | None = None, significant: int
     x = float(x)
     if not math.isfinite(x):
         return "n/a"
-    d = _decimals(x, significant) if decimals is None else decimals
-    d = min(d, 8)
+    d = min(_decimals(x, significant), MAX_DECIMALS) if decimals is None else min(decimals, 8)
+    if d < 0:  # rounded to tens, hundreds, ...: keep only the digits the interval supports
+        x, d = round(x, d), 0
     text = f"{x:.{d}f}"
     if decimals is None and "." in text:  # free-standing number: no trailing zeros (0.05, not 0.0500)
         text = text.rstrip("0").rstrip(".")
     if float(text) == 0.0:
         text = text.lstrip("-")
+        if decimals is not None and decimals > 2:  # nothing there: '0', not '0.0000'
+            text = "0"
     return text
 
 
 def figure_decimals(fig: dict) -> int:
-    """Decimals that show a figure's mean to 3 significant digits and its interval half-width to 2."""
+    """Decimals a figure's interval supports: at most 3 significant digits on the largest of mean and
+    bounds, and no more than 2 significant digits of the interval's half-width (so ``0.527 (0.526 to
+    0.528)``, never ``0.5271 (0.5261 to 0.5281)``); never more than :data:`MAX_DECIMALS`."""
     lo, hi = fig["ci95"]
     half = (hi - lo) / 2.0
-    d = _decimals(fig["mean"], 3)
+    d = _place(max(abs(fig["mean"]), abs(lo), abs(hi)), 3)
     if half > 0:
-        d = max(d, _decimals(half, 2))
-    return min(d, 6)
+        d = min(d, _place(half, 2))
+    return min(d, MAX_DECIMALS)  # negative: 1770 (1800 to 1740), not 1770 (1796 to 1745)
 
 
 def format_figure(fig: dict, unit: str, *, scale: float = 1.0) -> dict[str, str]:
@@ -126,12 +139,19 @@ def format_figure(fig: dict, unit: str, *, scale: float = 1.0) -> dict[str, str]
     return {"mean": mean, "lo": lo_s, "hi": hi_s, "text": f"{mean}{unit_s} (95% CI {lo_s} to {hi_s}{unit_s})"}
 
 
-def format_spread(summary: dict) -> str:
-    """An ensemble summary ``{mean, p5, p95}`` as 'mean (p5 to p95)', one number of decimals for all three
-    (3 significant digits of the largest)."""
+def spread_decimals(summary: dict) -> int:
+    """Decimals for an ensemble summary ``{mean, p5, p95}``: 3 significant digits of the largest."""
     values = [summary["mean"], summary["p5"], summary["p95"]]
-    d = min(_decimals(max(abs(v) for v in values), 3), 6)
-    return f"{format_number(values[0], d)} ({format_number(values[1], d)} to {format_number(values[2], d)})"
+    return min(_decimals(max(abs(v) for v in values), 3), MAX_DECIMALS)
+
+
+def format_spread(summary: dict) -> str:
+    """An ensemble summary as 'mean; 5–95 %: p5 to p95' (one number of decimals for all three).
+
+    The mean is not put in brackets with the percentiles: for a skewed KPI (a few trajectories
+    with discomfort, most with none) the mean lies outside its own 5–95 % range."""
+    d = spread_decimals(summary)
+    return f"{format_number(summary['mean'], d)}; 5–95 %: {format_number(summary['p5'], d)} to {format_number(summary['p95'], d)}"
 
 
 def format_probability(p: float | None) -> str:
@@ -386,9 +406,85 @@ def compute_value(run: dict) -> dict:
     if shield is not None and not shield["passed"]:
         value["relax"] = [{"check": c["name"], "advice": relaxation_advice(c, value)} for c in shield["checks"] if not c["passed"]]
 
+    hours = horizon_hours(value)
+    if hours:
+        for key, factor in (("per_day", 24.0 / hours), ("per_year", 24.0 * 365.0 / hours)):
+            value[key] = {field: scaled_figure(value[field], factor) for field in ("cost_saved", "energy_saved_kwh", "emissions_saved_kg")}
+        value["extrapolation"] = (f"the horizon's savings × 24 h / {format_number(hours)} h per day, × 365 per year: "
+                                  "as if every day followed this day's pattern (weather, tariff, occupancy)")
     value["display"] = display_strings(value)
+    value["headline"] = headline_sentence(value)
     value["summary"] = summary_sentences(value)
     return value
+
+
+def horizon_hours(value: dict) -> float | None:
+    """Length of the planning horizon (h), or None when the run does not say."""
+    hz = value.get("horizon") or {}
+    if hz.get("steps") and hz.get("step_minutes"):
+        return float(hz["steps"]) * float(hz["step_minutes"]) / 60.0
+    return None
+
+
+def scaled_figure(fig: dict, factor: float) -> dict:
+    """A saving figure (mean, ci95, significant) multiplied by ``factor`` (e.g. per horizon → per day)."""
+    if fig.get("mean") is None:
+        return {"mean": None, "ci95": [None, None], "significant": False}
+    return {"mean": fig["mean"] * factor, "ci95": [fig["ci95"][0] * factor, fig["ci95"][1] * factor],
+            "significant": fig["significant"]}
+
+
+# (value.json field, unit; None = the currency, verb for a saving, verb for a loss, what is not significant)
+HEADLINE_FIGURES = (
+    ("cost_saved", None, "saves {x}", "costs {x} more", "the cost"),
+    ("energy_saved_kwh", "kWh", "saves {x}", "uses {x} more", "the energy"),
+    ("emissions_saved_kg", "kg CO2", "avoids {x}", "emits {x} more", "the emissions"),
+)
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _clauses(parts: list[tuple[str, str]]) -> str:
+    """``[(verb template, amount)]`` as one clause list, amounts of the same verb sharing it:
+    'saves 1 USD and 2 kWh, and avoids 3 kg CO2'."""
+    groups: list[tuple[str, list[str]]] = []
+    for verb, amount in parts:
+        if groups and groups[-1][0] == verb and "{x}" in verb and verb.endswith("{x}"):
+            groups[-1][1].append(amount)
+        else:
+            groups.append((verb, [amount]))
+    texts = [verb.format(x=" and ".join(amounts)) for verb, amounts in groups]
+    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + ", and " + texts[-1]
+
+
+def headline_sentence(value: dict) -> str:
+    """The report's first sentence, in plain words: what the plan saves (or loses) per day in money,
+    kWh and kg CO2 with the 95 % interval, and per year at this pattern."""
+    per_day, per_year = value.get("per_day"), value.get("per_year")
+    scope, source = ("per day", per_day) if per_day else ("over the horizon", value)
+    day_parts, year_parts = [], []
+    for field, unit, gain, loss, what in HEADLINE_FIGURES:
+        fig = source[field]
+        if fig.get("mean") is None:
+            continue
+        unit = unit or value["currency"]
+        if not fig["significant"]:
+            f = format_figure(fig, unit)
+            day_parts.append((f"makes no significant difference to {what} (95% CI {f['lo']} to {f['hi']} {unit})", ""))
+            continue
+        sign = 1.0 if fig["mean"] > 0 else -1.0
+        f = format_figure(fig, unit, scale=sign)
+        verb = gain if sign > 0 else loss
+        day_parts.append((verb, f"{f['mean']} {unit} (95% CI {f['lo']} to {f['hi']})"))
+        if per_year:
+            y = format_figure(per_year[field], unit, scale=sign)
+            year_parts.append((verb, f"{y['mean']} {unit}"))
+    text = f"{scope.capitalize()}, the plan {_clauses(day_parts)} against the baseline controller"
+    if year_parts:
+        text += f"; over a year at this pattern it {_clauses(year_parts)}"
+    return text + "."
 
 
 def display_strings(value: dict) -> dict[str, str]:
@@ -445,8 +541,8 @@ def summary_sentences(value: dict) -> list[str]:
     n_checks = len(shield["checks"]) if shield else 0
 
     if outcome == "deployed":
-        out.append(f"Deployed: the plan passed all {n_checks} shield checks and runs as activity {dep['activity_id']}"
-                   + (f" (capsule {dep['capsule_id']})." if dep.get("capsule_id") else "."))
+        out.append(f"Deployed: the plan passed all {n_checks} safety checks and is running on site "
+                   "(the activity and capsule IDs are in the appendix).")
     elif outcome == "rejected":
         failed = [c for c in shield["checks"] if not c["passed"]]
         parts = []
@@ -535,6 +631,12 @@ def summary_sentences(value: dict) -> list[str]:
                    f"force, BOPTEST's definition): plan {format_number(d['plan']['mean'])} K·h, "
                    f"baseline {format_number(d['baseline']['mean'])} K·h.")
 
+    return out
+
+
+def optimizer_sentence(value: dict) -> str | None:
+    """The optimizer's cost against its proven lower bound, one sentence (for the appendix)."""
+    cur = value["currency"]
     o = value["optimizer"]
     if o.get("cost") is not None:
         text = f"Optimizer ({o.get('method')}): planned cost {format_number(o['cost'])} {cur}"
@@ -544,5 +646,5 @@ def summary_sentences(value: dict) -> list[str]:
                      + (f", so the plan is within {format_percent(o['gap'])} of the optimum." if o.get("gap") is not None else "."))
         else:
             text += "; no proven lower bound exists for this problem, so the distance to the optimum is unknown."
-        out.append(text)
-    return out
+        return text
+    return None

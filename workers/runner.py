@@ -1,0 +1,47 @@
+"""One strike on the embedded bus, and the run directory written from the store afterwards.
+
+Shared by the strike script, the regiment and the console (``industriverse serve``), so all
+three run a strike and write its run directory the same way.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def run_embedded(message, *, log_level: str | None = None, on_progress=None, data_dirs=()):
+    """Run one strike through the five workers in this process; return its outcome message.
+
+    ``data_dirs``: directories the workers may read CSV series from (the constraint's own directory).
+
+    Worker logs go to stderr at ``log_level`` (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL,
+    since the caller reports the outcome in one line anyway).
+    """
+    from workers.actor import load_actors
+    from workers.embedded import EmbeddedBus
+    from workers.logging import configure_logging
+
+    from industriverse.model.series import data_roots_allowed
+
+    configure_logging(log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
+    with data_roots_allowed(data_dirs):
+        return EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
+
+
+def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:
+    """Write the run directory of a finished strike from the store; returns key paths."""
+    from industriverse.fleet import store
+    from industriverse.fleet.rundir import restore_files, write_documents
+
+    body = outcome.body
+    get = lambda ref: store.get_json_artifact(ref) if ref else None  # noqa: E731
+    deployment = {"activity_id": body.activity_id, "capsule_id": body.capsule_id} if body.outcome == "deployed" else None
+    write_documents(run_dir, {
+        "request": request, "optimization": get(body.optimization_ref), "simulation": get(body.simulation_ref),
+        "verdict": get(body.verdict_ref), "proof": get(body.proof_ref), "deployment": deployment,
+    })
+    if body.capsule_ref:
+        restore_files(get(body.capsule_ref), run_dir / "capsule")
+    if body.report_ref:
+        restore_files(get(body.report_ref), run_dir / "report")
+    return {"proof": run_dir / "proof.json", "report": run_dir / "report" / "report.pdf"}
