@@ -1,13 +1,55 @@
 """What every script shares: one-line errors with the right exit code, JSON output."""
 from __future__ import annotations
 
+import argparse
 import functools
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from industriverse.errors import IndustriverseError
+from industriverse.errors import BadInput, IndustriverseError, InfrastructureError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: a bad flag is :class:`BadInput` (``error: field '--flag':
+    what is wrong``, exit 2 through :func:`one_line_errors`), not argparse's usage text."""
+
+    def error(self, message: str):
+        message = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)  # never echo a URL's password
+        m = re.match(r"argument ([^:]+): (.*)", message, re.S)
+        field, problem = (m.group(1).split("/")[-1], m.group(2)) if m else (None, message)
+        raise BadInput(None, field, problem.strip() + " (see --help)")  # one_line_errors prints it, exit 2
+
+
+def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False, lo_open: bool = False):
+    """An argparse ``type``: a finite number (an integer when ``integer``) in [lo, hi] (lo excluded when
+    ``lo_open``); NaN, infinities and out-of-range values are refused with the range named."""
+    kind = "an integer" if integer else "a finite number"
+    fmt = (lambda v: f"{int(v)}") if integer else (lambda v: f"{v:g}")
+    rng = " ".join(filter(None, [(f"{'>' if lo_open else '>='} {fmt(lo)}" if lo is not None else None),
+                                  ("and" if lo is not None and hi is not None else None),
+                                  (f"<= {fmt(hi)}" if hi is not None else None)]))
+    want = f"must be {kind}{' ' + rng if rng else ''}"
+
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{want}, got {text[:40]!r}") from None
+        if not math.isfinite(value) or (lo is not None and (value <= lo if lo_open else value < lo)) \
+                or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{want}, got {text[:40]}")
+        return value
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+MAX_SEED = 2**63 - 1
+MAX_WAIT_S = 7 * 24 * 3600.0  # the longest timeout or interval a command accepts (a week)
 
 
 def one_line_errors(func: Callable[..., int]) -> Callable[..., int]:
@@ -23,8 +65,29 @@ def one_line_errors(func: Callable[..., int]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except Exception as exc:  # noqa: BLE001 - only infrastructure failures are turned into a line here
+            line = _infrastructure_line(exc)
+            if line is None:
+                raise
+            print(f"error: {line}", file=sys.stderr)
+            return InfrastructureError.exit_code
 
     return wrapper
+
+
+def _infrastructure_line(exc: BaseException) -> str | None:
+    """One line for a database, broker or file-system failure that reached the command unconverted
+    (exit 3, never a traceback); None for anything else (a bug: let it show)."""
+    module = type(exc).__module__ or ""
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0][:200]
+    if module.startswith("sqlalchemy"):
+        return f"database: {type(exc).__name__}: {first}"
+    if module.startswith("pika"):
+        return f"broker: {type(exc).__name__}: {first}"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"file system: {where}{exc.strerror or type(exc).__name__}"
+    return None
 
 
 def write_json(data: Any, path: str | Path | None) -> None:

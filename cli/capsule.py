@@ -16,17 +16,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/capsule.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.trust.capsule import LegacyManifest, inspect_capsule, pack_capsule
 
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Pack and check signed capsules.")
+    parser = ArgumentParser(prog=prog, description="Pack and check signed capsules.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="pack a run directory into RUN_DIR/capsule/ and print the manifest path")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--version", type=int, help="capsule version (default: the proof's UTC time as YYYYMMDDHHMMSSmmm)")
+    p.add_argument("--version", type=number(1, 2**63 - 1, integer=True), help="capsule version (default: the proof's UTC time as YYYYMMDDHHMMSSmmm)")
     v = sub.add_parser("verify", help="say whether a capsule can be deployed, and if not, why")
     v.add_argument("capsule", metavar="CAPSULE", help="capsule directory or its manifest.yaml")
     args = parser.parse_args(argv)

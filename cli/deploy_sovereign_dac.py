@@ -6,7 +6,8 @@ monitor (``industriverse.operate.monitor.arm_monitor``) when this installation h
 prints the deployed activity ID as the last line of stdout.  Registering the same
 capsule again prints the same ID.
 
-Exit 0 deployed · 1 refused (each reason on stderr) · 2 bad input (missing file,
+Exit 0 deployed · 1 refused (each reason on stderr) or registered but not activated (superseded by
+a newer version, or rolled back: said on stderr) · 2 bad input (missing file,
 unreadable YAML, a field error named) · 3 deployed but the monitor could not be armed
 (the activity ID is still the last line; running the command again re-arms it).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/deploy_sovereign_dac.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.trust.capsule import load_manifest, manifest_path_of
 from industriverse.errors import BadInput, InfrastructureError
 from industriverse.operate.gateway import CapsuleGatewayService, DeploymentRefused
@@ -43,7 +44,7 @@ def _arm_monitor(gateway: CapsuleGatewayService, capsule_dir: Path, activity_id:
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Deploy a signed capsule to the capsule gateway.")
+    parser = ArgumentParser(prog=prog, description="Deploy a signed capsule to the capsule gateway.")
     parser.add_argument("--manifest", required=True, metavar="PATH", help="the capsule's manifest.yaml (or its directory)")
     parser.add_argument("--db", metavar="URL", help="gateway database URL (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
     args = parser.parse_args(argv)
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for reason in exc.reasons:
             print(f"refused: {reason}", file=sys.stderr)
         return exc.exit_code
+    reason = gateway.not_active_reason(activity_id)
+    if reason is not None:  # registered, but another version runs: not a deployment of this plan
+        print(f"not activated: {reason}", file=sys.stderr)
+        print(activity_id)
+        return 1
     code = 0
     try:
         print(_arm_monitor(gateway, mpath.parent, activity_id), file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/gateway.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.operate.gateway import ACTIVITY_TYPES, CapsuleGatewayService
 
 CAPSULE_COLUMNS = ("capsule_id", "domain", "active_version", "versions", "active_activity_id", "updated_at")
@@ -51,7 +51,7 @@ def _table(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="List what the capsule gateway holds.")
+    parser = ArgumentParser(prog=prog, description="List what the capsule gateway holds.")
     parser.add_argument("--db", metavar="URL", help="database URL (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("capsules", "capsules and their active versions"), ("activities", "deployment, supersede, rollback and alert activities")):

@@ -20,13 +20,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/generate_value_report.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Write the value report of a run: energy, cost and CO2 saved against the baseline with 95% "
                     "intervals, the stability score, plots; Markdown, self-contained HTML, PDF and value.json.",

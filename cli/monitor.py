@@ -20,28 +20,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/monitor.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
 def read_telemetry(path: str | Path):
     """Yield ``(where, reading)`` from a JSON-lines file; blank lines are skipped."""
+    from industriverse.model.canonical import parse_json, read_text_checked
+
     path = Path(path)
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(str(path), None, "no such file") from None
-    except OSError as exc:
-        raise BadInput(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    with fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
+    text = read_text_checked(path, what="telemetry file")  # stat, size limit
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
             where = f"{path} line {n}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BadInput(where, None, f"not valid JSON: {exc.msg} at column {exc.colno}") from None
+            yield where, parse_json(line, where)  # depth, integer-length and finite-number limits
 
 
 @one_line_errors
@@ -50,15 +42,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from industriverse.operate.gateway import CapsuleGatewayService
     from industriverse.operate.monitor import ThermodynamicRuntimeMonitor, armed_config
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description="Check telemetry of a deployed capsule against its envelope, predicted band and energy "
                                "budget; record alerts and roll back after repeated hard breaches.",
         epilog="Exit 0 nothing breached, 1 alerted, 2 bad input.")
     parser.add_argument("--manifest", required=True, metavar="M", help="the deployed capsule's manifest.yaml (or its directory)")
     parser.add_argument("--telemetry", required=True, metavar="FILE", help="readings as JSON lines {time, nodes, power_kw}")
-    parser.add_argument("--consecutive", type=int, default=None, metavar="N",
+    parser.add_argument("--consecutive", type=number(1, 10**6, integer=True), default=None, metavar="N",
                         help="roll back after N consecutive readings with a hard breach (default: as armed, 3)")
-    parser.add_argument("--stuck-readings", type=int, default=None, metavar="N",
+    parser.add_argument("--stuck-readings", type=number(0, 10**6, integer=True), default=None, metavar="N",
                         help="flag a sensor stuck after N identical readings in a row (default 4; 0 turns it off; "
                              "raise it for sensors that round their values)")
     parser.add_argument("--db", metavar="URL", help="gateway database URL (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")

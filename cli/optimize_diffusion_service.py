@@ -19,7 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors, write_json  # noqa: E402
+from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors, write_json  # noqa: E402
 from industriverse.errors import BadInput, Infeasible  # noqa: E402
 
 DESCRIPTION = """\
@@ -48,7 +48,7 @@ example:
 
 
 def _parser(prog: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+    p = ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--domain", required=True,
                    help="shipped domain whose network and defaults apply: hvac, hvac_two_zone, cold_storage or microgrid")
@@ -56,7 +56,7 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
                    help="the client's constraint (JSON); relative CSV paths inside it resolve next to this file")
     p.add_argument("--method", choices=("auto", "idf", "lp"), default="auto",
                    help="optimizer (default: auto; see below)")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, metavar="N",
                    help="seed of IDF's random numbers (non-negative integer, default 0); the same seed gives the same plan")
     p.add_argument("--backoff", default="0", metavar="K",
                    help="tighten every envelope band by K state units on each side (K in kelvin for thermal nodes, "
@@ -105,8 +105,6 @@ def _progress_printer():
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = _parser(prog).parse_args(argv)
-    if args.seed < 0:
-        raise BadInput(None, "--seed", f"must be a non-negative integer, got {args.seed}")
     import numpy as np
 
     from industriverse.model.constraint import read_constraint_file

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -26,17 +25,17 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from cli._common import one_line_errors
-from industriverse.errors import BadInput, InfrastructureError
+from cli._common import MAX_WAIT_S, ArgumentParser, number, one_line_errors
+from industriverse.errors import InfrastructureError
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--contracts", required=True, metavar="FILE", help="contracts file (YAML; see examples/contracts.yaml)")
     p.add_argument("--broker", metavar="URL", default=None, help="RabbitMQ URL; default $INDUSTRIVERSE_AMQP_URL, else the embedded bus")
     p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
     p.add_argument("--once", action="store_true", help="one pass over the contracts, then exit")
-    p.add_argument("--interval", type=float, default=60.0, metavar="S",
+    p.add_argument("--interval", type=number(0, MAX_WAIT_S, lo_open=True), default=60.0, metavar="S",
                    help="seconds between passes in daemon mode (default 60; sooner, backing off, after a failed pass)")
     p.add_argument("--runs_dir", default="runs", metavar="DIR", help="where embedded strikes write their run directories (default runs/)")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ")
@@ -44,7 +43,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def status_parser(prog: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{prog or 'orchestrate_full_regiment.py'} status",
+    p = ArgumentParser(prog=f"{prog or 'orchestrate_full_regiment.py'} status",
                                 description="List each contract's claimed periods and the outcome of their strikes.")
     p.add_argument("--contract", default=None, help="only this contract ID")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -129,7 +128,9 @@ class Regiment:
     def _run_embedded(self, message) -> None:
         from cli.run_client_strike_loop import materialize, run_embedded
 
-        outcome = run_embedded(message)
+        # CSV series may come from any contract's constraint directory (a relayed request may
+        # have been claimed before a restart, when self._due did not know it)
+        outcome = run_embedded(message, data_dirs=sorted({(self.base / c.constraint).parent for c in self.contracts}))
         due = self._due.get(message.strike_id)
         if outcome.type == "strike.completed":
             request = due.request if due is not None else message.body.constraint
@@ -146,8 +147,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if argv[:1] == ["status"]:
         return show_status(argv[1:], prog)
     args = build_parser(prog).parse_args(argv)
-    if not (math.isfinite(args.interval) and args.interval > 0):
-        raise BadInput(None, "--interval", f"must be a positive number of seconds, not {args.interval}")
     from industriverse.fleet.contracts import load_contracts
 
     contracts, base = load_contracts(args.contracts)

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/proof.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.model.canonical import read_json
 from industriverse.errors import BadInput
 from industriverse.trust.proof import verify_proof
@@ -72,7 +72,7 @@ def verify(args) -> int:
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Verify signed strike proofs.")
+    parser = ArgumentParser(prog=prog, description="Verify signed strike proofs.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("verify", help="check a proof's signature and hashes (exit 0 valid, 1 invalid)")
     p.add_argument("proof", metavar="PROOF", help="proof.json")

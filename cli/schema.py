@@ -12,13 +12,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/schema.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors, write_json
+from cli._common import ArgumentParser, number, one_line_errors, write_json
 from messages import json_schemas
 
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Export the JSON Schema of every message type.")
+    parser = ArgumentParser(prog=prog, description="Export the JSON Schema of every message type.")
     parser.add_argument("--output", metavar="DIR", help="write DIR/<type>.schema.json per type instead of stdout")
     args = parser.parse_args(argv)
     schemas = json_schemas()

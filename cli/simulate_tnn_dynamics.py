@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/simulate_tnn_dynamics.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors, write_json
+from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors, write_json
 from industriverse.model.canonical import read_json
 from industriverse.errors import BadInput
 
@@ -44,7 +44,7 @@ def _progress():
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description="Simulate a plan and the domain's baseline controller under noise "
                                "(Monte-Carlo ensemble of the thermal-network SDE, common random numbers).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--plan", metavar="OPT_JSON",
                         help="optimization JSON whose 'plan' (kW per actuator and step) to follow; it must be for the same "
                              "domain and horizon. Without it the baseline runs alone")
-    parser.add_argument("--ensemble", type=int, metavar="N",
+    parser.add_argument("--ensemble", type=number(10, 100_000, integer=True), metavar="N",
                         help="number of trajectories, 10..100000 (default: uncertainty.ensemble_size of the constraint)")
-    parser.add_argument("--seed", type=int, metavar="S",
+    parser.add_argument("--seed", type=number(0, MAX_SEED, integer=True), metavar="S",
                         help="seed of the noise draws, ≥ 0 (default: uncertainty.seed); the same seed gives the same JSON "
                              "apart from stats.seconds")
     parser.add_argument("--output", metavar="FILE", help="write the simulation JSON here (default: stdout)")

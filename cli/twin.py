@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/twin.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
@@ -38,12 +38,12 @@ def write_jsonl(readings: list[dict], path: str | Path) -> None:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from industriverse.operate.twin import FAULTS, parse_fault, twin_for_capsule
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description="Write simulated telemetry (JSON lines) of a deployed capsule, with injectable faults.")
     parser.add_argument("--manifest", required=True, metavar="M", help="the capsule's manifest.yaml (or its directory)")
     parser.add_argument("--fault", action="append", default=[], metavar="NAME@HOUR[:ARG]",
                         help=f"inject a fault ({', '.join(FAULTS)}) at HOUR hours after the plan's start; repeatable")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (same seed and faults: same telemetry; default 0)")
+    parser.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, help="noise seed (same seed and faults: same telemetry; default 0)")
     parser.add_argument("--output", required=True, metavar="FILE", help="telemetry file to write (JSON lines)")
     args = parser.parse_args(argv)
     if args.seed < 0:

@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/verify_safety_compliance.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors, write_json
+from cli._common import ArgumentParser, number, one_line_errors, write_json
 from industriverse.model.canonical import read_json, sha256_of
 from industriverse.errors import BadInput
 
@@ -80,7 +80,7 @@ def verify_documents(optimization: dict, simulation: dict, output_dir: str | Pat
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Run the shield on a plan and its simulation; write verdict.json and a signed proof.json.",
         epilog="Exit 0 pass, 1 fail (failing checks on stderr), 2 bad input.",

@@ -38,3 +38,27 @@ class InfrastructureError(IndustriverseError):
     """Broker, database or file system failed in a way a retry later may fix."""
 
     exit_code = 3
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for error lines and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(str(url))
+        if parts.password is None:
+            return str(url)
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # not even a URL: say nothing of it that could hold a secret
+        return "<unparseable URL>"
+
+
+class ServiceUnavailable(InfrastructureError):
+    """A database, broker or file system the command needs is unusable: names the service and its URL
+    (password hidden) and why, in one line (exit 3)."""
+
+    def __init__(self, service: str, url: str, problem: str):
+        self.service, self.url, self.problem = service, safe_url(url), problem
+        super().__init__(f"{service} {self.url}: {problem}")

@@ -7,14 +7,13 @@ runtime dead-letters such a message with that reason on its first delivery inste
 retrying it.
 
 A body comes from anyone who can publish to the exchange, so :func:`decode` bounds it before
-and while parsing: at most :data:`MAX_MESSAGE_BYTES` bytes, :data:`MAX_DEPTH` levels of
-nested objects/arrays, :data:`MAX_INT_DIGITS` digits in an integer, and every number finite
+and while parsing: at most :data:`MAX_MESSAGE_BYTES` bytes, ``MAX_DEPTH`` levels of
+nested objects/arrays, ``MAX_INT_DIGITS`` digits in an integer (limits of
+:mod:`industriverse.model.canonical`), and every number finite
 (no ``NaN``/``Infinity`` literals, no ``1e400``).
 """
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,11 +22,9 @@ from messages.envelope import InvalidMessage, Message, is_strike_id
 from messages.types import BODIES, BODY_MODELS
 
 
-# Limits on what a message may hold (a strike request carries its constraint inline: a few kB
-# for the shipped examples; CSV series travel as paths, not values).
+# A strike request carries its constraint inline: a few kB for the shipped examples (CSV series
+# travel as paths, not values).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-MAX_DEPTH = 64  # nested objects/arrays; the deepest real message nests < 10
-MAX_INT_DIGITS = 20  # any 64-bit integer fits
 
 
 def encode(message: Message) -> bytes:
@@ -49,48 +46,26 @@ def _one_line(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def _int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > MAX_INT_DIGITS:  # before int(): Python refuses > 4300 digits with a ValueError anyway
-        raise InvalidMessage(f"message holds an integer of {digits} digits, over the limit of {MAX_INT_DIGITS}")
-    return int(text)
+def loads(raw: bytes | str | dict[str, Any]) -> Any:
+    """The JSON value of a message body, within the limits; :class:`InvalidMessage` otherwise.
 
+    The size is checked here, before parsing; depth, integer length and finiteness by the
+    project's one reader of untrusted JSON (:func:`industriverse.model.canonical.parse_json`).
+    """
+    from industriverse.errors import BadInput
+    from industriverse.model.canonical import check_document, parse_json
 
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise InvalidMessage(f"message holds a number out of range ({text[:30]}{'...' if len(text) > 30 else ''})")
-    return value
-
-
-def _constant(name: str) -> float:
-    raise InvalidMessage(f"message holds {name}, which is not a number (JSON has no NaN or Infinity)")
-
-
-def _check_depth(data: Any) -> None:
-    """Refuse nesting deeper than :data:`MAX_DEPTH` (iteratively: no recursion on hostile input)."""
-    stack = [(data, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        if children and depth >= MAX_DEPTH:
-            raise InvalidMessage(f"message nests deeper than the limit of {MAX_DEPTH} levels")
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-
-
-def loads(raw: bytes | str) -> Any:
-    """The JSON value of a message body, within the limits of this module; :class:`InvalidMessage` otherwise."""
-    size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
-    if size > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"message is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}")
+    if not isinstance(raw, dict):
+        size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
+        if size > MAX_MESSAGE_BYTES:
+            raise InvalidMessage(f"message is {size} bytes, over the limit of {MAX_MESSAGE_BYTES}")
     try:
-        data = json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidMessage(f"message is not JSON ({exc})") from None
-    except RecursionError:  # the parser's own stack ran out, far past MAX_DEPTH
-        raise InvalidMessage(f"message nests deeper than the limit of {MAX_DEPTH} levels") from None
-    _check_depth(data)
-    return data
+        return check_document(raw, "message") if isinstance(raw, dict) else parse_json(raw, "message")
+    except BadInput as exc:
+        if exc.field is None and ("not valid JSON" in exc.problem or "UTF-8" in exc.problem):
+            raise InvalidMessage(f"message is not JSON ({exc.problem})") from None
+        where = f"field '{exc.field}': " if exc.field else ""
+        raise InvalidMessage(f"message refused: {where}{exc.problem}") from None
 
 
 def decode(raw: bytes | str | dict[str, Any]) -> Message:
@@ -100,7 +75,7 @@ def decode(raw: bytes | str | dict[str, Any]) -> Message:
     length, a non-finite number), not JSON, not an object, unknown ``type``, unsupported
     ``schema_version`` or an invalid field.
     """
-    data = raw if isinstance(raw, dict) else loads(raw)
+    data = loads(raw)
     if not isinstance(data, dict):
         raise InvalidMessage(f"message must be a JSON object, not {type(data).__name__}")
     strike_id = data["strike_id"] if is_strike_id(data.get("strike_id")) else None

@@ -58,7 +58,7 @@ class InvalidMessage(ValueError):
 class Body(BaseModel):
     """Base of message bodies.  Subclasses set ``TYPE`` and ``SCHEMA_VERSION``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     TYPE: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -88,7 +88,7 @@ class Message(BaseModel, Generic[BodyT]):
     ``schema_version`` come from the body.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     message_id: str = Field(default_factory=_new_id)
     strike_id: StrikeId

@@ -102,12 +102,12 @@ def test_envelope_validation():
         (b'{"type": "plan.optimized", "strike_id": "s1", "body": {"optimization_ref": "' + A.encode() + b'", "extra": 1}}',
          "invalid plan.optimized message: body.extra: Extra inputs are not permitted"),
         # bounds (issue 9): checked before or while parsing, so hostile input costs nothing
-        (b"[" * 100_000 + b"]" * 100_000, "message nests deeper than the limit of 64 levels"),
-        (b'{"a": ' * 65 + b"1" + b"}" * 65, "message nests deeper than the limit of 64 levels"),
-        (b'{"strike_id": "s1", "seed": ' + b"9" * 5000 + b"}", "message holds an integer of 5000 digits, over the limit of 20"),
-        (b'{"strike_id": "s1", "x": NaN}', "message holds NaN"),
-        (b'{"strike_id": "s1", "x": -Infinity}', "message holds -Infinity"),
-        (b'{"strike_id": "s1", "x": 1e400}', "message holds a number out of range (1e400)"),
+        (b"[" * 100_000 + b"]" * 100_000, "nests 100000 levels deep, over the limit of 64"),
+        (b'{"a": ' * 65 + b"1" + b"}" * 65, "nests 65 levels deep, over the limit of 64"),
+        (b'{"strike_id": "s1", "seed": ' + b"9" * 5000 + b"}", "field 'seed': an integer of 5000 digits is over the limit of 20"),
+        (b'{"strike_id": "s1", "x": NaN}', "field 'x': must be a finite number, not nan"),
+        (b'{"strike_id": "s1", "x": -Infinity}', "field 'x': must be a finite number, not -inf"),
+        (b'{"strike_id": "s1", "x": 1e400}', "field 'x': must be a finite number, not inf"),
         (b'{"pad": "' + b" " * (4 * 1024 * 1024) + b'"}', "over the limit of 4194304"),
     ],
 )

@@ -28,7 +28,7 @@ RUNS = {
     "microgrid": "microgrid_pv_battery",
 }
 ENSEMBLE = 60
-COMMON = {"envelope", "nominal_states", "actuator_limits", "ramp_limits", "chance_constraint", "energy_budget",
+COMMON = {"finite_values", "envelope", "nominal_states", "actuator_limits", "ramp_limits", "chance_constraint", "energy_budget",
           "peak_budget", "first_law", "second_law_cop", "second_law_heat_flow", "optimizer_feasible"}
 DOMAIN_CHECKS = {
     "hvac": {"domain.heater_rating"},

@@ -22,15 +22,15 @@ import re
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from industriverse.model.constraint import absolute_csv_paths, read_constraint_file
 from industriverse.errors import BadInput
+from industriverse.model.canonical import read_yaml
 
 
 class Schedule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     every_minutes: float | None = Field(None, gt=0)
     daily_at: str | None = None
 
@@ -61,7 +61,7 @@ class Schedule(BaseModel):
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     client: str = Field(min_length=1)
     domain: str = Field(min_length=1)
@@ -72,7 +72,7 @@ class Contract(BaseModel):
 
 
 class ContractsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     contracts: list[Contract]
 
     @model_validator(mode="after")
@@ -94,12 +94,7 @@ def load_contracts(path: str | Path) -> tuple[list[Contract], Path]:
     from industriverse.model.mapping import map_constraint
 
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise BadInput(str(path), None, "no such file") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(str(path), None, f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = read_yaml(path)  # stat, size, depth, integer-length and finite-number limits
     try:
         parsed = ContractsFile.model_validate(raw)
     except ValidationError as exc:

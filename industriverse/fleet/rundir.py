@@ -24,6 +24,37 @@ DOCUMENTS = {
 }
 
 
+def check_run_dir(run_dir: str | Path, *, field: str = "--output_dir") -> Path:
+    """Make sure every output of a strike can be written under ``run_dir`` *before* anything is deployed.
+
+    Creates the directory, probes that a file can be written in it, and refuses an existing
+    non-directory where ``run_dir``, ``capsule/`` or ``report/`` go, or a directory where a
+    document goes (:class:`~industriverse.errors.BadInput`, exit 2).
+    """
+    import tempfile
+
+    from industriverse.errors import BadInput
+
+    run_dir = Path(run_dir)
+    for p in [run_dir, *run_dir.parents]:
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise BadInput(None, field, f"'{p}' exists and is not a directory")
+            break
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()
+    except OSError as exc:
+        raise BadInput(None, field, f"cannot write in '{run_dir}': {exc.strerror or exc.__class__.__name__}") from None
+    for name in ("capsule", "report"):
+        if (run_dir / name).exists() and not (run_dir / name).is_dir():
+            raise BadInput(None, field, f"'{run_dir / name}' exists and is not a directory")
+    for name in DOCUMENTS.values():
+        if (run_dir / name).is_dir():
+            raise BadInput(None, field, f"'{run_dir / name}' is a directory, the run writes a file there")
+    return run_dir
+
+
 def write_json_file(path: Path, doc: Any) -> None:
     """Write ``doc`` as indented JSON, atomically (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

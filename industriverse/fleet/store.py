@@ -42,6 +42,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from industriverse import data_home
+from industriverse.errors import ServiceUnavailable
 from industriverse.model.canonical import canonical_json, sha256_bytes
 
 STRIKE_STATUSES = ("requested", "running", "completed", "rejected", "failed")
@@ -203,6 +204,24 @@ def get_engine(url: str | None = None) -> Engine:
     forked worker never shares pooled connections with its parent.
     """
     url = url or default_url()
+    try:
+        return _get_engine(url)
+    except (sa.exc.SQLAlchemyError, OSError, ImportError, ValueError) as exc:
+        # unreachable server, missing database or driver, unwritable SQLite directory, malformed URL:
+        # an infrastructure failure (exit 3) in one line naming the database, never a 100-line traceback
+        raise ServiceUnavailable("database", url, _db_problem(exc)) from None
+
+
+def _db_problem(exc: BaseException) -> str:
+    """The first line of what went wrong (the driver's own message where there is one)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [""])[0][:200]
+    if isinstance(exc, sa.exc.ArgumentError):
+        return "not a valid database URL"
+    return f"{type(orig).__name__}: {text}" if text else type(orig).__name__
+
+
+def _get_engine(url: str) -> Engine:
     parsed = sa.engine.make_url(url)
     key = (os.getpid(), parsed.render_as_string(hide_password=False))
     with _engines_lock:

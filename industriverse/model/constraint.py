@@ -11,7 +11,6 @@ currency/kW, emission factor kg CO₂/kWh, process noise in state units per √h
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from industriverse.errors import BadInput
+from industriverse.model.canonical import read_json
 from industriverse.model.network import Network
 from industriverse.model.series import SeriesSpec
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Horizon(_Model):
@@ -51,8 +51,17 @@ class Horizon(_Model):
 
 
 class Band(_Model):
-    min: SeriesSpec | None = None
-    max: SeriesSpec | None = None
+    """A lower and/or upper bound; a side left out is free (an explicit null is refused, it is no bound)."""
+
+    min: SeriesSpec = None
+    max: SeriesSpec = None
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _not_null(cls, v):
+        if v is None:
+            raise ValueError("must be a number or a series spec (leave the key out for no bound; null is not a bound)")
+        return v
 
 
 class ActuatorLimits(_Model):
@@ -236,16 +245,7 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
 def read_constraint_file(path: str | Path) -> dict:
     """Read a constraint JSON file; a missing file or bad JSON is :class:`BadInput`."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise BadInput(str(path), None, "no such file") from None
-    except OSError as exc:
-        raise BadInput(str(path), None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(str(path), None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    raw = read_json(path)  # stat, size, depth, integer-length and finite-number limits
     if not isinstance(raw, dict):
         raise BadInput(str(path), None, "the constraint must be a JSON object")
     return raw

@@ -29,7 +29,7 @@ J_PER_KWH = 3.6e6
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Node(_Model):

@@ -19,6 +19,11 @@ envelope bounds) and held over a step (zero-order hold).
 from __future__ import annotations
 
 import csv
+import io
+import math
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -30,7 +35,7 @@ from industriverse.errors import BadInput
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Constant(_Spec):
@@ -141,21 +146,74 @@ def sample(spec: SeriesSpec, start: datetime, offsets_h: np.ndarray, step_h: flo
     raise BadInput(file, field, f"unknown series spec {spec!r}")
 
 
+DATA_ROOTS_ENV = "INDUSTRIVERSE_DATA_ROOTS"  # further directories CSV files may be read from (os.pathsep-separated)
+MAX_CSV_BYTES = 64 * 1024 * 1024
+_extra_roots: ContextVar[tuple[Path, ...]] = ContextVar("industriverse_data_roots", default=())
+
+
+@contextmanager
+def data_roots_allowed(dirs):
+    """Let CSV series under ``dirs`` be read in this context (the embedded bus's workers read the
+    client's constraint directory, as the client itself did)."""
+    token = _extra_roots.set(_extra_roots.get() + tuple(Path(d).resolve() for d in dirs))
+    try:
+        yield
+    finally:
+        _extra_roots.reset(token)
+
+
+def data_roots(base_dir: Path | None) -> list[Path]:
+    """Directories a CSV series may be read from: the constraint's own directory, ``$INDUSTRIVERSE_HOME/data``,
+    the directories in ``$INDUSTRIVERSE_DATA_ROOTS`` and those allowed by :func:`data_roots_allowed`."""
+    from industriverse import data_home
+
+    roots = [Path(base_dir).resolve()] if base_dir is not None else []
+    roots.append((data_home() / "data").resolve())
+    roots += [Path(p).resolve() for p in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if p]
+    return roots + list(_extra_roots.get())
+
+
+def resolve_csv_path(raw: str, base_dir: Path | None, *, field: str, file: str | None) -> Path:
+    """The real path of a CSV series: relative to ``base_dir`` (else ``$INDUSTRIVERSE_HOME/data``), and after
+    following every symlink inside one of :func:`data_roots`; anything else is :class:`BadInput`."""
+    from industriverse import data_home
+
+    given = Path(raw)
+    if ".." in given.parts:
+        raise BadInput(file, f"{field}.path", "must not contain '..' (a data file stays in the constraint's directory)")
+    path = given if given.is_absolute() else (Path(base_dir) if base_dir is not None else data_home() / "data") / given
+    real = path.resolve()
+    roots = data_roots(base_dir)
+    if not any(real.is_relative_to(r) for r in roots):
+        raise BadInput(file, f"{field}.path", "is outside the data directories (the constraint's directory, "
+                                             f"$INDUSTRIVERSE_HOME/data or ${DATA_ROOTS_ENV})")
+    return real
+
+
 def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> np.ndarray:
-    path = Path(spec.path)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    # Errors name the file, the column and the row, never the file's content (the path could point anywhere).
+    from industriverse.model.canonical import read_text_checked
+
+    path = resolve_csv_path(spec.path, base_dir, field=field, file=file)
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise BadInput(file, f"{field}.path", f"cannot read CSV '{path}': {exc.strerror or exc}") from None
+        text = read_text_checked(path, max_bytes=MAX_CSV_BYTES, what="CSV file")
+    except BadInput as exc:
+        raise BadInput(file, f"{field}.path", f"cannot read CSV '{spec.path}': {exc.problem}") from None
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error:
+        raise BadInput(str(path), None, "not a valid CSV file") from None
     if not rows or spec.column not in rows[0]:
-        raise BadInput(str(path), spec.column, f"column not found (columns: {list(rows[0]) if rows else []})")
-    try:
-        values = np.array([float(r[spec.column]) for r in rows])
-    except ValueError as exc:
-        raise BadInput(str(path), spec.column, f"not a number: {exc}") from None
+        n = len(rows[0]) if rows else 0
+        raise BadInput(str(path), spec.column, f"column not found (the header has {n} column(s))")
+    values = np.empty(len(rows))
+    for i, r in enumerate(rows):
+        try:
+            values[i] = float(r[spec.column])
+        except (TypeError, ValueError):
+            values[i] = np.nan
+        if not math.isfinite(values[i]):
+            raise BadInput(str(path), spec.column, f"row {i + 2} is not a finite number")
     if spec.time_column is None:
         idx = np.floor(t / step_h + 1e-9).astype(int)
         if idx.max(initial=0) >= len(values):
@@ -165,8 +223,8 @@ def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> 
         raise BadInput(str(path), spec.time_column, "time column not found")
     try:
         stamps = np.array([(datetime.fromisoformat(r[spec.time_column]) - start).total_seconds() / 3600 for r in rows])
-    except ValueError as exc:
-        raise BadInput(str(path), spec.time_column, f"not an ISO time: {exc}") from None
+    except (TypeError, ValueError):
+        raise BadInput(str(path), spec.time_column, "a row is not an ISO time") from None
     if np.any(np.diff(stamps) <= 0):
         raise BadInput(str(path), spec.time_column, "times must increase")
     pos = np.searchsorted(stamps, t + 1e-9, side="right") - 1

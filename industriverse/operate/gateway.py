@@ -292,6 +292,21 @@ class CapsuleGatewayService:
         with store.read_transaction(self.engine) as conn:
             return [store.row_dict(r) for r in conn.execute(stmt)]
 
+    def not_active_reason(self, activity_id: str) -> str | None:
+        """Why the deployment ``activity_id`` is not the active plan (superseded on arrival by a newer
+        version, superseded later, rolled back), or None when it is active."""
+        act = self.get_activity(activity_id)
+        if act is None:
+            return f"no deployment activity {activity_id}"
+        if act["status"] == "active":
+            return None
+        active = self.active_version(act["capsule_id"])
+        payload = act.get("payload") or {}
+        newer = payload.get("superseded_on_arrival_by")
+        why = f"superseded on arrival by version {newer}" if newer is not None else act["status"].replace("_", " ")
+        return (f"capsule {act['capsule_id']} version {act['version']} is {why}; "
+                f"active version: {active if active is not None else 'none'}")
+
     def get_activity(self, activity_id: str) -> dict | None:
         """One activity by ID, or None."""
         a = store.activities

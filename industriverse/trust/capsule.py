@@ -52,7 +52,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from industriverse.model.canonical import read_json, sha256_bytes, sha256_of
+from industriverse.model.canonical import read_json, read_yaml, sha256_bytes, sha256_of
 from industriverse.errors import BadInput
 from industriverse.trust.proof import verify_proof
 from industriverse.trust.signing import sign_document, signing_input, verify_document
@@ -90,8 +90,11 @@ def resolve_inside(capsule_dir: Path, path: str) -> Path:
     return target
 
 
+MAX_VERSION = 2**63 - 1  # BIGINT: a larger version cannot be stored (and must not pin itself active)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ManifestFile(_Model):
@@ -122,7 +125,7 @@ class CapsuleManifest(_Model):
 
     manifest_version: Literal[1] = MANIFEST_VERSION
     id: str = Field(pattern=_ID_PATTERN)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION, description="a 63-bit integer: every database stores it")
     domain: str = Field(min_length=1)
     title: str
     description: str = ""
@@ -175,18 +178,7 @@ def manifest_path_of(path: str | Path) -> Path:
 def read_manifest_dict(path: str | Path) -> dict:
     """The manifest as loaded from YAML (no validation); :class:`BadInput` if unreadable."""
     mpath = manifest_path_of(path)
-    try:
-        text = mpath.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(str(mpath), None, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(str(mpath), None, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise BadInput(str(mpath), None, f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    raw = read_yaml(mpath)  # stat, size, depth, integer-length and finite-number limits
     if not isinstance(raw, dict):
         raise BadInput(str(mpath), None, "a capsule manifest must be a YAML mapping")
     return raw
@@ -296,8 +288,8 @@ def _parse_manifest(raw: dict, mpath: Path) -> CapsuleManifest | LegacyManifest:
 # --- verifying -----------------------------------------------------------------------
 def _load_json_file(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_json(path)
+    except BadInput:
         return None
 
 
@@ -462,6 +454,8 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
     :func:`version_for` of the proof's ``created_at``.  A proof that did not pass is
     packed all the same (the gateway refuses it, with the reason).
     """
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION):
+        raise BadInput(None, "--version", f"must be an integer from 1 to {MAX_VERSION} (63 bits)")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInput(str(run_dir), None, "is not a run directory")

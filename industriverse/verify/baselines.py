@@ -29,7 +29,7 @@ from industriverse.plan.tracking import DEFAULT_CONTROL_MINUTES, SubstepModel, s
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     control_minutes: float = Field(DEFAULT_CONTROL_MINUTES, gt=0, description="controller period, minutes")
 
 

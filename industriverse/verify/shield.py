@@ -17,6 +17,10 @@ passes.
 
 Checks
 ------
+``finite_values``
+    the plan, the initial and nominal states, the forecast, the actuator limits and every envelope
+    bound are finite numbers, and each side of a band the constraint declares holds a bound at every
+    step (independent of input validation: NaN compares false, so it could pass every other check).
 ``envelope``
     nominal states k = 1..H inside the client's envelope (incl. terminal bounds; not the
     planning back-off) to ``ENVELOPE_TOL``.
@@ -166,9 +170,12 @@ def check_envelope(problem, x: np.ndarray) -> dict:
     """Nominal states k = 1..H inside the client's envelope (not the planning back-off)."""
     lo, hi = problem.x_lo, problem.x_hi
     with np.errstate(invalid="ignore"):
-        slack_lo = np.where(np.isfinite(lo), x - lo, np.inf)[1:]
-        slack_hi = np.where(np.isfinite(hi), hi - x, np.inf)[1:]
-    if not np.isfinite(np.minimum(slack_lo, slack_hi)).any():
+        # only -inf/+inf mean "no bound"; a NaN bound or state (or a bound of the wrong infinity) fails
+        slack_lo = np.where(lo == -np.inf, np.inf, x - lo)[1:]
+        slack_hi = np.where(hi == np.inf, np.inf, hi - x)[1:]
+    slack_lo = np.where(np.isnan(slack_lo), -np.inf, slack_lo)
+    slack_hi = np.where(np.isnan(slack_hi), -np.inf, slack_hi)
+    if np.all(np.minimum(slack_lo, slack_hi) == np.inf):
         return _check("envelope", None, None, True, "the constraint bounds no node")
     use_lo = slack_lo <= slack_hi
     slack = np.where(use_lo, slack_lo, slack_hi)
@@ -179,6 +186,50 @@ def check_envelope(problem, x: np.ndarray) -> dict:
     detail = (f"tightest: {problem.nodes[i]} at {_step_label(problem, k1)} is {_fmt(x[k1, i])} against {side} "
               f"{_fmt(bound)} (tolerance {ENVELOPE_TOL:g})")
     return _check("envelope", x[k1, i], bound, slack[k, i] >= -ENVELOPE_TOL, detail, upper=not use_lo[k, i])
+
+
+def check_finite_values(problem, u: np.ndarray, x: np.ndarray) -> dict:
+    """Every figure the other checks rely on is a finite number, and every bound the client declared is there.
+
+    Independent of input validation: a plan (kW), an initial or recomputed state, a forecast, an
+    actuator limit or an envelope bound that is NaN or infinite where a number must be, or a side of
+    an envelope band the constraint declares that holds no finite bound, fails this check (a
+    comparison with NaN is false, so every other check could pass on it).
+    """
+    problems: list[str] = []
+
+    def finite(name: str, arr) -> None:
+        a = np.asarray(arr, dtype=float)
+        if not np.all(np.isfinite(a)):
+            idx = np.argwhere(~np.isfinite(a))[0]
+            problems.append(f"{name} holds {a[tuple(idx)]} at index {tuple(int(i) for i in idx)}")
+
+    finite("plan", u)
+    finite("initial state", problem.x0)
+    finite("nominal states", x)
+    finite("disturbance forecast", problem.d)
+    finite("actuator min_kw", problem.u_lo)
+    finite("actuator max_kw", problem.u_hi)
+    for name, arr, bad in (("envelope min", problem.x_lo, np.inf), ("envelope max", problem.x_hi, -np.inf)):
+        a = np.asarray(arr, dtype=float)
+        if np.any(np.isnan(a) | (a == bad)):
+            problems.append(f"{name} holds NaN or {bad} (an impossible bound)")
+    if np.any(np.isnan(np.asarray(problem.ramp, dtype=float))):
+        problems.append("a ramp limit is NaN")
+    for node, band in getattr(problem.constraint, "envelope", {}).items():
+        i = problem.nodes.index(node) if node in problem.nodes else None
+        if i is None:
+            problems.append(f"envelope names unknown node {node}")
+            continue
+        for side, arr in (("min", problem.x_lo), ("max", problem.x_hi)):
+            declared = getattr(band, side, None) is not None
+            if declared and not np.all(np.isfinite(arr[1:, i])):
+                problems.append(f"envelope.{node}.{side} is declared but not a finite bound at every step")
+        if getattr(band, "min", None) is None and getattr(band, "max", None) is None:
+            problems.append(f"envelope.{node} declares no bound")
+    detail = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "") \
+        if problems else "plan, states, forecast, limits and every declared bound are finite numbers"
+    return _check("finite_values", len(problems), 0, not problems, detail)
 
 
 def check_nominal_states(problem, x: np.ndarray, documented: np.ndarray) -> dict:
@@ -543,6 +594,7 @@ def check_plan(optimization: dict, simulation: dict, *, opt_file: str = "optimiz
     kpis = problem.kpis(u, x)
 
     checks = [
+        check_finite_values(problem, u, x),
         check_envelope(problem, x),
         check_nominal_states(problem, x, documented),
         check_actuator_limits(problem, u),
