@@ -86,8 +86,8 @@ def test_poison_messages_are_dead_lettered_on_their_first_delivery_with_the_reas
 
     letters = {props.correlation_id: props.headers for props, _ in drain(amqp_url, f"{prefix}.optimizer.dead")}
     assert set(letters) == set(ids.values())
-    expected = {"deep": "nests deeper than the limit of 64 levels", "long-int": "integer of 5000 digits",
-                "nan": "holds NaN", "huge": "over the limit of 4194304"}
+    expected = {"deep": "levels deep, over the limit of 64", "long-int": "an integer of 5000 digits is over the limit of 20",
+                "nan": "must be a finite number, not nan", "huge": "over the limit of 4194304"}
     for name, text in expected.items():
         headers = letters[ids[name]]
         assert text in headers["x-error"], headers
