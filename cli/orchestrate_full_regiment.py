@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             claimed, result = 0, None
         healthy = result is not None and result.error is None
         if result is not None:
-            print(f"regiment pass: {claimed} strike(s) requested, {len(result.sent)} published, {result.pending} waiting "
+            sent = "published" if broker else "run here"
+            print(f"regiment pass: {claimed} strike(s) requested, {len(result.sent)} {sent}, {result.pending} waiting "
                   f"in the outbox, {active} active contract(s)" + ("" if healthy else f" ({result.error})"), file=sys.stderr)
         if args.once:
             if not healthy:

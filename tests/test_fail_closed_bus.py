@@ -171,6 +171,18 @@ def test_an_expired_plan_is_failed_by_the_runtime_and_a_live_one_deploys(verifie
 
 
 # --- the regiment: no claimed strike lost ---------------------------------------------------------
+def test_backoff_doubles_up_to_its_cap_and_starts_over_after_a_reset():
+    from workers.rabbitmq.connection import Backoff
+
+    b = Backoff(0.5, 3.0)
+    assert [b.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    b.reset()
+    assert b.next() == 0.5
+    with pytest.raises(ValueError):
+        Backoff(2.0, 1.0)
+
+
+
 def regiment(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), *args],
                           capture_output=True, text=True, timeout=120, **kw)
