@@ -62,9 +62,12 @@ def show_status(argv: list[str], prog: str | None) -> int:
     if not rows:
         print("no strikes yet")
         return 0
-    print(f"{'contract':<28} {'period':<26} {'strike':<42} {'status':<10} reason")
+    print(f"{'contract':<28} {'period':<26} {'strike':<42} {'status':<10} {'published':<10} reason")
     for r in rows:
-        print(f"{r['contract_id']:<28} {r['period_key']:<26} {r['strike_id']:<42} {str(r.get('status')):<10} {r.get('reason') or ''}")
+        # a claim whose request the broker has not confirmed yet waits in the outbox
+        published = "yes" if r.get("published_at") else "outbox"
+        print(f"{r['contract_id']:<28} {r['period_key']:<26} {r['strike_id']:<42} {str(r.get('status')):<10} "
+              f"{published:<10} {r.get('reason') or ''}")
     return 0
 
 
@@ -179,7 +182,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             claimed, result = 0, None
         healthy = result is not None and result.error is None
         if result is not None:
-            print(f"regiment pass: {claimed} strike(s) requested, {len(result.sent)} published, {result.pending} waiting "
+            sent = "published" if broker else "run here"
+            print(f"regiment pass: {claimed} strike(s) requested, {len(result.sent)} {sent}, {result.pending} waiting "
                   f"in the outbox, {active} active contract(s)" + ("" if healthy else f" ({result.error})"), file=sys.stderr)
         if args.once:
             if not healthy:

@@ -86,8 +86,8 @@ def test_poison_messages_are_dead_lettered_on_their_first_delivery_with_the_reas
 
     letters = {props.correlation_id: props.headers for props, _ in drain(amqp_url, f"{prefix}.optimizer.dead")}
     assert set(letters) == set(ids.values())
-    expected = {"deep": "nests deeper than the limit of 64 levels", "long-int": "integer of 5000 digits",
-                "nan": "holds NaN", "huge": "over the limit of 4194304"}
+    expected = {"deep": "levels deep, over the limit of 64", "long-int": "an integer of 5000 digits is over the limit of 20",
+                "nan": "must be a finite number, not nan", "huge": "over the limit of 4194304"}
     for name, text in expected.items():
         headers = letters[ids[name]]
         assert text in headers["x-error"], headers
@@ -171,6 +171,18 @@ def test_an_expired_plan_is_failed_by_the_runtime_and_a_live_one_deploys(verifie
 
 
 # --- the regiment: no claimed strike lost ---------------------------------------------------------
+def test_backoff_doubles_up_to_its_cap_and_starts_over_after_a_reset():
+    from workers.rabbitmq.connection import Backoff
+
+    b = Backoff(0.5, 3.0)
+    assert [b.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    b.reset()
+    assert b.next() == 0.5
+    with pytest.raises(ValueError):
+        Backoff(2.0, 1.0)
+
+
+
 def regiment(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "cli" / "orchestrate_full_regiment.py"), *args],
                           capture_output=True, text=True, timeout=120, **kw)
