@@ -11,6 +11,7 @@ currency/kW, emission factor kg CO₂/kWh, process noise in state units per √h
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -225,7 +226,8 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
         merged = _defaults_for(merged, raw["network"])
     merged = _merge(merged, raw)
     try:
-        c = ClientConstraint.model_validate(merged)
+        # strict JSON validation: a number is a JSON number (not true, not "21"), finite, in range
+        c = ClientConstraint.model_validate_json(json.dumps(merged, default=str), strict=True)
     except ValidationError as exc:
         err = _best_error(exc.errors())
         field = _field_path(err["loc"]) or None

@@ -66,7 +66,7 @@ class CsvSeries(_Spec):
 
 class Period(_Spec):
     days: Literal["all", "weekdays", "weekends"] | list[Annotated[int, Field(ge=0, le=6)]] = "all"
-    hours: tuple[float, float]
+    hours: list[float] = Field(min_length=2, max_length=2, description="[start, end) clock hours")
     value: float
 
     @field_validator("hours")
