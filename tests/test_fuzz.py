@@ -196,7 +196,7 @@ def test_manifest(world, data):
                                                                  st.integers(-10**6, 0))))
     (capsule / "manifest.yaml").write_text(dump_yaml(doc))
     main = data.draw(st.sampled_from([deploy_main, capsule_main]))
-    argv = ["--manifest", str(capsule)] if main is deploy_main else ["check", str(capsule)]
+    argv = ["--manifest", str(capsule)] if main is deploy_main else ["verify", str(capsule)]
     code, err = run(main, argv)
     assert_refused(code, err, world["before"])
 
