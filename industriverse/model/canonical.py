@@ -129,34 +129,47 @@ def _json_depth(text: str) -> int:
     return int(np.cumsum(step).max(initial=0))
 
 
+def _flat(where: tuple) -> tuple:
+    """The path ``(((), a), b)`` built while walking, as ``(a, b)``."""
+    out = []
+    while where:
+        where, key = where
+        out.append(key)
+    return tuple(reversed(out))
+
+
 def check_document(doc: Any, file: str | None, *, max_depth: int = MAX_DEPTH) -> Any:
     """Refuse a parsed document holding a non-finite number, an over-long integer, nesting deeper than
     ``max_depth`` or more than ``MAX_VALUES`` values; the error names the field.  Returns ``doc``."""
     stack: list[tuple[Any, tuple, int]] = [(doc, (), 0)]
     seen = 0
+    at = lambda where: ".".join(map(str, where)) or None  # noqa: E731  (built only for an error)
     while stack:
         node, where, depth = stack.pop()
         seen += 1
         if seen > MAX_VALUES:
             raise BadInput(file, None, f"holds more than {MAX_VALUES} values (the limit)")
-        field = ".".join(map(str, where)) or None
-        if isinstance(node, dict):
+        kind = type(node)
+        if kind is dict or kind is list:
             if depth >= max_depth:
-                raise BadInput(file, field, f"nests deeper than the limit of {max_depth} levels")
-            stack.extend((v, where + (k,), depth + 1) for k, v in node.items())
-        elif isinstance(node, list):
-            if depth >= max_depth:
-                raise BadInput(file, field, f"nests deeper than the limit of {max_depth} levels")
-            stack.extend((v, where + (i,), depth + 1) for i, v in enumerate(node))
-        elif isinstance(node, _LongInt):
-            raise BadInput(file, field, f"an integer of {node.digits} digits is over the limit of {MAX_INT_DIGITS}")
-        elif isinstance(node, bool):
-            continue
-        elif isinstance(node, int):
+                raise BadInput(file, at(_flat(where)), f"nests deeper than the limit of {max_depth} levels")
+            items = node.items() if kind is dict else enumerate(node)
+            stack.extend((v, (where, k), depth + 1) for k, v in items)
+        elif kind is float:
+            if not math.isfinite(node):
+                raise BadInput(file, at(_flat(where)), f"must be a finite number, not {node}")
+        elif kind is int:
             if abs(node) >= 10 ** MAX_INT_DIGITS:
-                raise BadInput(file, field, f"an integer of more than {MAX_INT_DIGITS} digits is over the limit")
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise BadInput(file, field, f"must be a finite number, not {node}")
+                raise BadInput(file, at(_flat(where)), f"an integer of more than {MAX_INT_DIGITS} digits is over the limit")
+        elif kind is _LongInt:
+            raise BadInput(file, at(_flat(where)), f"an integer of {node.digits} digits is over the limit of {MAX_INT_DIGITS}")
+        elif kind is not bool and kind is not str and node is not None:  # subclasses, numpy scalars: as their base
+            base = dict(node) if isinstance(node, dict) else list(node) if isinstance(node, (list, tuple)) \
+                else float(node) if isinstance(node, (float, np.floating)) \
+                else int(node) if isinstance(node, (int, np.integer)) and not isinstance(node, bool) else None
+            if base is not None:
+                stack.append((base, where, depth))
+                seen -= 1
     return doc
 
 

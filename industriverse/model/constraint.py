@@ -15,7 +15,7 @@ import json
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from industriverse.errors import BadInput
 from industriverse.model.canonical import read_json
 from industriverse.model.network import Network
-from industriverse.model.series import SeriesSpec, at
+from industriverse.model.series import SeriesSpec, Value, at
 
 
 class _Model(BaseModel):
@@ -145,15 +145,15 @@ class Band(_Model):
 
 
 class ActuatorLimits(_Model):
-    min_kw: float | None = None
-    max_kw: float | None = Field(None, gt=0)
-    ramp_kw_per_step: float | None = Field(None, gt=0)
+    min_kw: float | None = Field(None, ge=-1e6, le=1e6)
+    max_kw: float | None = Field(None, gt=0, le=1e6)
+    ramp_kw_per_step: float | None = Field(None, gt=0, le=1e6)
 
 
 class Tariff(_Model):
     energy: SeriesSpec = Field(description="import price, currency/kWh")
     export: SeriesSpec = Field(0.0, description="export price, currency/kWh (not above the import price)")
-    demand_charge_per_kw: float = Field(0.0, ge=0, description="currency per kW of the horizon's 15-minute peak")
+    demand_charge_per_kw: float = Field(0.0, ge=0, le=1e6, description="currency per kW of the horizon's 15-minute peak")
     currency: str = "USD"
     # read from a URDB rate (industriverse.model.tariffs): reported, not optimised
     fixed_monthly_charge: float = Field(0.0, ge=0, description="currency per month, reported only")
@@ -162,18 +162,18 @@ class Tariff(_Model):
 
 
 class ForecastError(_Model):
-    std: float = Field(ge=0, description="stationary standard deviation, in the disturbance's unit")
-    correlation_hours: float = Field(gt=0)
+    std: float = Field(ge=0, le=1e3, description="stationary standard deviation, in the disturbance's unit")
+    correlation_hours: float = Field(gt=0, le=1e4)
 
 
 class Uncertainty(_Model):
-    process_noise: float | dict[str, float] = Field(
+    process_noise: Annotated[float, Field(le=1e3)] | dict[str, Annotated[float, Field(le=1e3)]] = Field(
         0.0, description="diffusion of node states, state units/√h; a number applies to every thermal node")
     forecast_error: dict[str, ForecastError] = {}
     ensemble_size: int = Field(200, ge=10, le=100_000)
     confidence: float = Field(0.95, gt=0.5, lt=1)
     max_violation_probability: float = Field(0.05, gt=0, lt=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
 
     @field_validator("process_noise")
     @classmethod
@@ -185,8 +185,8 @@ class Uncertainty(_Model):
 
 
 class Budgets(_Model):
-    energy_kwh: float | None = Field(None, gt=0)
-    peak_kw: float | None = Field(None, gt=0)
+    energy_kwh: float | None = Field(None, gt=0, le=1e12)
+    peak_kw: float | None = Field(None, gt=0, le=1e9)
 
 
 class ClientConstraint(_Model):
@@ -199,7 +199,7 @@ class ClientConstraint(_Model):
     domain: str | None = None
     horizon: Horizon
     network: Network
-    initial_state: dict[str, float]
+    initial_state: dict[str, Value]
     envelope: dict[str, Band] = {}
     terminal: dict[str, Band] = Field(default_factory=dict, description="bounds on the final state only (e.g. battery back to its start)")
     actuators: dict[str, ActuatorLimits] = {}
@@ -239,14 +239,14 @@ _UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of
 
 
 def _field_path(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith(("tagged-union", "function-")))))
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith(("tagged-union", "function-", "constrained-")))))
 
 
 def _best_error(errors: list[dict]) -> dict:
     """The most telling error: a failed union tries every member, so prefer the member the input meant
     (a JSON object meant a series spec, anything else meant a number)."""
     def score(e):
-        via_number = any(p in ("float", "int") for p in e["loc"])
+        via_number = any(p in ("float", "int") or (isinstance(p, str) and p.startswith("constrained-")) for p in e["loc"])
         meant_spec = isinstance(e.get("input"), dict) or any(isinstance(p, str) and p.startswith("tagged-union") for p in e["loc"][:-1]) and not via_number
         return (via_number == meant_spec, -len(e["loc"]))
     return min(errors, key=score)
@@ -321,7 +321,8 @@ def build_constraint(raw: dict, domain_defaults: dict | None, *, file: str | Non
         if horizon:
             merged["tariff"] = expand_urdb(raw["tariff"], horizon, base_dir=base_dir, file=file)
     try:
-        c = ClientConstraint.model_validate(merged)
+        # strict JSON validation: a number is a JSON number (not true, not "21"), finite, in range
+        c = ClientConstraint.model_validate_json(json.dumps(merged, default=str), strict=True)
     except ValidationError as exc:
         err = _best_error(exc.errors())
         field = _field_path(err["loc"]) or None

@@ -34,8 +34,8 @@ class _Model(BaseModel):
 
 class Node(_Model):
     name: str
-    capacity_j_per_k: float | None = Field(None, gt=0, description="thermal capacity C_i, J/K")
-    capacity_kwh: float | None = Field(None, gt=0, description="storage node: energy capacity, kWh")
+    capacity_j_per_k: float | None = Field(None, ge=1.0, le=1e12, description="thermal capacity C_i, J/K")
+    capacity_kwh: float | None = Field(None, gt=0, le=1e9, description="storage node: energy capacity, kWh")
 
     @model_validator(mode="after")
     def _one_capacity(self):
@@ -60,21 +60,21 @@ class Boundary(_Model):
 
 class Conductance(_Model):
     between: tuple[str, str]
-    w_per_k: float = Field(gt=0, description="conductance G_ij, W/K (1/R)")
+    w_per_k: float = Field(gt=0, le=1e9, description="conductance G_ij, W/K (1/R)")
 
 
 class Gain(_Model):
     node: str
     disturbance: str = Field(description="disturbance series in kW injected at the node")
-    scale: float = 1.0
+    scale: float = Field(1.0, ge=-1e6, le=1e6)
 
 
 class Radiation(_Model):
     node: str
     boundary: str
     emissivity: float = Field(gt=0, le=1)
-    area_m2: float = Field(gt=0)
-    linearize_at_c: float = 20.0
+    area_m2: float = Field(gt=0, le=1e7)
+    linearize_at_c: float = Field(20.0, gt=-273.15, le=1e4)
 
 
 class COPModel(_Model):
@@ -87,12 +87,12 @@ class COPModel(_Model):
     """
 
     model: Literal["constant", "carnot_fraction"] = "carnot_fraction"
-    value: float | None = Field(None, gt=0)
+    value: float | None = Field(None, gt=0, le=1e3)
     eta: float = Field(0.5, gt=0, le=1)
     boundary: str | None = Field(None, description="the other side of the lift (a boundary name)")
-    evaporator_approach_k: float = Field(5.0, ge=0)
-    condenser_approach_k: float = Field(10.0, ge=0)
-    min_lift_k: float = Field(10.0, gt=0)
+    evaporator_approach_k: float = Field(5.0, ge=0, le=1e3)
+    condenser_approach_k: float = Field(10.0, ge=0, le=1e3)
+    min_lift_k: float = Field(10.0, gt=0, le=1e3)
 
     @model_validator(mode="after")
     def _complete(self):
@@ -107,9 +107,9 @@ class Actuator(_Model):
     name: str
     node: str
     kind: Literal["heater", "heat_pump", "chiller", "battery_charge", "battery_discharge"]
-    min_kw: float = 0.0
-    max_kw: float = Field(gt=0)
-    ramp_kw_per_step: float | None = Field(None, gt=0)
+    min_kw: float = Field(0.0, ge=-1e6, le=1e6)
+    max_kw: float = Field(gt=0, le=1e6)
+    ramp_kw_per_step: float | None = Field(None, gt=0, le=1e6)
     efficiency: float = Field(1.0, gt=0, le=1, description="heater: heat/electricity; battery: one-way efficiency")
     cop: COPModel | None = None
 
@@ -129,8 +129,8 @@ class Actuator(_Model):
 class Site(_Model):
     load: str | None = Field(None, description="disturbance series of the site load, kW")
     pv: str | None = Field(None, description="disturbance series of PV output, kW")
-    import_max_kw: float | None = Field(None, gt=0)
-    export_max_kw: float = Field(0.0, ge=0, description="0 forbids export")
+    import_max_kw: float | None = Field(None, gt=0, le=1e6)
+    export_max_kw: float = Field(0.0, ge=0, le=1e6, description="0 forbids export")
 
 
 class Network(_Model):

@@ -44,27 +44,33 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from industriverse.errors import BadInput
 
 
+# Every value of a series (°C, kWh, kW, price per kWh, kg CO₂/kWh, W) lies within ±MAX_SERIES_VALUE:
+# far beyond any physical figure of a building or site, yet far from float overflow in the dynamics.
+MAX_SERIES_VALUE = 1e6
+Value = Annotated[float, Field(ge=-MAX_SERIES_VALUE, le=MAX_SERIES_VALUE)]
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Constant(_Spec):
     type: Literal["constant"]
-    value: float
+    value: Value
 
 
 class Sinusoid(_Spec):
     type: Literal["sinusoid"]
-    mean: float
-    amplitude: float
-    period_hours: float = Field(24.0, gt=0)
-    phase_hours: float = 0.0
+    mean: Value
+    amplitude: Value
+    period_hours: float = Field(24.0, gt=0, le=1e6)
+    phase_hours: float = Field(0.0, ge=-1e6, le=1e6)
 
 
 class Series(_Spec):
     type: Literal["series"]
-    values: list[float] = Field(min_length=1)
-    step_minutes: float | None = Field(None, gt=0)
+    values: list[Value] = Field(min_length=1, max_length=1_000_000)
+    step_minutes: float | None = Field(None, gt=0, le=1e6)
 
 
 class CsvSeries(_Spec):
@@ -76,8 +82,8 @@ class CsvSeries(_Spec):
 
 class Period(_Spec):
     days: Literal["all", "weekdays", "weekends"] | list[Annotated[int, Field(ge=0, le=6)]] = "all"
-    hours: tuple[float, float]
-    value: float
+    hours: list[float] = Field(min_length=2, max_length=2, description="[start, end) clock hours")
+    value: Value
 
     @field_validator("hours")
     @classmethod
@@ -92,12 +98,12 @@ class Period(_Spec):
 class TimeOfUse(_Spec):
     type: Literal["time_of_use"]
     periods: list[Period] = Field(min_length=1)
-    default: float
+    default: Value
 
 
 class DailyProfile(_Spec):
     type: Literal["daily_profile"]
-    values: list[float] = Field(min_length=24, max_length=24)
+    values: list[Value] = Field(min_length=24, max_length=24)
 
 
 EPW_FIELDS = ("temp_air", "ghi", "dni", "dhi", "relative_humidity", "wind_speed")
@@ -111,7 +117,7 @@ class EpwSeries(_Spec):
 
 
 SeriesSpec = Union[
-    float,
+    Value,
     Annotated[Union[Constant, Sinusoid, Series, CsvSeries, TimeOfUse, DailyProfile, EpwSeries], Field(discriminator="type")],
 ]
 
@@ -244,8 +250,8 @@ def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> 
             values[i] = float(r[spec.column])
         except (TypeError, ValueError):
             values[i] = np.nan
-        if not math.isfinite(values[i]):
-            raise BadInput(str(path), spec.column, f"row {i + 2} is not a finite number")
+        if not (math.isfinite(values[i]) and abs(values[i]) <= MAX_SERIES_VALUE):
+            raise BadInput(str(path), spec.column, f"row {i + 2} is not a finite number within ±{MAX_SERIES_VALUE:g}")
     if spec.time_column is None:
         idx = np.floor(t / step_h + 1e-9).astype(int)
         if idx.max(initial=0) >= len(values):

@@ -50,7 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from industriverse.model.canonical import read_json, read_yaml, sha256_bytes, sha256_of
 from industriverse.errors import BadInput
@@ -125,7 +125,7 @@ class CapsuleManifest(_Model):
 
     manifest_version: Literal[1] = MANIFEST_VERSION
     id: str = Field(pattern=_ID_PATTERN)
-    version: int = Field(ge=1, le=MAX_VERSION, description="a 63-bit integer: every database stores it")
+    version: StrictInt = Field(ge=1, le=MAX_VERSION, description="a 63-bit integer: every database stores it")
     domain: str = Field(min_length=1)
     title: str
     description: str = ""

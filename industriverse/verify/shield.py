@@ -123,6 +123,8 @@ def _check(name: str, value, limit, passed: bool, detail: str, *, upper: bool = 
 
 def _array(doc: Any, dotted: str, file: str, shape: tuple[int, ...]) -> np.ndarray:
     raw = _get(doc, dotted, file)
+    if isinstance(raw, list) and any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+        raise BadInput(file, dotted, "must be a list of numbers")
     try:
         arr = np.asarray(raw, dtype=float)
     except (TypeError, ValueError):

@@ -389,10 +389,9 @@ def plan_from_optimization(problem, doc, file: str | None = None) -> np.ndarray:
         if not isinstance(values, list) or len(values) != problem.H:
             got = len(values) if isinstance(values, list) else type(values).__name__
             raise BadInput(file, f"plan.{name}", f"needs {problem.H} values (one per step), got {got}")
-        try:
-            u[:, j] = np.array(values, dtype=float)
-        except (TypeError, ValueError):
-            raise BadInput(file, f"plan.{name}", "values must be numbers (kW)") from None
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise BadInput(file, f"plan.{name}", "values must be numbers (kW)")
+        u[:, j] = np.array(values, dtype=float)
         if not np.all(np.isfinite(u[:, j])):
             raise BadInput(file, f"plan.{name}", "values must be finite numbers (kW)")
     return u
