@@ -535,31 +535,26 @@ def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
     return safe_sum(terms), dual_obj, residual
 
 
-def highs_model(lp: LinearProgram):
-    """``lp`` as a ``highspy.HighsLp`` (rows: the inequalities, then the equalities)."""
+def highs_model(lp: LinearProgram) -> tuple:
+    """``lp`` as the array arguments of ``Highs.passModel`` (rows: the inequalities, then the
+    equalities; integrality last).  Arrays go to HiGHS without per-element Python conversion."""
     import highspy
 
-    A = sparse.vstack([lp.A_ub, lp.A_eq], format="csr") if lp.b_eq.size else lp.A_ub.tocsr()
-    if not lp.b_ub.size:
-        A = lp.A_eq.tocsr()
+    if lp.b_ub.size and lp.b_eq.size:
+        A = sparse.vstack([lp.A_ub, lp.A_eq], format="csr")
+    else:
+        A = (lp.A_ub if lp.b_ub.size else lp.A_eq).tocsr()
     A.sort_indices()
-    model = highspy.HighsLp()
-    model.num_col_ = int(lp.c.size)
-    model.num_row_ = int(lp.b_ub.size + lp.b_eq.size)
-    model.col_cost_ = np.ascontiguousarray(lp.c, dtype=float)
-    model.col_lower_ = np.ascontiguousarray(lp.lb, dtype=float)
-    model.col_upper_ = np.ascontiguousarray(lp.ub, dtype=float)
-    model.row_lower_ = np.concatenate([np.full(lp.b_ub.size, -np.inf), lp.b_eq]).astype(float)
-    model.row_upper_ = np.concatenate([lp.b_ub, lp.b_eq]).astype(float)
-    mat = model.a_matrix_
-    mat.format_ = highspy.MatrixFormat.kRowwise
-    mat.num_col_, mat.num_row_ = model.num_col_, model.num_row_
-    mat.start_, mat.index_, mat.value_ = A.indptr, A.indices, A.data
+    nrow = int(lp.b_ub.size + lp.b_eq.size)
+    row_lo = np.concatenate([np.full(lp.b_ub.size, -np.inf), lp.b_eq]).astype(float)
+    row_hi = np.concatenate([lp.b_ub, lp.b_eq]).astype(float)
+    integrality = np.zeros(lp.c.size, dtype=np.int32)
     if lp.integer is not None and len(lp.integer):
-        kinds = np.full(lp.c.size, highspy.HighsVarType.kContinuous)
-        kinds[np.asarray(lp.integer)] = highspy.HighsVarType.kInteger
-        model.integrality_ = list(kinds)
-    return model
+        integrality[np.asarray(lp.integer)] = int(highspy.HighsVarType.kInteger)
+    return (int(lp.c.size), nrow, int(A.nnz), int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize), 0.0,
+            np.ascontiguousarray(lp.c, dtype=float), np.ascontiguousarray(lp.lb, dtype=float),
+            np.ascontiguousarray(lp.ub, dtype=float), row_lo, row_hi, A.indptr.astype(np.int32),
+            A.indices.astype(np.int32), np.ascontiguousarray(A.data, dtype=float), integrality)
 
 
 def new_highs(options: dict | None = None):
@@ -606,7 +601,7 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
         # warm starts use simplex
         opts.setdefault("solver", "ipm")
     h = new_highs(opts)
-    h.passModel(highs_model(lp))
+    h.passModel(*highs_model(lp))
     MS = highspy.HighsModelStatus
 
     def run():

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from industriverse.errors import BadInput, Infeasible
-from industriverse.plan.idf import (FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish, true_violation)
+from industriverse.plan.idf import FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish
 from industriverse.model.kpis import band_excess
 from industriverse.plan.infeasibility import explain_infeasible
 from industriverse.plan.lp import build_planning_lp, complementary_pairs, simultaneous_use, solve, substep_cuts
@@ -43,6 +43,22 @@ def untightened_violation(problem, u: np.ndarray, x: np.ndarray | None = None) -
     x = problem.predict(u) if x is None else x
     env = band_excess(x[1:], problem.x_lo[1:], problem.x_hi[1:])
     return max(float(env.max(initial=0.0)), actuator_violation(problem, u))
+
+
+def plan_violation(problem, u: np.ndarray, x: np.ndarray, power: np.ndarray) -> float:
+    """Largest violation by plan ``u`` (H, m) with states ``x`` (H+1, n) and site power ``power``
+    (H,) of the tightened envelope at the samples, the actuator box and ramps, and the import,
+    export, energy and peak limits (state units, kW or kWh; 0 if none).  O(H): no prediction matrix."""
+    lo, hi = problem.envelope(backoff=True)
+    env = band_excess(x[1:], lo[1:], hi[1:])
+    from industriverse.model.kpis import fifteen_minute_means
+
+    side = [np.max(power - problem.import_max, initial=0.0), np.max(-power - problem.export_max, initial=0.0)]
+    if problem.energy_budget is not None:
+        side.append(problem.dt_h * np.maximum(power, 0.0).sum() - problem.energy_budget)
+    if problem.peak_budget is not None:
+        side.append(max(float(fifteen_minute_means(power, problem.dt_h).max()), 0.0) - problem.peak_budget)
+    return max(float(env.max(initial=0.0)), actuator_violation(problem, u), float(max(side)), 0.0)
 
 
 def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str | Path | None = None,
@@ -96,7 +112,7 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     power = problem.site_power(u, x)
     k = problem.kpis(u, x)
     cost = float(k["cost"])
-    violation = true_violation(problem, u)
+    violation = plan_violation(problem, u, x, power)
     feasible = violation <= FEAS_TOL
     if not feasible:
         raise Infeasible([f"no plan found that meets every constraint (best plan misses by {violation:.3g}); "
