@@ -30,8 +30,10 @@ evaluation costs ``O(P·H)`` for a fixed network; a temperature-dependent COP ad
 The best particles are then polished to exact feasibility by a deterministic local solver:
 the nearest feasible plan in ℓ1 (one LP), then sequential linear programming with a trust
 region on the true cost (HiGHS; the power is linearised around the current plan, the envelope,
-box and ramp rows are exact).  The best feasible polished plan wins.  Where the power is affine
-the problem is convex, so only the best particle is polished (every local optimum is global).  Everything random comes
+box and ramp rows are exact; the sparse planning LP of :mod:`industriverse.plan.lp`, re-solves
+warm-started from the previous basis).  The best feasible polished plan wins.  Where the power is
+affine the problem is convex, so only the best particle is polished (every local optimum is
+global), by one LP over the whole box.  Everything random comes
 from ``numpy.random.default_rng(seed)``: the same seed gives the same plan.
 """
 from __future__ import annotations
