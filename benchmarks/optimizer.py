@@ -122,8 +122,10 @@ def compact_reference(network, x0, d, price, x_lo, x_hi, u_hi, eff, dt_s):
 def _solve_side(side: str, problem) -> tuple[float, float | None, float, float]:
     """(cost, bound, CPU seconds, wall seconds) of one side on ``problem``."""
     c0, t0 = time.process_time(), time.perf_counter()
-    if side == "project":
-        res = solve_planning_lp(problem)
+    if side in ("project", "project-ct"):
+        # "project": the envelope at the samples, the compact model's constraints; "project-ct":
+        # the default, the envelope at every control sub-step (a different, larger model)
+        res = solve_planning_lp(problem, continuous=side == "project-ct")
         cost, bound = float(res.objective), float(res.lower_bound)
     else:
         net = problem.network
@@ -142,8 +144,8 @@ def _ladder_case(args):
 
     side, zones, hours, step = args
     small = map_constraint("hvac", chain_constraint(1, 24, 15))
-    _solve_side("project", small)
-    _solve_side("compact", small)
+    for warm in ("project", "project-ct", "compact"):
+        _solve_side(warm, small)
     problem = map_constraint("hvac", chain_constraint(zones, hours, step))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cost, bound, cpu, wall = _solve_side(side, problem)
@@ -177,15 +179,18 @@ def bench_ladders(repeat: int, extra: bool = True) -> dict:
         rep = repeat if H * zones <= 5000 else 1
         ours = run_isolated(("project", zones, hours, step), rep)
         ref = run_isolated(("compact", zones, hours, step), rep)
+        ct = run_isolated(("project-ct", zones, hours, step), 1)
         row = {"case": name, "zones": zones, "H": H, "project_s": ours["seconds"], "compact_s": ref["seconds"],
                "project_wall_s": ours["wall"], "compact_wall_s": ref["wall"],
                "ratio": ours["seconds"] / ref["seconds"], "project_cost": ours["cost"], "compact_cost": ref["cost"],
                "lower_bound": ours["bound"], "rel_diff": abs(ours["cost"] - ref["cost"]) / max(abs(ref["cost"]), 1e-12),
                "project_peak_mb": ours["peak_mb"], "project_model_mb": ours["peak_mb"] - ours["setup_mb"],
-               "compact_peak_mb": ref["peak_mb"], "compact_model_mb": ref["peak_mb"] - ref["setup_mb"]}
+               "compact_peak_mb": ref["peak_mb"], "compact_model_mb": ref["peak_mb"] - ref["setup_mb"],
+               "continuous_s": ct["seconds"], "continuous_cost": ct["cost"], "continuous_bound": ct["bound"]}
         rows.append(row)
         print(f"{name:40s} {row['project_s']:8.3f} {row['compact_s']:8.3f} {row['ratio']:6.2f}× {row['rel_diff']:9.1e} "
-              f"{row['project_peak_mb']:7.0f} {row['project_model_mb']:7.0f} {row['compact_peak_mb']:7.0f} {row['compact_model_mb']:7.0f}", flush=True)
+              f"{row['project_peak_mb']:7.0f} {row['project_model_mb']:7.0f} {row['compact_peak_mb']:7.0f} {row['compact_model_mb']:7.0f} | "
+              f"{row['continuous_s']:8.3f} {(row['continuous_cost'] / row['compact_cost'] - 1) * 100:+7.3f}%", flush=True)
     hor = [r for r in rows if r["zones"] == 1 and r["case"] in [c[0] for c in HORIZON_LADDER]]
     net = [rows[0]] + [r for r in rows if r["case"] in [c[0] for c in NETWORK_LADDER[1:4]]]
     growth = {"horizon_time_project": _exponent([r["H"] for r in hor], [r["project_s"] for r in hor]),
@@ -410,7 +415,9 @@ def main(argv=None) -> int:
     print("Linear ladders: solve_planning_lp (build + HiGHS + proven dual bound) vs a compact HiGHS model written from the")
     print("network's matrices (build + solve; HiGHS defaults), each case in a fresh process; CPU seconds (the machine is shared:")
     print("wall time is in --json), median of", args.repeat, "runs where H·zones ≤ 5000; 'model' = peak RSS minus RSS before the case")
-    print(f"{'case':40s} {'ours s':>8s} {'compact':>8s} {'ratio':>7s} {'|Δcost|':>9s} {'peak MB':>7s} {'model':>7s} {'ref pk':>7s} {'ref mdl':>7s}")
+    print("last two columns: the project's default model (envelope at every 1-minute control sub-step): CPU s, cost vs the samples-only optimum")
+    print(f"{'case':40s} {'ours s':>8s} {'compact':>8s} {'ratio':>7s} {'|Δcost|':>9s} {'peak MB':>7s} {'model':>7s} {'ref pk':>7s} {'ref mdl':>7s} | "
+          f"{'cont. s':>8s} {'Δcost':>8s}")
     lad = bench_ladders(args.repeat, extra=not args.quick)
     g = lad["growth"]
     print("growth exponents (log-log fit): time vs H: ours {horizon_time_project:.2f}, compact {horizon_time_compact:.2f}; "

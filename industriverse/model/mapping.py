@@ -28,12 +28,14 @@ def planning_memory_bytes(H: int, n: int, m: int, nnz_Ad: int, nnz_Bd: int) -> f
 
     Per step: ``n + m`` state and input columns plus a few power columns, ``n`` dynamics rows
     with ``n + nnz(Ad) + nnz(Bd)`` nonzeros, ramp and power rows.  The per-nonzero and per-row
-    constants are calibrated on the measured peaks of ``benchmarks/optimizer.py`` (model build,
-    HiGHS presolve copies and its factor): ~400 bytes per nonzero and ~1 kB per row/column.
+    constants are set above the peaks measured by ``benchmarks/optimizer.py`` (model build, HiGHS
+    presolve copies, IPM factor): 150 bytes per nonzero, 300 per row or column, 100 MB for the
+    process (measured: 25 MB above the process for one zone over 8064 steps, where this estimates
+    46 MB; 264 MB for 50 zones over 672 steps, estimated 345 MB).
     """
     nnz = H * (n + nnz_Ad + nnz_Bd + 6 * m + 8)
     dims = H * (2 * n + 3 * m + 6)
-    return 400.0 * nnz + 1000.0 * dims + 100e6
+    return 150.0 * nnz + 300.0 * dims + 100e6
 
 
 def plan_memory_limit_bytes() -> float:
@@ -247,9 +249,18 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
     def series(spec, t, name):
         return sample(spec, start, t, dt_h, field=name, base_dir=base_dir, file=file)
 
+    n, m = len(net.nodes), len(net.actuators)
+    A, B, E = net.matrices
+    Ad, BEd = zoh(A, np.hstack([B, E]), dt_s)
+    need = planning_memory_bytes(H, n, m, int(np.count_nonzero(Ad)), int(np.count_nonzero(BEd[:, :m])))
+    if need > plan_memory_limit_bytes():
+        from industriverse.errors import BadInput
+
+        raise BadInput(file, "horizon", f"{H} steps × {n} nodes need about {need / 1e9:.1f} GB to plan, above the limit of "
+                                         f"{plan_memory_limit_bytes() / 1e9:.1f} GB (INDUSTRIVERSE_PLAN_MEMORY_GB); "
+                                         "use fewer or longer steps")
     d = np.column_stack([series(c.disturbances[n], t_steps, f"disturbances.{n}") for n in net.disturbance_names]) \
         if net.disturbance_names else np.zeros((H, 0))
-    n, m = len(net.nodes), len(net.actuators)
     x_lo = np.full((H + 1, n), -np.inf)
     x_hi = np.full((H + 1, n), np.inf)
     for name, band in c.envelope.items():
@@ -293,15 +304,6 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
         k = int(np.argmax(export_price > price))
         raise BadInput(file, "tariff.export", f"export price {export_price[k]:g} is above the import price {price[k]:g} at step {k}")
     emission = series(c.emission_factor, t_steps, "emission_factor")
-    A, B, E = net.matrices
-    Ad, BEd = zoh(A, np.hstack([B, E]), dt_s)
-    need = planning_memory_bytes(H, n, m, int(np.count_nonzero(Ad)), int(np.count_nonzero(BEd[:, :m])))
-    if need > plan_memory_limit_bytes():
-        from industriverse.errors import BadInput
-
-        raise BadInput(file, "horizon", f"{H} steps × {n} nodes need about {need / 1e9:.1f} GB to plan, above the limit of "
-                                         f"{plan_memory_limit_bytes() / 1e9:.1f} GB (INDUSTRIVERSE_PLAN_MEMORY_GB); "
-                                         "use fewer or longer steps")
     pn = c.uncertainty.process_noise
     noise = np.array([0.0 if nd.is_storage else (pn.get(nd.name, 0.0) if isinstance(pn, dict) else pn) for nd in net.nodes])
     x0 = np.array([c.initial_state[name] for name in net.node_names], dtype=float)

@@ -55,15 +55,21 @@ def _fmt(v: float) -> str:
 
 
 def response_row(problem, k: int, i: int) -> np.ndarray:
-    """(H, m): ``∂x[k, i]/∂u[j, a]`` = ``(Ad^(k−1−j) Bd)[i, a]`` for ``j < k`` (0 after), by the
-    backward recursion ``v ← v·Ad`` from ``v = e_i`` (O(k·n²), no prediction matrix)."""
-    H, m = problem.H, problem.m
-    g = np.zeros((H, m))
-    v = np.zeros(problem.n)
-    v[i] = 1.0
-    for j in range(k - 1, -1, -1):
-        g[j] = v @ problem.Bd
-        v = v @ problem.Ad
+    """(H, m): ``∂x[k, i]/∂u[j, a]`` = ``(Ad^(k−1−j) Bd)[i, a]`` for ``j < k`` (0 after): a row of
+    the prediction matrix without forming it, from node ``i``'s impulse response
+    ``R[p] = e_iᵀ Ad^p Bd`` (computed once per node by ``v ← v·Ad``, O(H·n²))."""
+    cache = problem.__dict__.setdefault("_impulse_rows", {})
+    if i not in cache:
+        R = np.empty((problem.H, problem.m))
+        v = np.zeros(problem.n)
+        v[i] = 1.0
+        for p in range(problem.H):
+            R[p] = v @ problem.Bd
+            v = v @ problem.Ad
+        cache[i] = R
+    g = np.zeros((problem.H, problem.m))
+    if k > 0:
+        g[:k] = cache[i][k - 1::-1]
     return g
 
 
@@ -108,7 +114,7 @@ def explain_infeasible(problem, power=None, *, backoff: bool = True, continuous:
     if power is None:
         power = relaxed_power(problem, backoff=backoff) if not problem.is_linear else exact_power(problem)
     lp = build_planning_lp(problem, power, backoff=backoff, elastic=True, continuous=continuous)
-    sol = solve(lp)
+    sol = solve(lp, {"solver": "simplex"})  # the slacks make IPM crawl here (10× slower at 8064 steps)
     if sol.status != 0:
         return [f"no plan exists and the elastic LP could not locate the conflict ({sol.message})"]
     slack = sol.z[lp.blocks["slack"]]

@@ -102,15 +102,20 @@ class _Assembler:
         self.eq_rows.append((parts, np.asarray(rhs, dtype=float)))
 
     def _stack(self, items) -> sparse.csr_matrix:
-        mats = []
+        """One CSR matrix of the row groups: every part's COO triplets shifted to its block's
+        columns and its group's rows (no per-block zero matrices)."""
+        R, C, V = [], [], []
+        r0 = 0
         for parts, rhs in items:
-            cols = []
-            for name, sl in self.blocks.items():
-                size = sl.stop - sl.start
-                mat = parts.get(name)
-                cols.append(sparse.csr_matrix((len(rhs), size)) if mat is None else sparse.csr_matrix(mat))
-            mats.append(sparse.hstack(cols, format="csr"))
-        return sparse.vstack(mats, format="csr") if mats else sparse.csr_matrix((0, self.nvar))
+            for name, mat in parts.items():
+                coo = mat.tocoo() if sparse.issparse(mat) else sparse.coo_matrix(mat)
+                R.append(coo.row + r0)
+                C.append(coo.col + self.blocks[name].start)
+                V.append(coo.data)
+            r0 += len(rhs)
+        if not R:
+            return sparse.csr_matrix((r0, self.nvar))
+        return sparse.csr_matrix((np.concatenate(V), (np.concatenate(R), np.concatenate(C))), shape=(r0, self.nvar))
 
     def build(self) -> LinearProgram:
         rows, info, start = {}, {}, 0
@@ -208,16 +213,47 @@ def _widen(lo: np.ndarray, hi: np.ndarray, rel: float = 1e-9) -> tuple[np.ndarra
 def dynamics_rows(problem) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
     """``(Sx, Su, rhs)``: the exact discretisation ``x[k+1] − Ad x[k] − Bd u[k] = Ed d[k]`` for
     ``k = 0..H−1`` as sparse rows (H·n) over the states ((H+1)·n) and the plan (H·m)."""
-    H, n = problem.H, problem.n
+    H, n, m = problem.H, problem.n, problem.m
     # entries below 1e-14 of the largest (expm of a long chain fills Ad with ~1e-30 terms) are
     # rounding noise: HiGHS would drop them anyway (small_matrix_value), so they never enter
     Ad = np.where(np.abs(problem.Ad) > 1e-14 * np.abs(problem.Ad).max(initial=0.0), problem.Ad, 0.0)
-    Ad = sparse.csr_matrix(Ad)
-    Bd = sparse.csr_matrix(problem.Bd)
-    Sx = (sparse.kron(sparse.eye(H, H + 1, k=1), sparse.identity(n)) - sparse.kron(sparse.eye(H, H + 1), Ad)).tocsr()
-    Su = -sparse.kron(sparse.identity(H), Bd, format="csr")
+    ai, aj = np.nonzero(Ad)
+    bi, bj = np.nonzero(problem.Bd)
+    k = np.arange(H)[:, None]
+    # row k·n + i:  x[k+1, i] − Σ_j Ad[i, j] x[k, j]
+    rows = np.concatenate([(k * n + np.arange(n)).ravel(), (k * n + ai).ravel()])
+    cols = np.concatenate([((k + 1) * n + np.arange(n)).ravel(), (k * n + aj).ravel()])
+    vals = np.concatenate([np.ones(H * n), np.tile(-Ad[ai, aj], H)])
+    Sx = sparse.csr_matrix((vals, (rows, cols)), shape=(H * n, (H + 1) * n))
+    Su = sparse.csr_matrix((np.tile(-problem.Bd[bi, bj], H), ((k * n + bi).ravel(), (k * m + bj).ravel())), shape=(H * n, H * m))
     rhs = (problem.d @ problem.Ed.T).ravel()
     return Sx, Su, rhs
+
+
+def complementary_pairs(problem) -> list[tuple[int, int]]:
+    """Actuator pairs (a, b) that must not run in the same step: a battery's charge and discharge,
+    and heating (heater, heat pump) against cooling (chiller) on one node — running both only
+    burns energy in losses.  Pairs where either actuator has a positive minimum are left out
+    (they must run together by the client's own limits)."""
+    acts = problem.network.actuators
+    heat, cool = {"heater", "heat_pump", "battery_charge"}, {"chiller", "battery_discharge"}
+    pairs = []
+    for a, x in enumerate(acts):
+        for b, y in enumerate(acts):
+            if x.node == y.node and x.kind in heat and y.kind in cool \
+                    and x.kind.startswith("battery") == y.kind.startswith("battery") \
+                    and not np.any(problem.u_lo[:, a] > 0) and not np.any(problem.u_lo[:, b] > 0):
+                pairs.append((a, b))
+    return pairs
+
+
+def simultaneous_use(problem, u: np.ndarray) -> np.ndarray:
+    """(H,) kW: the largest ``min(u_a, u_b)`` over the :func:`complementary_pairs` per step of plan
+    ``u`` (H, m) — how much both sides of a pair run at once (0 where none does)."""
+    out = np.zeros(problem.H)
+    for a, b in complementary_pairs(problem):
+        out = np.maximum(out, np.minimum(u[:, a], u[:, b]))
+    return out
 
 
 def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 1e-9):
@@ -225,8 +261,10 @@ def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 
     LP solution violates by more than ``tol``, each at most once."""
     from industriverse.plan.substeps import substep_response, substep_rows, substep_states, bands_in_force
 
+    if problem.n < 2:  # one node: its response over a step is monotone, the step's ends bind it
+        return None
     resp = substep_response(problem)
-    if resp.S < 2 or problem.n < 2:
+    if resp.S < 2:
         return None
     lo, hi = bands_in_force(problem, backoff=backoff)
     H, n, m = problem.H, problem.n, problem.m
@@ -253,7 +291,7 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
                       u_hi: np.ndarray | None = None, elastic: bool = False, cost_scale: float = 1.0,
                       anchor: tuple[np.ndarray, np.ndarray] | None = None,
                       soft_power: float | None = None, continuous: bool = True,
-                      substeps: str = "lazy") -> LinearProgram:
+                      substeps: str = "lazy", complementarity: bool = False) -> LinearProgram:
     """Assemble the planning LP (see the module docstring).
 
     ``continuous``: the envelope binds in continuous time (:mod:`industriverse.plan.substeps`):
@@ -261,6 +299,8 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
     sub-step rows are built up front: ``"all"`` (with more than one node: one node's response is
     monotone, its ends bind it), or ``"lazy"`` (none here: pass ``cuts=substep_cuts(problem, lp)``
     to :func:`solve` to add the violated ones; usually none or few bind).
+    ``complementarity``: a binary per step for each :func:`complementary_pairs` pair so that at
+    most one of the two is on (a MILP: ``lp.integer`` lists the binaries).
 
     ``u_lo``/``u_hi``: (H, m) bounds replacing the actuator box (a trust region inside it).
     ``cost_scale`` multiplies the cost; ``anchor = (u0, w)`` ((H, m) each) adds ``Σ w·|u − u0|``
@@ -412,6 +452,17 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
             asm.rows_le(f"relax_cut_{i}_{j}", {"u": sel.multiply(alpha[:, None]).tocsr(), "x": xsel.multiply(beta[:, None]).tocsr(),
                                                f"q{i}": -eye}, -gamma)
 
+    # complementarity: one binary per step and pair, the pair's two set-points never both on
+    integer = []
+    if complementarity and not elastic:
+        for j, (a, b) in enumerate(complementary_pairs(problem)):
+            Ua, Ub = box_hi[:, a], box_hi[:, b]
+            on = asm.var(f"on{j}", H, 0.0, 0.0, 1.0)
+            integer.append(np.arange(on.start, on.stop))
+            # u_a ≤ U_a·on,  u_b ≤ U_b·(1 − on)
+            asm.rows_le(f"compl_a_{j}", {"u": _select(H, m, a), f"on{j}": -sparse.diags(Ua, format="csr")}, np.zeros(H))
+            asm.rows_le(f"compl_b_{j}", {"u": _select(H, m, b), f"on{j}": sparse.diags(Ub, format="csr")}, Ub)
+
     if elastic:
         total = sum(cnt for _, cnt in slack_rows)
         asm.var("slack", total, 1.0, 0.0, np.inf)
@@ -426,7 +477,10 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
                 offset += cnt
             new_rows.append((name, parts, rhs, info))
         asm.ub_rows = new_rows
-    return asm.build()
+    lp = asm.build()
+    if integer:
+        lp.integer = np.concatenate(integer)
+    return lp
 
 
 @dataclass
@@ -481,31 +535,26 @@ def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
     return safe_sum(terms), dual_obj, residual
 
 
-def highs_model(lp: LinearProgram):
-    """``lp`` as a ``highspy.HighsLp`` (rows: the inequalities, then the equalities)."""
+def highs_model(lp: LinearProgram) -> tuple:
+    """``lp`` as the array arguments of ``Highs.passModel`` (rows: the inequalities, then the
+    equalities; integrality last).  Arrays go to HiGHS without per-element Python conversion."""
     import highspy
 
-    A = sparse.vstack([lp.A_ub, lp.A_eq], format="csr") if lp.b_eq.size else lp.A_ub.tocsr()
-    if not lp.b_ub.size:
-        A = lp.A_eq.tocsr()
+    if lp.b_ub.size and lp.b_eq.size:
+        A = sparse.vstack([lp.A_ub, lp.A_eq], format="csr")
+    else:
+        A = (lp.A_ub if lp.b_ub.size else lp.A_eq).tocsr()
     A.sort_indices()
-    model = highspy.HighsLp()
-    model.num_col_ = int(lp.c.size)
-    model.num_row_ = int(lp.b_ub.size + lp.b_eq.size)
-    model.col_cost_ = np.ascontiguousarray(lp.c, dtype=float)
-    model.col_lower_ = np.ascontiguousarray(lp.lb, dtype=float)
-    model.col_upper_ = np.ascontiguousarray(lp.ub, dtype=float)
-    model.row_lower_ = np.concatenate([np.full(lp.b_ub.size, -np.inf), lp.b_eq]).astype(float)
-    model.row_upper_ = np.concatenate([lp.b_ub, lp.b_eq]).astype(float)
-    mat = model.a_matrix_
-    mat.format_ = highspy.MatrixFormat.kRowwise
-    mat.num_col_, mat.num_row_ = model.num_col_, model.num_row_
-    mat.start_, mat.index_, mat.value_ = A.indptr, A.indices, A.data
+    nrow = int(lp.b_ub.size + lp.b_eq.size)
+    row_lo = np.concatenate([np.full(lp.b_ub.size, -np.inf), lp.b_eq]).astype(float)
+    row_hi = np.concatenate([lp.b_ub, lp.b_eq]).astype(float)
+    integrality = np.zeros(lp.c.size, dtype=np.int32)
     if lp.integer is not None and len(lp.integer):
-        kinds = np.full(lp.c.size, highspy.HighsVarType.kContinuous)
-        kinds[np.asarray(lp.integer)] = highspy.HighsVarType.kInteger
-        model.integrality_ = list(kinds)
-    return model
+        integrality[np.asarray(lp.integer)] = int(highspy.HighsVarType.kInteger)
+    return (int(lp.c.size), nrow, int(A.nnz), int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize), 0.0,
+            np.ascontiguousarray(lp.c, dtype=float), np.ascontiguousarray(lp.lb, dtype=float),
+            np.ascontiguousarray(lp.ub, dtype=float), row_lo, row_hi, A.indptr.astype(np.int32),
+            A.indices.astype(np.int32), np.ascontiguousarray(A.data, dtype=float), integrality)
 
 
 def new_highs(options: dict | None = None):
@@ -552,7 +601,7 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
         # warm starts use simplex
         opts.setdefault("solver", "ipm")
     h = new_highs(opts)
-    h.passModel(highs_model(lp))
+    h.passModel(*highs_model(lp))
     MS = highspy.HighsModelStatus
 
     def run():
@@ -595,6 +644,12 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
     seconds = time.perf_counter() - t0
     code = {MS.kOptimal: 0, MS.kInfeasible: 2, MS.kUnboundedOrInfeasible: 2, MS.kUnbounded: 3}.get(status, 4)
     message = h.modelStatusToString(status)
+    if mip and status == MS.kTimeLimit:  # the MILP dual bound is proven at any stop
+        bound = float(info.mip_dual_bound)
+        if np.isfinite(bound):
+            bound -= 8 * np.finfo(float).eps * max(abs(bound), 1.0)
+        return LPSolution(4, message, None, None, bound, float(info.mip_dual_bound), None, int(info.mip_node_count),
+                          seconds, None, float(info.mip_gap))
     if code != 0:
         return LPSolution(code, message, None, None, None, None, None, iters, seconds)
     sol = h.getSolution()

@@ -24,10 +24,10 @@ from typing import Callable
 import numpy as np
 
 from industriverse.errors import BadInput, Infeasible
-from industriverse.plan.idf import (FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish, true_violation)
+from industriverse.plan.idf import FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish
 from industriverse.model.kpis import band_excess
 from industriverse.plan.infeasibility import explain_infeasible
-from industriverse.plan.lp import build_planning_lp, solve, substep_cuts
+from industriverse.plan.lp import build_planning_lp, complementary_pairs, simultaneous_use, solve, substep_cuts
 from industriverse.plan.power import PowerModel, exact_power, relaxed_power
 
 METHODS = ("auto", "idf", "lp")
@@ -43,6 +43,22 @@ def untightened_violation(problem, u: np.ndarray, x: np.ndarray | None = None) -
     x = problem.predict(u) if x is None else x
     env = band_excess(x[1:], problem.x_lo[1:], problem.x_hi[1:])
     return max(float(env.max(initial=0.0)), actuator_violation(problem, u))
+
+
+def plan_violation(problem, u: np.ndarray, x: np.ndarray, power: np.ndarray) -> float:
+    """Largest violation by plan ``u`` (H, m) with states ``x`` (H+1, n) and site power ``power``
+    (H,) of the tightened envelope at the samples, the actuator box and ramps, and the import,
+    export, energy and peak limits (state units, kW or kWh; 0 if none).  O(H): no prediction matrix."""
+    lo, hi = problem.envelope(backoff=True)
+    env = band_excess(x[1:], lo[1:], hi[1:])
+    from industriverse.model.kpis import fifteen_minute_means
+
+    side = [np.max(power - problem.import_max, initial=0.0), np.max(-power - problem.export_max, initial=0.0)]
+    if problem.energy_budget is not None:
+        side.append(problem.dt_h * np.maximum(power, 0.0).sum() - problem.energy_budget)
+    if problem.peak_budget is not None:
+        side.append(max(float(fifteen_minute_means(power, problem.dt_h).max()), 0.0) - problem.peak_budget)
+    return max(float(env.max(initial=0.0)), actuator_violation(problem, u), float(max(side)), 0.0)
 
 
 def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str | Path | None = None,
@@ -69,6 +85,8 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
                    "dual_feasible": bool(lp.dual_residual is not None and lp.dual_residual <= 1e-7)}
     if lp.premise is not None:
         stats["relaxation_premise"] = lp.premise
+    if lp.milp is not None:
+        stats["complementarity_milp"] = lp.milp
     settings = settings or IDFSettings()
     evaluations, iterations, particles = 1, lp.iterations, 0
     if used == "lp" and not nonlinear:
@@ -94,7 +112,7 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     power = problem.site_power(u, x)
     k = problem.kpis(u, x)
     cost = float(k["cost"])
-    violation = true_violation(problem, u)
+    violation = plan_violation(problem, u, x, power)
     feasible = violation <= FEAS_TOL
     if not feasible:
         raise Infeasible([f"no plan found that meets every constraint (best plan misses by {violation:.3g}); "
@@ -105,6 +123,8 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     if lb is not None:
         gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
     bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (COP at its maximum over proven temperature intervals)")
+    if lb is not None and lp.milp is not None:
+        bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
     backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
     stats.update({"seconds": time.perf_counter() - t0, "evaluations": int(evaluations), "iterations": int(iterations),
                   "particles": int(particles)})
@@ -198,13 +218,21 @@ class PlanningLPResult:
     lp_solves: int
     power: PowerModel
     premise: dict | None = None
+    milp: dict | None = None  # set when complementarity needed the MILP: binaries, B&B nodes, gap
 
 
-def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True) -> PlanningLPResult:
+COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
+
+
+def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
+                      complementarity: bool = True) -> PlanningLPResult:
     """Solve the planning LP: exact for linear networks, the convex relaxation with ``relax=True``.
 
     ``continuous``: the envelope binds at every control sub-step (:mod:`industriverse.plan.substeps`);
     interior sub-step rows too many to build up front are added lazily where the plan violates them.
+    ``complementarity``: where the LP's plan charges and discharges a battery (or heats and cools
+    a node) in the same step, the problem is re-solved as a MILP with a binary per step and pair
+    (:func:`industriverse.plan.lp.complementary_pairs`); its bound is HiGHS' MILP dual bound.
 
     Raises :class:`industriverse.errors.Infeasible` naming the conflicting constraints (from the
     elastic LP) when no plan meets them; ``ValueError`` for a temperature-dependent COP without
@@ -225,11 +253,30 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     if sol.status != 0:
         raise RuntimeError(f"HiGHS failed on the planning LP: {sol.message}")
     u = np.clip(sol.z[lp.blocks["u"]].reshape(problem.H, problem.m), problem.u_lo, problem.u_hi)
+    solves, milp = 1, None
+    if complementarity and simultaneous_use(problem, u).max(initial=0.0) > COMPLEMENTARITY_TOL:
+        # the relaxation exploits running both sides of a pair at once: solve the MILP exactly
+        # (with the interior sub-step rows up front: lazy rows need a pure LP)
+        lp = build_planning_lp(problem, power, backoff=backoff, continuous=continuous, complementarity=True,
+                               substeps="all" if continuous else "lazy")
+        sol = solve(lp)
+        solves += 1
+        if sol.status == 2:
+            raise Infeasible(["no plan meets the constraints without charging and discharging (or heating and "
+                              "cooling) in the same step; the plans that do are not realisable"])
+        if sol.status != 0:
+            raise RuntimeError(f"HiGHS failed on the planning MILP: {sol.message}")
+        u = np.clip(sol.z[lp.blocks["u"]].reshape(problem.H, problem.m), problem.u_lo, problem.u_hi)
+        for a, b in complementary_pairs(problem):  # the binaries hold to HiGHS' integrality tolerance
+            off = u[:, a] <= u[:, b]
+            u[off, a] = np.where(u[off, a] <= COMPLEMENTARITY_TOL, 0.0, u[off, a])
+            u[~off, b] = np.where(u[~off, b] <= COMPLEMENTARITY_TOL, 0.0, u[~off, b])
+        milp = {"binaries": int(len(lp.integer)), "nodes": sol.iterations, "mip_gap": sol.mip_gap}
     premise = None
     if power.relaxed:
         premise = check_relaxation_premise(problem, power, u)
     return PlanningLPResult(u, sol.objective, sol.lower_bound, sol.dual_objective, sol.dual_residual, bool(power.relaxed),
-                            sol.iterations, time.perf_counter() - t0, 1, power, premise)
+                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp)
 
 
 def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: float = 1e-6) -> dict:
