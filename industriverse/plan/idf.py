@@ -139,7 +139,6 @@ class Landscape:
         violation (P,) the largest violation of any constraint (state units, kW or kWh)."""
         pr = self.p
         Pn, H, m = U.shape
-        n = pr.n
         X = self.states(U)
         P, w, slopes = self.power(U, X)
         pos = P > 0
