@@ -48,6 +48,7 @@ from scipy.linalg import cho_solve, cholesky, solve_triangular
 from industriverse.model.response import StateResponse, free_response, impulse_response
 from industriverse.plan.lp import build_planning_lp, peak_windows, solve, substep_cuts
 from industriverse.plan.power import inverse_cop_and_slope, linearized_power
+from industriverse.plan.substeps import substep_violation
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
 DENSE_G_MAX = 8_000_000  # entries of G formed for a dense metric (64 MB); above it the metric is diagonal
@@ -234,10 +235,11 @@ def project(problem, U: np.ndarray, block: int | None = None, rounds: int = 4) -
 
 def true_violation(problem, u: np.ndarray, backoff: bool = True) -> float:
     """Largest violation of any constraint by plan ``u`` (H, m) with the true power: envelope
-    (tightened when ``backoff``), box, ramp, import/export limits, budgets."""
+    (tightened when ``backoff``) at the samples and, as the planning LP defines it, between them
+    (:func:`industriverse.plan.substeps.substep_violation`), box, ramp, import/export limits, budgets."""
     land = Landscape(problem, backoff=backoff)
     _, _, _, v = land.evaluate(u[None], 0.0, grad=False)
-    return max(float(v[0]), actuator_violation(problem, u))
+    return max(float(v[0]), actuator_violation(problem, u), substep_violation(problem, u, backoff=backoff))
 
 
 def actuator_violation(problem, u: np.ndarray) -> float:
@@ -479,6 +481,7 @@ def idf(problem, *, seed: int = 0, settings: IDFSettings | None = None, backoff:
             candidates.append({"start": name, "cost": None, "violation": None})
             continue
         u, merit, c, v, s, e = out
+        v = max(v, substep_violation(problem, u, backoff=backoff))  # the band between samples, as the LP has it
         solves += s
         evals += e
         candidates.append({"start": name, "cost": c, "violation": v})
