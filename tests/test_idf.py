@@ -49,8 +49,8 @@ def test_projection_respects_box_and_ramp():
     assert np.all(np.abs(np.diff(U, axis=1)) <= 1.5 + 1e-12)
 
 
-@pytest.mark.parametrize("passes", [0, 2, 16])
-def test_projection_is_the_forward_pass_to_the_bit(passes):
+@pytest.mark.parametrize("block,rounds", [(1, 4), (5, 1), (7, 4), (None, 1), (None, 4), (None, 100), (96, 4), (200, 4)])
+def test_projection_is_the_forward_pass_to_the_bit(block, rounds):
     problem = map_constraint("hvac_two_zone", {"horizon": DAY, "actuators": {"heater_north": {"ramp_kw_per_step": 0.7}}})
     rng = np.random.default_rng(5)
     walks = 5 + np.cumsum(rng.normal(scale=0.5, size=(6, problem.H, problem.m)), axis=1)
@@ -58,7 +58,7 @@ def test_projection_is_the_forward_pass_to_the_bit(passes):
         ref = np.clip(U, problem.u_lo, problem.u_hi)
         for k in range(1, problem.H):  # the definition: one step at a time
             ref[:, k] = np.clip(ref[:, k], ref[:, k - 1] - problem.ramp, ref[:, k - 1] + problem.ramp)
-        assert np.array_equal(project(problem, U.copy(), passes=passes), ref)
+        assert np.array_equal(project(problem, U.copy(), block=block, rounds=rounds), ref)
 
 
 @pytest.mark.parametrize("domain", DOMAINS)

@@ -30,8 +30,10 @@ evaluation costs ``O(P·H)`` for a fixed network; a temperature-dependent COP ad
 The best particles are then polished to exact feasibility by a deterministic local solver:
 the nearest feasible plan in ℓ1 (one LP), then sequential linear programming with a trust
 region on the true cost (HiGHS; the power is linearised around the current plan, the envelope,
-box and ramp rows are exact).  The best feasible polished plan wins.  Where the power is affine
-the problem is convex, so only the best particle is polished (every local optimum is global).  Everything random comes
+box and ramp rows are exact; the sparse planning LP of :mod:`industriverse.plan.lp`, re-solves
+warm-started from the previous basis).  The best feasible polished plan wins.  Where the power is
+affine the problem is convex, so only the best particle is polished (every local optimum is
+global), by one LP over the whole box.  Everything random comes
 from ``numpy.random.default_rng(seed)``: the same seed gives the same plan.
 """
 from __future__ import annotations
@@ -46,6 +48,7 @@ from scipy.linalg import cho_solve, cholesky, solve_triangular
 from industriverse.model.response import StateResponse, free_response, impulse_response
 from industriverse.plan.lp import build_planning_lp, peak_windows, solve, substep_cuts
 from industriverse.plan.power import inverse_cop_and_slope, linearized_power
+from industriverse.plan.substeps import substep_violation
 
 FEAS_TOL = 1e-6  # state units / kW / kWh: what counts as meeting a constraint
 DENSE_G_MAX = 8_000_000  # entries of G formed for a dense metric (64 MB); above it the metric is diagonal
@@ -137,7 +140,6 @@ class Landscape:
         violation (P,) the largest violation of any constraint (state units, kW or kWh)."""
         pr = self.p
         Pn, H, m = U.shape
-        n = pr.n
         X = self.states(U)
         P, w, slopes = self.power(U, X)
         pos = P > 0
@@ -184,44 +186,60 @@ class Landscape:
         return E, g, cost, viol
 
 
-def project(problem, U: np.ndarray, passes: int = 16) -> np.ndarray:
+def project(problem, U: np.ndarray, block: int | None = None, rounds: int = 4) -> np.ndarray:
     """Clip plans (..., H, m) into the actuator box, then into the ramp limits step by step.
 
     The forward pass ``u[k] ← clip(u[k], u[k−1] − ramp, u[k−1] + ramp)`` keeps
     ``|u[k] − u[k−1]| ≤ ramp`` and the box (the two always intersect because ``u[k−1]`` is inside
-    the box), so every output is admissible.  It is computed by whole-horizon passes of the same
-    clip against the previous pass (each pass makes at least one more leading step final; a fixed
-    point is the forward pass itself, to the bit), and only a ramp still moving after ``passes``
-    passes is finished step by step: noise-sized violations cost a few array passes, not a Python
-    loop over the horizon.
+    the box), so every output is admissible.
+
+    It runs on all blocks of ``block`` steps (default ≈ √H) at once, each from a guess of the step
+    before it (its input), then again from what the block before it produced, until no block's
+    starting value changes: a fixed point is the forward pass itself, to the bit (same operations
+    on the same numbers).  The pass forgets its start wherever it meets the input, so one or two
+    rounds usually do: ``O(√H)`` Python steps per round instead of ``H``.  After ``rounds`` rounds
+    the blocks not yet settled are finished step by step (a ramp longer than the rounds reach).
     """
     U = np.clip(U, problem.u_lo, problem.u_hi)
-    if not np.any(np.isfinite(problem.ramp)) or problem.H < 2:
+    H = problem.H
+    if not np.any(np.isfinite(problem.ramp)) or H < 2:
         return U
     r = problem.ramp
-    X = U.copy()  # the box-clipped input: every pass clips it, against the previous pass
-    start = 1  # steps before `start` are final
-    for _ in range(passes):
-        new = np.clip(X[..., start:, :], U[..., start - 1:-1, :] - r, U[..., start - 1:-1, :] + r)
-        moved = np.nonzero((new != U[..., start:, :]).reshape(-1, problem.H - start, U.shape[-1]).any(axis=(0, 2)))[0]
-        U[..., start:, :] = new
-        if len(moved) == 0:
-            return U
-        start += int(moved[0])  # the first step that moved is right now; the ones after it may move again
-        if start >= problem.H - 1:
-            return U
-        start += 1
-    for k in range(start, problem.H):
-        U[..., k, :] = np.clip(X[..., k, :], U[..., k - 1, :] - r, U[..., k - 1, :] + r)
-    return U
+    B = max(1, min(H, int(block) if block else max(8, int(np.sqrt(H)))))
+    C = -(-H // B)
+    lead = U.shape[:-2]
+    m = U.shape[-1]
+    X = U.reshape((-1, H, m))
+    if C * B > H:  # pad with the last step: outputs past H are dropped
+        X = np.concatenate([X, np.repeat(X[:, -1:], C * B - H, axis=1)], axis=1)
+    Xb = X.reshape(X.shape[0], C, B, m)
+    prev = np.concatenate([Xb[:, :1, 0], Xb[:, :-1, -1]], axis=1)  # (P, C, m); block 0 starts from u[0] itself
+    Y = np.empty_like(Xb)
+    for _ in range(rounds):
+        y = prev
+        for j in range(B):
+            y = np.clip(Xb[:, :, j], y - r, y + r)
+            Y[:, :, j] = y
+        new = np.concatenate([Xb[:, :1, 0], Y[:, :-1, -1]], axis=1)
+        wrong = np.nonzero((new != prev).any(axis=(0, 2)))[0]
+        if len(wrong) == 0:
+            return Y.reshape(X.shape)[:, :H].reshape(lead + (H, m))
+        prev = new
+    # a ramp longer than the rounds reach (the pass never meets its input): blocks before the first wrong
+    # start are final; finish step by step from there
+    Yf = Y.reshape(X.shape)
+    for k in range(int(wrong[0]) * B, H):
+        Yf[:, k] = np.clip(X[:, k], Yf[:, k - 1] - r, Yf[:, k - 1] + r)
+    return Yf[:, :H].reshape(lead + (H, m))
 
 
 def true_violation(problem, u: np.ndarray, backoff: bool = True) -> float:
     """Largest violation of any constraint by plan ``u`` (H, m) with the true power: envelope
-    (tightened when ``backoff``), box, ramp, import/export limits, budgets."""
+    (tightened when ``backoff``) at the samples and, as the planning LP defines it, between them
+    (:func:`industriverse.plan.substeps.substep_violation`), box, ramp, import/export limits, budgets."""
     land = Landscape(problem, backoff=backoff)
     _, _, _, v = land.evaluate(u[None], 0.0, grad=False)
-    return max(float(v[0]), actuator_violation(problem, u))
+    return max(float(v[0]), actuator_violation(problem, u), substep_violation(problem, u, backoff=backoff))
 
 
 def actuator_violation(problem, u: np.ndarray) -> float:
@@ -463,6 +481,7 @@ def idf(problem, *, seed: int = 0, settings: IDFSettings | None = None, backoff:
             candidates.append({"start": name, "cost": None, "violation": None})
             continue
         u, merit, c, v, s, e = out
+        v = max(v, substep_violation(problem, u, backoff=backoff))  # the band between samples, as the LP has it
         solves += s
         evals += e
         candidates.append({"start": name, "cost": c, "violation": v})

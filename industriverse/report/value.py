@@ -5,10 +5,10 @@ Savings are **paired**: the simulator runs plan and baseline on the same noise d
 (common random numbers), so trajectory *i* of the plan and trajectory *i* of the baseline
 saw the same weather, load and sensor noise.  Every saving is computed per trajectory as
 ``baseline_i − plan_i`` and summarised by its mean and a two-sided 95 % Student-t interval
-(``scipy.stats.t``).  A saving is *significant* when its interval excludes zero.
+(:func:`industriverse.verify.stats.t_interval`).  A saving is *significant* when its interval excludes zero.
 
 The stability score is recomputed here from the violation counts: the one-sided 95 %
-Clopper–Pearson lower bound (``scipy.stats.beta``) of the probability that a trajectory
+Clopper–Pearson lower bound (:func:`industriverse.verify.stats.clopper_pearson_lower`) of the probability that a trajectory
 stays inside every envelope constraint over the whole horizon.
 
 Units: energy kWh, power kW, emissions kg CO2, cost in the tariff's currency, discomfort

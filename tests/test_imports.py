@@ -1,0 +1,40 @@
+"""Processes that do not render never import the renderer's or scipy.stats' heavy modules (issue 10).
+
+Each check runs in a fresh interpreter, since ``sys.modules`` of the test process is shared.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("matplotlib", "fpdf", "scipy.stats", "scipy.signal")
+
+
+def imported_after(code: str) -> list[str]:
+    probe = f"import sys\n{code}\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_workers_that_do_not_render_import_no_renderer():
+    # together: if none of them alone imports a heavy module, neither do all four in one process
+    kinds = ["optimizer", "simulator", "shield", "deployer"]
+    assert imported_after(f"from workers.actor import load_actors; load_actors({kinds!r})") == []
+
+
+def test_the_reporter_does_import_the_plots():
+    # the probe can see an import: the reporter renders, so it loads matplotlib
+    assert "matplotlib" in imported_after("from workers.actor import load_actors; load_actors(['reporter'])")
+
+
+def test_statistics_need_no_scipy_stats():
+    code = ("from industriverse.verify.stats import clopper_pearson_upper, t_interval\n"
+            "from industriverse.plan.tracking import noise_backoff\n"
+            "import industriverse.operate.monitor, industriverse.plan.idf\n"
+            "clopper_pearson_upper(3, 200); t_interval([1.0, 2.0, 4.0])")
+    assert imported_after(code) == []
