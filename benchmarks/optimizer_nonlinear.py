@@ -322,6 +322,8 @@ def main(argv=None) -> int:
     ap.add_argument("--instances", type=int, default=2, help="cold_storage instances (default 2)")
     ap.add_argument("--first", type=int, default=0, help="first instance seed (default 0)")
     ap.add_argument("--seeds", type=int, default=5, help="seeds per instance, for IDF and every peer (default 5)")
+    ap.add_argument("--first_seed", type=int, default=0, help="first seed (default 0; to split a run over processes)")
+    ap.add_argument("--report", nargs="+", metavar="JSON", help="no run: report the rows of these --json files together")
     ap.add_argument("--budgets", default="1,10,40", help="peer budgets in multiples of IDF's time (default 1,10,40)")
     ap.add_argument("--hours", type=float, default=24.0, help="horizon, hours (default 24)")
     ap.add_argument("--step", type=float, default=60.0, help="plan step, minutes (default 60)")
@@ -330,6 +332,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     budgets = sorted(float(b) for b in args.budgets.split(","))
     peers = [p for p in args.peers.split(",") if p]
+    if args.report:
+        rows = [r for f in args.report for r in json.loads(Path(f).read_text())["rows"]]
+        rows.sort(key=lambda r: (r["instance"], r["seed"]))
+        summarize(rows, peers, budgets, args.json)
+        return 0
     family.DAY = {**family.DAY, "hours": args.hours, "step_minutes": args.step}
     t_start, c_start = time.perf_counter(), CLOCK()
 
@@ -339,7 +346,7 @@ def main(argv=None) -> int:
     for inst in range(args.first, args.first + args.instances):
         problem, lp, params = family.cold_storage_instance(inst)
         print(f"instance {inst}: H = {problem.H}, relaxation bound {lp.lower_bound:.5f}, {params}", flush=True)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             row = run_problem(problem, inst, seed, budgets, peers)
             row["lower_bound"] = lp.lower_bound
             rows.append(row)
@@ -350,6 +357,13 @@ def main(argv=None) -> int:
                              for k, v in c.items() if not k.endswith(" raw"))
             print(f"  seed {seed}: IDF {row['idf_s']:.2f} CPU s | {line}", flush=True)
 
+    summarize(rows, peers, budgets, args.json, extra={"args": vars(args)})
+    print(f"total benchmark time {time.perf_counter() - t_start:.0f} s wall, {CLOCK() - c_start:.0f} s CPU")
+    return 0
+
+
+def summarize(rows: list[dict], peers: list[str], budgets: list[float], json_path: str | None, extra: dict | None = None):
+    """Print the performance profile, the duels and IDF's figures; write them to ``json_path``."""
     methods = ["idf", "random+polish"] + [f"{p}@{b:g}x {kind}" for p in peers for b in budgets for kind in ("raw", "polished")]
     prof = profile(rows, methods)
     print()
@@ -370,12 +384,10 @@ def main(argv=None) -> int:
     gaps = [(r["costs"]["idf"] - r["lower_bound"]) / abs(r["costs"]["idf"]) for r in rows if r["costs"]["idf"] is not None]
     print()
     print(f"IDF: mean time {np.mean([r['idf_s'] for r in rows]):.2f} CPU s; gap to the relaxation bound median "
-          f"{np.median(gaps) * 100:.2f} %, max {np.max(gaps) * 100:.2f} %; total benchmark time "
-          f"{time.perf_counter() - t_start:.0f} s wall, {CLOCK() - c_start:.0f} s CPU")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "profile": prof, "taus": TAUS,
+          f"{np.median(gaps) * 100:.2f} %, max {np.max(gaps) * 100:.2f} %")
+    if json_path:
+        Path(json_path).write_text(json.dumps({**(extra or {}), "rows": rows, "profile": prof, "taus": TAUS,
                                                "duels": duels}, indent=2, default=str))
-    return 0
 
 
 if __name__ == "__main__":

@@ -520,3 +520,19 @@ def test_complementarity_of_heating_and_cooling_one_node():
     u[7] = [1.0, 2e-6]
     c = check_complementarity(problem, u)
     assert not c["passed"] and c["value"] == pytest.approx(2e-6) and "zone heats and cools at step 7" in c["detail"]
+
+
+@pytest.mark.parametrize("network", ["linear", "radiation"])
+def test_substep_states_meet_the_nominal_trajectory_at_the_plan_steps(network):
+    """The sub-step trajectory the between-samples check reads is the nominal one: at every plan step it is
+    the recomputed state (exact recursion for linear networks, solve_ivp for radiation)."""
+    from industriverse.model.mapping import map_constraint
+    from industriverse.verify.shield import substep_states
+    from networks import roof_radiation_constraint
+
+    problem = (load_problem("hvac", EXAMPLES / "hvac_testcase1.json") if network == "linear"
+               else map_constraint("hvac", roof_radiation_constraint()))
+    u = np.full((problem.H, problem.m), 3.0)
+    xs, S, h = substep_states(problem, u)
+    assert S == 15 and h == pytest.approx(60.0) and xs.shape == (problem.H * S + 1, problem.n)
+    np.testing.assert_allclose(xs[::S], nominal_states(problem, u), atol=1e-9 if network == "linear" else 1e-6)
