@@ -225,7 +225,7 @@ def _check_references(c: ClientConstraint, file: str | None) -> None:
                            f"unknown disturbance (disturbances: {', '.join(c.network.disturbance_names)})")
 
 
-_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "epw"}
+_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "epw", "pv"}
 
 
 def _field_path(loc: tuple) -> str:
@@ -406,7 +406,7 @@ def absolute_csv_paths(raw: Any, base: Path) -> Any:
     """``raw`` with every CSV series path made absolute against ``base`` (the constraint file's
     folder), so that a worker anywhere, in any working directory, reads the same file."""
     if isinstance(raw, dict):
-        if raw.get("type") in ("csv", "epw", "urdb") and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
+        if raw.get("type") in ("csv", "epw", "urdb", "pv") and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
             raw = {**raw, "path": str((base / raw["path"]).resolve())}
         return {k: absolute_csv_paths(v, base) for k, v in raw.items()}
     if isinstance(raw, list):
