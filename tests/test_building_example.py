@@ -32,3 +32,24 @@ def test_file_references_report_their_field(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"initial_state": {"from_telemetry": "t.csv"}}))
     with pytest.raises(BadInput, match="initial_state.from_telemetry.*own 'network'"):
         read_constraint_file(tmp_path / "c.json")
+
+
+def test_state_from_telemetry_is_taken_at_the_horizon_start(tmp_path):
+    c = json.loads((HERE / "constraint.json").read_text())
+    for name in ("fitted.json", "telemetry.csv", "site.epw", "rate_sce_gs2_tou_b.json"):
+        (tmp_path / name).write_bytes((HERE / name).read_bytes())
+    rows = (HERE / "telemetry.csv").read_text().splitlines()
+    # a replay of 15 January 12:00: the reading then, not the last one of the file
+    c["horizon"]["start"] = "2026-01-15T12:00"
+    (tmp_path / "c.json").write_text(json.dumps(c))
+    at_noon = next(r for r in rows if r.startswith("2026-01-15T12:00:00-05:00")).split(",")
+    state = read_constraint_file(tmp_path / "c.json")["initial_state"]
+    assert state["zone"] == pytest.approx(float(at_noon[1]), abs=0.3)
+    # two hours after the last reading: the model carries the state on with the last inputs
+    c["horizon"]["start"] = "2026-01-20T02:00"
+    (tmp_path / "c.json").write_text(json.dumps(c))
+    later = read_constraint_file(tmp_path / "c.json")["initial_state"]
+    c["horizon"]["start"] = "2026-01-20T00:00"
+    (tmp_path / "c.json").write_text(json.dumps(c))
+    now = read_constraint_file(tmp_path / "c.json")["initial_state"]
+    assert later["zone"] != pytest.approx(now["zone"], abs=1e-3)

@@ -138,3 +138,19 @@ def test_reader_orders_rows_and_holds_inputs(tmp_path):
     assert list(tel.w[:, 1]) == [5, 5, 6, 7]  # ambient held
     assert np.isnan(tel.y[3, 0])
     assert any("repeated time" in d for d in tel.dropped) and any("extra" in d for d in tel.dropped)
+
+
+def test_reader_time_formats(tmp_path):
+    net = Network.model_validate(template(1) | {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}],
+                                                "conductances": [{"between": ["zone", "ambient"], "w_per_k": 1.0}]})
+    p = tmp_path / "t.csv"
+    p.write_text("time,zone,heater,ambient\n2026-03-29T01:55:00+01:00,20,1,5\n2026-03-29T03:00:00+02:00,20.1,1,5\n"
+                 "2026-03-29T01:05:00Z,20.2,1,5\n")
+    tel = read_telemetry(p, net)
+    assert list(tel.t) == [0, 300, 600]  # offsets honoured across the DST change
+    p.write_text("time,zone,heater,ambient\n2026-01-01T00:00,20,1,5\n120,20,1,5\n")
+    with pytest.raises(BadInput, match="mixes plain seconds and ISO 8601"):
+        read_telemetry(p, net)
+    p.write_text("time,zone,heater\n0,20,1\n60,20,1\n")
+    with pytest.raises(BadInput, match="field 'ambient': no such column"):
+        read_telemetry(p, net)

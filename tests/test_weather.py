@@ -74,3 +74,17 @@ def test_constraint_with_epw_ambient_and_solar_gain():
     bad = {**raw, "disturbances": {**raw["disturbances"], "ambient": {"type": "epw", "path": "site.epw", "field": "sunshine"}}}
     with pytest.raises(BadInput, match="disturbances.ambient"):
         map_constraint("hvac", bad, file="c.json", base_dir=EPW.parent)
+
+
+def test_pv_output_of_a_declared_array():
+    from industriverse.model.series import PvSeries
+
+    start, hours = datetime(2026, 1, 13), np.arange(0, 24 * 7, 1.0)
+    pv = sample(PvSeries(type="pv", path=str(EPW), kw_peak=5.0, tilt=30, azimuth=180), start, hours, 1.0, field="pv")
+    ghi = sample(EpwSeries(type="epw", path=str(EPW), field="ghi"), start, hours, 1.0, field="ghi")
+    assert np.all(pv[ghi == 0] == 0) and pv.max() <= 5.0 and pv.max() > 1.0
+    # a south-facing 30° array in a January week: more than the horizontal irradiance × rating × losses, not absurdly
+    horizontal = 5.0 * ghi.sum() / 1000 * 0.86 * 0.96
+    assert 1.0 < pv.sum() / horizontal < 2.5
+    north = sample(PvSeries(type="pv", path=str(EPW), kw_peak=5.0, tilt=30, azimuth=0), start, hours, 1.0, field="pv")
+    assert north.sum() < 0.7 * pv.sum()

@@ -235,7 +235,7 @@ def _check_references(c: ClientConstraint, file: str | None) -> None:
                            f"unknown disturbance (disturbances: {', '.join(c.network.disturbance_names)})")
 
 
-_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "epw"}
+_UNION_TAGS = {"float", "int", "constant", "sinusoid", "series", "csv", "time_of_use", "daily_profile", "epw", "pv"}
 
 
 def _field_path(loc: tuple) -> str:
@@ -355,8 +355,9 @@ def inline_files(raw: dict, path: Path) -> dict:
       network): its ``network``, and its ``uncertainty.process_noise`` unless the constraint
       gives one;
     * ``"initial_state": {"from_telemetry": "FILE.csv", "columns": "old=new,..."}`` — the state
-      at the last reading, estimated by the network's Kalman filter
-      (:func:`industriverse.model.estimate.estimate_state`).
+      at the horizon's start estimated by the network's Kalman filter
+      (:func:`industriverse.model.estimate.estimate_state`) from the readings up to it (a start
+      after the last reading is reached by the model with the last inputs held).
     """
     base, file = path.parent, str(path)
     raw = dict(raw)
@@ -383,8 +384,10 @@ def inline_files(raw: dict, path: Path) -> dict:
 
 
 def _state_from_telemetry(raw: dict, spec: dict, base: Path, file: str) -> dict[str, float]:
-    from industriverse.model.estimate import estimate_state
-    from industriverse.model.telemetry import parse_columns
+    import numpy as np
+
+    from industriverse.model.estimate import StateEstimator, estimate_state
+    from industriverse.model.telemetry import parse_columns, read_telemetry
 
     extra = set(spec) - {"from_telemetry", "columns", "measurement_noise"}
     if extra:
@@ -398,9 +401,31 @@ def _state_from_telemetry(raw: dict, spec: dict, base: Path, file: str) -> dict[
     tpath = Path(str(spec["from_telemetry"]))
     tpath = tpath if tpath.is_absolute() else base / tpath
     unc = raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else {}
-    mean, _ = estimate_state(net, tpath, process_noise=unc.get("process_noise"),
-                             measurement_noise=spec.get("measurement_noise"),
-                             columns=parse_columns(spec.get("columns"), field_name="initial_state.columns"))
+    tel = read_telemetry(tpath, net, columns=parse_columns(spec.get("columns"), field_name="initial_state.columns"))
+    # the state at the horizon's start: readings after it are not used (a replay); a start after
+    # the last reading is reached by the model with the last inputs held
+    ahead = 0.0
+    try:
+        start = Horizon.model_validate(raw.get("horizon")).start if isinstance(raw.get("horizon"), dict) else None
+    except ValidationError:
+        start = None
+    if start is not None and tel.start is not None:
+        if (start.tzinfo is None) != (tel.start.tzinfo is None):
+            raise BadInput(file, "initial_state.from_telemetry", "the telemetry's times and horizon.start must both "
+                                                                 "carry a UTC offset (or a timezone), or neither")
+        since = (start - tel.start).total_seconds()
+        keep = int(np.searchsorted(tel.t, since, side="right"))
+        if keep == 0:
+            raise BadInput(file, "initial_state.from_telemetry", f"the telemetry starts after horizon.start {start}")
+        tel = tel.slice(0, keep)
+        ahead = since - float(tel.t[-1])
+    mean, cov = estimate_state(net, tel, process_noise=unc.get("process_noise"), measurement_noise=spec.get("measurement_noise"))
+    if ahead > 0:
+        est = StateEstimator(net, process_noise=unc.get("process_noise"), initial=mean)
+        est.P = cov
+        m = len(net.actuator_names)
+        est.predict(ahead, u=tel.w[-1, :m], d=tel.w[-1, m:])
+        mean = est.mean
     return {name: round(float(v), 4) for name, v in zip(net.node_names, mean)}
 
 
@@ -408,7 +433,7 @@ def absolute_csv_paths(raw: Any, base: Path) -> Any:
     """``raw`` with every CSV series path made absolute against ``base`` (the constraint file's
     folder), so that a worker anywhere, in any working directory, reads the same file."""
     if isinstance(raw, dict):
-        if raw.get("type") in ("csv", "epw", "urdb") and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
+        if raw.get("type") in ("csv", "epw", "urdb", "pv") and isinstance(raw.get("path"), str) and not Path(raw["path"]).is_absolute():
             raw = {**raw, "path": str((base / raw["path"]).resolve())}
         return {k: absolute_csv_paths(v, base) for k, v in raw.items()}
     if isinstance(raw, list):

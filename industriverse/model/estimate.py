@@ -308,7 +308,7 @@ class FilterResult:
     covariance: np.ndarray | None = None  # (n, n) its covariance
 
 
-def initial_guess(y0: np.ndarray, r: np.ndarray, initial_std: float = DEFAULT_INITIAL_STD
+def initial_guess(y0: np.ndarray, r: np.ndarray | None = None, initial_std: float = DEFAULT_INITIAL_STD
                   ) -> tuple[np.ndarray, np.ndarray]:
     """A prior for the first sample: measured nodes at their reading, the others at the mean
     reading, all with ``initial_std`` (the first update then pulls them to the readings)."""
@@ -332,7 +332,7 @@ def run_filter(A: np.ndarray, G: np.ndarray, q: np.ndarray, r: np.ndarray, tel: 
     else:
         keys, idx = np.unique(np.round(np.diff(tel.t), 3), return_inverse=True)
         idx = idx.astype(np.int64)
-        guess = initial_guess(tel.y[0], np.asarray(r, float))
+        guess = initial_guess(tel.y[0])
         if cache is not None:
             cache["dts"] = (keys, idx, guess)
     if disc is None:

@@ -6,9 +6,20 @@ benchmark and the example dataset.
 """
 from __future__ import annotations
 
-import numpy as np
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from industriverse.model.estimate import continuous_model, discretize_intervals
+import numpy as np
+from pydantic import ValidationError
+from scipy.optimize import minimize
+from scipy.special import chdtrc
+
+from industriverse.errors import BadInput
+from industriverse.model.estimate import Discretization, continuous_model, discretize_intervals, initial_guess, run_filter
 from industriverse.model.network import Network
 from industriverse.model.telemetry import Telemetry
 
@@ -48,20 +59,6 @@ def simulate_telemetry(network: Network, t: np.ndarray, w: np.ndarray, *, x0: np
 
 # ---------------------------------------------------------------------------------------------
 # the template: a network with {"fit": true, "initial": v, "min": a, "max": b} in place of numbers
-
-import copy  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from pydantic import ValidationError  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
-from scipy.special import chdtrc  # noqa: E402
-
-from industriverse.errors import BadInput  # noqa: E402
-from industriverse.model.estimate import Discretization, initial_guess, run_filter  # noqa: E402
 
 _MARKER_KEYS = {"fit", "initial", "min", "max"}
 Z95 = 1.959963984540054
@@ -203,10 +200,9 @@ class _Objective:
                 self._model.clear()
             net = network_with(self.filled, self.params, v, file=self.file)
             A, G, c = continuous_model(net)
-            if "dts" not in self.cache:
-                self.cache["dts"] = (np.unique(np.round(np.diff(self.tel.t), 3), return_inverse=True)[0],
-                                     np.unique(np.round(np.diff(self.tel.t), 3), return_inverse=True)[1].astype(np.int64),
-                                     initial_guess(self.tel.y[0], None))
+            if "dts" not in self.cache:  # the distinct intervals of the telemetry, once
+                keys, idx = np.unique(np.round(np.diff(self.tel.t), 3), return_inverse=True)
+                self.cache["dts"] = (keys, idx.astype(np.int64), initial_guess(self.tel.y[0], None))
             self._model[key] = (A, G, c, Discretization(A, G, self.cache["dts"][0], c))
         return self._model[key]
 

@@ -12,6 +12,11 @@ A series spec is a number (constant) or one of::
         days: "all", "weekdays", "weekends" or a list of weekday numbers (0 = Monday);
         hours: [start, end) local clock hours, may wrap past midnight; first matching period wins
     {"type": "daily_profile", "values": [24 hourly values]}
+    {"type": "pv", "path": "site.epw", "kw_peak": 5, "tilt": 30, "azimuth": 180}
+        AC output in kW of a declared PV array under that weather: pvlib's solar position,
+        transposition to the plane of the array (isotropic sky), SAPM cell temperature (open
+        rack) and PVWatts DC model, less ``losses_percent`` (14) and the inverter efficiency
+        (0.96); hourly, held, mapped like the EPW fields below.
     {"type": "epw", "path": "site.epw", "field": "temp_air", "scale": 1.0 (optional)}
         an EnergyPlus weather file read with pvlib (pvlib.iotools.read_epw); field one of
         temp_air (°C), ghi, dni, dhi (W/m²), relative_humidity (%), wind_speed (m/s), times
@@ -116,9 +121,23 @@ class EpwSeries(_Spec):
     scale: float = 1.0
 
 
+class PvSeries(_Spec):
+    """AC output (kW) of a declared PV array under the weather of an EPW file (pvlib PVWatts)."""
+
+    type: Literal["pv"]
+    path: str = Field(description="the EPW weather file")
+    kw_peak: float = Field(gt=0, description="DC rating at 1000 W/m² and 25 °C, kW")
+    tilt: float = Field(30.0, ge=0, le=90, description="degrees from horizontal")
+    azimuth: float = Field(180.0, ge=0, lt=360, description="degrees clockwise from north (180 = south)")
+    gamma_pdc: float = Field(-0.004, description="power temperature coefficient, 1/K")
+    losses_percent: float = Field(14.0, ge=0, lt=100, description="system losses (PVWatts default 14 %)")
+    inverter_efficiency: float = Field(0.96, gt=0, le=1)
+
+
 SeriesSpec = Union[
     Value,
-    Annotated[Union[Constant, Sinusoid, Series, CsvSeries, TimeOfUse, DailyProfile, EpwSeries], Field(discriminator="type")],
+    Annotated[Union[Constant, Sinusoid, Series, CsvSeries, TimeOfUse, DailyProfile, EpwSeries, PvSeries],
+              Field(discriminator="type")],
 ]
 
 
@@ -180,6 +199,8 @@ def sample(spec: SeriesSpec, start: datetime, offsets_h: np.ndarray, step_h: flo
     if isinstance(spec, CsvSeries):
         return _sample_csv(spec, start, t, step_h, field=field, base_dir=base_dir, file=file)
     if isinstance(spec, EpwSeries):
+        return _sample_epw(spec, start, t, field=field, base_dir=base_dir, file=file)
+    if isinstance(spec, PvSeries):
         return _sample_epw(spec, start, t, field=field, base_dir=base_dir, file=file)
     raise BadInput(file, field, f"unknown series spec {spec!r}")
 
@@ -304,9 +325,14 @@ def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_
         raise BadInput(file, f"{field}.path", f"no such EPW file '{path}'") from None
     except (OSError, ValueError, KeyError, IndexError) as exc:
         raise BadInput(str(path), None, f"not a readable EPW file: {exc}") from None
-    values = fields[spec.field]
+    if isinstance(spec, PvSeries):
+        values = _pv_output(str(path), path.stat().st_mtime_ns, spec.model_dump_json())
+        smooth, scale = False, 1.0
+    else:
+        values = fields[spec.field]
+        smooth, scale = spec.field in ("temp_air", "relative_humidity", "wind_speed"), spec.scale
     if not np.all(np.isfinite(values)):
-        raise BadInput(str(path), spec.field, "has missing values")
+        raise BadInput(str(path), getattr(spec, "field", "pv"), "has missing values")
     std = timezone(timedelta(hours=tz))
 
     def row(when: datetime) -> int:
@@ -320,7 +346,6 @@ def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_
         return index[key]
 
     out = np.empty(len(t))
-    smooth = spec.field in ("temp_air", "relative_humidity", "wind_speed")
     for i, h in enumerate(t):
         when = at(start, h)
         when = when.astimezone(std).replace(tzinfo=None) if when.tzinfo is not None else when
@@ -331,4 +356,26 @@ def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_
             out[i] = (1 - frac) * values[k] + frac * values[row(when + timedelta(hours=1))]
         else:
             out[i] = values[k]
-    return out * spec.scale
+    return out * scale
+
+
+@lru_cache(maxsize=8)
+def _pv_output(path: str, _mtime: int, spec_json: str) -> np.ndarray:
+    """AC kW of the array for every hour of the EPW file (solar position at mid-hour)."""
+    import pandas as pd
+    import pvlib
+
+    spec = PvSeries.model_validate_json(spec_json)
+    data, meta = pvlib.iotools.read_epw(path)
+    loc = pvlib.location.Location(meta["latitude"], meta["longitude"], altitude=meta.get("altitude", 0.0))
+    mid = data.index + pd.Timedelta(minutes=30)  # the records are hour means
+    sun = loc.get_solarposition(mid)
+    poa = pvlib.irradiance.get_total_irradiance(spec.tilt, spec.azimuth, sun["apparent_zenith"].to_numpy(),
+                                                sun["azimuth"].to_numpy(), data["dni"].to_numpy(),
+                                                data["ghi"].to_numpy(), data["dhi"].to_numpy())["poa_global"]
+    poa = np.nan_to_num(np.asarray(poa, dtype=float), nan=0.0).clip(min=0.0)
+    params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_glass"]
+    cell = pvlib.temperature.sapm_cell(poa, data["temp_air"].to_numpy(), data["wind_speed"].to_numpy(), **params)
+    dc = pvlib.pvsystem.pvwatts_dc(poa, cell, spec.kw_peak, spec.gamma_pdc)
+    ac = np.asarray(dc, dtype=float) * (1 - spec.losses_percent / 100.0) * spec.inverter_efficiency
+    return np.clip(ac, 0.0, spec.kw_peak)

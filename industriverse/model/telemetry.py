@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +211,6 @@ def read_telemetry(path: str | Path, network: Network, *, columns: dict[str, str
         dropped.append(f"{int(long.sum())} gap(s) longer than 3 × the median interval of {np.median(dts):g} s "
                        f"(longest {dts.max() / 3600:.3g} h): bridged by the model with inputs held")
     if start is not None and t[0] > 0:
-        from datetime import timedelta
         start = start + timedelta(seconds=float(t[0]))
     t = t - t[0]
     return Telemetry(t, y, w, start, dropped)
@@ -232,8 +231,6 @@ def write_telemetry(path: str | Path, network: Network, tel: Telemetry, *, start
     Times are ISO 8601 from ``start`` (an aware datetime keeps its offset), or seconds when
     ``start`` is None; unmeasured values are empty cells.
     """
-    from datetime import timedelta
-
     names = network.node_names + input_names(network)
     data = np.hstack([tel.y, tel.w])
     with Path(path).open("w", newline="") as fh:
