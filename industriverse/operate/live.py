@@ -14,7 +14,8 @@ the store and the gateway; the transport (MQTT, the message bus) is the caller's
    trusts a wrong model lags the truth;
 2. **monitor** — the active capsule's runtime monitor
    (:class:`industriverse.operate.monitor.ThermodynamicRuntimeMonitor`, armed at deployment)
-   checks the reading; alerts are gateway activities; a rollback withdraws the capsule and
+   checks the readings at the plan's own steps (with the mean power since the previous one:
+   its envelope, band and ``consecutive`` count are per plan step); alerts are gateway activities; a rollback withdraws the capsule and
    the site goes back to its baseline (``mode: baseline`` on the set-points, with the reason)
    until a later re-plan deploys a new version;
 3. **dispatch** — the active capsule's tracking law
@@ -135,6 +136,9 @@ class ActivePlan:
     start: datetime
     h: float  # control step, s
     steps: int  # control steps in the plan
+    S: int = 1  # control steps per plan step
+    energy_kwh: float = 0.0  # imported since the monitor's last reading
+    since: datetime | None = None  # time of the monitor's last reading
 
     def index(self, t: datetime) -> int | None:
         """Control step of the plan at plant time ``t`` (None outside the plan)."""
@@ -164,7 +168,7 @@ def load_active_plan(capsule_dir: str | Path, gateway=None, *, activity_id: str 
     tracker.start(1)
     return ActivePlan(capsule_id=manifest["id"], version=int(manifest["version"]), activity_id=activity_id,
                       capsule_dir=str(root), problem=problem, tracker=tracker, monitor=monitor,
-                      start=naive(problem.start), h=model.h, steps=problem.H * model.S)
+                      start=naive(problem.start), h=model.h, steps=problem.H * model.S, S=model.S)
 
 
 @dataclass
@@ -301,13 +305,27 @@ class LiveOperator:
             self.pending = None
 
         plan = self.plan
-        if plan is not None and plan.monitor is not None and plan.index(t) is not None:
-            try:
-                obs = plan.monitor.observe({"time": t.isoformat(), "nodes": reading["nodes"],
-                                            "power_kw": reading.get("power_kw")}, where=f"telemetry {t.isoformat()}")
-            except BadInput as exc:
-                self._log("warning", "monitor skipped the reading", reason=str(exc))
-                obs = None
+        j = plan.index(t) if plan is not None else None
+        if plan is not None and plan.monitor is not None and j is not None:
+            # the monitor watches the plan's own resolution: one reading per plan step, with the mean
+            # power since the last one (its envelope, band and "consecutive" count are per plan step;
+            # fed every control step, three hairline minutes below the band would roll back)
+            power = reading.get("power_kw")
+            if power is not None and plan.since is not None:
+                plan.energy_kwh += max(float(power), 0.0) * dt / 3600.0
+            obs = None
+            if j % plan.S == 0:
+                mean_kw = None
+                if power is not None and plan.since is not None and t > plan.since:
+                    mean_kw = plan.energy_kwh / ((t - plan.since).total_seconds() / 3600.0)
+                try:
+                    obs = plan.monitor.observe({"time": t.isoformat(), "nodes": reading["nodes"], "power_kw": mean_kw},
+                                               where=f"telemetry {t.isoformat()}")
+                except BadInput as exc:
+                    self._log("warning", "monitor skipped the reading", reason=str(exc))
+                plan.energy_kwh = 0.0
+            if plan.since is None or j % plan.S == 0:
+                plan.since = t
             if obs is not None:
                 decision.alerts = obs.alerts
                 for a in obs.alerts:
