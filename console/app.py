@@ -322,6 +322,20 @@ def create_app(config: ConsoleConfig | None = None) -> FastAPI:
         rows = gateway().list_activities(activity_type="alert")
         return [r for r in rows if status is None or r["status"] == status]
 
+    def resolve(alert_id: str) -> dict:
+        act = _activity_or_404(alert_id)
+        if act["activity_type"] != "alert":
+            raise HTTPException(409, f"activity {alert_id} is a {act['activity_type']}, not an alert")
+        if act["status"] != "resolved":
+            gateway().resolve_alert(alert_id)
+        return _activity_or_404(alert_id)
+
+    @app.post("/api/v1/alerts/{alert_id}/resolve", tags=["gateway"],
+              responses={403: {"description": "not an operator"}, 409: {"description": "not an alert"}})
+    def resolve_alert(alert_id: str, _user: dict = Depends(api_operator)):
+        """Mark an alert resolved (idempotent)."""
+        return resolve(alert_id)
+
     @app.get("/api/v1/contracts", tags=["fleet"])
     def list_contracts(_user: dict = Depends(api_user)):
         """Contracts (from --contracts and the store's claimed periods) with their latest strike."""
@@ -396,6 +410,12 @@ def create_app(config: ConsoleConfig | None = None) -> FastAPI:
             raise HTTPException(403, "rollback needs an operator token")
         result = rollback(activity_id, reason or None, user)
         return page(request, "_activity_state.html", user, a=result["activity"], rolled=result["rollback_activity_id"])
+
+    @app.post("/alerts/{alert_id}/resolve", response_class=HTMLResponse, include_in_schema=False)
+    def alert_resolve_form(request: Request, alert_id: str, user: dict = Depends(page_user)):
+        if user["role"] != "operator":
+            raise HTTPException(403, "resolving an alert needs an operator token")
+        return page(request, "_alert_row.html", user, a=resolve(alert_id))
 
     @app.get("/alerts", response_class=HTMLResponse, include_in_schema=False)
     def alerts_page(request: Request, user: dict = Depends(page_user)):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import mimetypes
 from datetime import datetime
 from typing import Any
@@ -94,9 +95,16 @@ def _report_bundle(refs: dict[str, str]) -> dict | None:
     if not refs.get("report"):
         return None
     try:
-        return store.get_json_artifact(refs["report"])
+        return _bundle(store.default_url(), refs["report"])
     except KeyError:
         return None
+
+
+@functools.lru_cache(maxsize=16)
+def _bundle(url: str, sha256: str) -> dict:
+    # artifacts are content-addressed, so a cached bundle never goes stale; the strike page and
+    # its live refreshes would otherwise decode the whole report (PDF, PNGs) on every request
+    return store.get_json_artifact(sha256, engine=store.get_engine(url))
 
 
 def strike_refs(strike_id: str) -> dict[str, str]:

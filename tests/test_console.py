@@ -108,12 +108,20 @@ def test_strike_through_the_api_to_report_and_rollback(console):
     assert [a["id"] for a in alerts] == [alert]
     assert "zone above its band for 3 readings" in client.get("/alerts", headers=auth["viewer"]).text
     assert "Open alerts (1)" in client.get("/", headers=auth["viewer"]).text
+    assert client.post(f"/api/v1/alerts/{alert}/resolve", headers=auth["viewer"]).status_code == 403
+    assert "Resolve</button>" not in client.get("/alerts", headers=auth["viewer"]).text
+    assert "Resolve</button>" in client.get("/alerts", headers=auth["operator"]).text
+    r = client.post(f"/alerts/{alert}/resolve", headers=auth["operator"])  # the page's htmx button
+    assert r.status_code == 200 and 'data-status="resolved"' in r.text and "Resolve</button>" not in r.text
+    assert client.post(f"/api/v1/alerts/{alert}/resolve", headers=auth["operator"]).json()["status"] == "resolved"
+    assert client.get("/api/v1/alerts?status=open", headers=auth["viewer"]).json() == []
     page = client.get(f"/strikes/{sid}", headers=auth["viewer"]).text
     assert view["headline"] in page and "/report/states.png" in page and "/documents/proof" in page
 
     activity = view["outcome"]["activity_id"]
     url = f"/api/v1/activities/{activity}/rollback"
     assert client.post(url, headers=auth["viewer"]).status_code == 403
+    assert client.post(f"/api/v1/alerts/{activity}/resolve", headers=auth["operator"]).status_code == 409  # not an alert
     assert client.get(f"/api/v1/activities/{activity}", headers=auth["viewer"]).json()["status"] == "active"
     r = client.post(url, json={"reason": "test"}, headers=auth["operator"])
     assert r.status_code == 200 and r.json()["activity"]["status"] == "rolled_back"

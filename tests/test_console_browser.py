@@ -145,8 +145,9 @@ def strike(server, operator_browser):
     driver = operator_browser
     driver.get(server["base"] + "/")
     driver.execute_script("window.__not_reloaded = true;")
+    constraint = dict(example("hvac", ensemble=100), contract_id="boptest-testcase1")  # a contract of --contracts
     status, body = _call(server["base"] + "/api/v1/strikes", token=server["tokens"]["operator"],
-                         body={"domain": "hvac", "constraint": example("hvac", ensemble=100)})
+                         body={"domain": "hvac", "constraint": constraint})
     assert status == 202, body
     sid = body["strike_id"]
     badge = f"tr[data-strike='{sid}'] .status"
@@ -155,6 +156,8 @@ def strike(server, operator_browser):
         lambda d: d.find_element(By.CSS_SELECTOR, badge).get_attribute("data-status") in ("completed", "rejected", "failed"))
     assert driver.find_element(By.CSS_SELECTOR, badge).get_attribute("data-status") == "completed"
     assert driver.execute_script("return window.__not_reloaded === true;"), "the page was reloaded"
+    # the contract's row shows it as its latest strike, also without a reload
+    _wait(driver, 10).until(lambda d: sid in d.find_element(By.ID, "contracts").text)
     return sid
 
 

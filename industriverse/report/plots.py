@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from industriverse.report.value import format_figure, format_number
+from industriverse.report.value import format_figure, format_number, spread_decimals
 
 # matplotlib is imported inside the functions: a process that never draws (an optimizer worker,
 # the optimize script) does not pay for it.
@@ -325,8 +325,9 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
         note += ", without the demand charge"
     title = f"Cumulative energy cost ({note})"
     if all(v is not None for v in kpis.values()):  # in the title: text inside the axes would sit on a curve
-        title += (f"\nensemble means (all charges): plan {format_number(kpis['plan'])}, "
-                  f"baseline {format_number(kpis['baseline'])} {ctx.currency}")
+        d = spread_decimals({"mean": max(abs(kpis["plan"]), abs(kpis["baseline"])), "p5": 0.0, "p95": 0.0})
+        title += (f"\nensemble means (all charges): plan {format_number(kpis['plan'], d)}, "
+                  f"baseline {format_number(kpis['baseline'], d)} {ctx.currency}")
     ax.set_title(title, fontsize=9.5)
     ax.set_ylabel(f"cumulative cost ({ctx.currency})")
     ax.legend(loc="upper left", fontsize=8.5)
