@@ -57,7 +57,7 @@ class RabbitRunner:
         self._publisher = None
 
     def submit(self, message: Message, request: dict) -> None:
-        from workers.rabbitmq import RabbitPublisher
+        from workers.rabbitmq.publisher import RabbitPublisher
 
         with self._lock:  # a pika connection belongs to one thread at a time
             if self._publisher is None:
@@ -79,7 +79,8 @@ class RabbitRunner:
         """Ready messages in each worker queue and its dead-letter queue (passive declares)."""
         import pika
 
-        from workers.rabbitmq import Topology, connection_parameters, resolve_prefix
+        from workers.rabbitmq.connection import connection_parameters
+        from workers.rabbitmq.topology import Topology, resolve_prefix
 
         topology = Topology(resolve_prefix(self.prefix))
         depths: dict[str, int] = {}

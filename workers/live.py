@@ -71,7 +71,7 @@ class LiveDaemon:
 
         try:
             if self.broker:
-                from workers.rabbitmq import request
+                from workers.rabbitmq.client import request
 
                 outcome = request(message, url=self.broker, prefix=self.prefix, timeout=self.strike_timeout,
                                   on_progress=on_progress)
