@@ -108,6 +108,13 @@ class Horizon(_Model):
             except ValueError:
                 return data  # the field's own validation reports it
             data["start"] = when.replace(tzinfo=zone) if when.tzinfo is None else when.astimezone(zone)
+        elif isinstance(start, str):
+            # what this validator returns is validated as Python objects, where strict mode takes
+            # no string for a datetime: parse ISO 8601 here (a bad string is left to the field)
+            try:
+                data["start"] = datetime.fromisoformat(start)
+            except ValueError:
+                pass
         if data.get("hours") == "day" and isinstance(data.get("start"), datetime):
             data["hours"] = local_day_hours(data["start"])
         elif data.get("hours") == "day":
