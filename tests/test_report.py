@@ -278,10 +278,10 @@ def test_first_page_is_a_headline_a_client_reads_and_no_page_is_half_empty(runs,
     pages = sorted(out.glob(f"{domain}-*.png"))
     assert pages
     images = [np.asarray(Image.open(p).convert("L")) for p in pages]
-    for i, img in enumerate(images[:-1]):
+    for i, img in enumerate(images[:-1]):  # every page but the last at least two thirds full (a block that does not fit moves on)
         body = img[: int(img.shape[0] * 0.95)]  # leave out the footer line
         inked = np.nonzero((body < 200).any(axis=1))[0]
-        assert inked.size and inked[-1] / img.shape[0] >= 0.75, f"page {i + 1} of {domain} is half empty ({pages[i]})"
+        assert inked.size and inked[-1] / img.shape[0] >= 0.66, f"page {i + 1} of {domain} is under two thirds full ({pages[i]})"
     # the first page's chart: a large block of non-white pixels below the headline
     assert (images[0] < 250).mean() > 0.08
 

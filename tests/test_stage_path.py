@@ -17,17 +17,11 @@ from cli.verify_safety_compliance import main as verify
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SHIPPED = sorted(EXAMPLES.glob("*.json"))
 
-# Plans leave the envelope between samples until the optimizer holds it at every control sub-step (issue 11
-# item 1, plan side, on another branch): the two-zone office's zones fall 0.46 K below the day band before 18:00,
-# the cold store's air overshoots 0.11 K after the 08:00 load step; the shield rightly rejects both.
-PLAN_SIDE_PENDING = {"hvac_two_zone_office", "cold_storage_display_case"}
-
-
 def _cases():
+    # the two-zone office (its band changes at 18:00) and the cold store (a load step at 08:00) pass only
+    # because the optimizer holds the envelope at every control sub-step, as the shield checks it
     for path in SHIPPED:
-        marks = [pytest.mark.xfail(strict=True, reason="the optimizer does not yet hold the envelope between "
-                                                       "samples (issue 11 item 1, plan side)")] if path.stem in PLAN_SIDE_PENDING else []
-        yield pytest.param(path, id=path.stem, marks=marks)
+        yield pytest.param(path, id=path.stem)
 
 
 def test_every_shipped_domain_has_an_example():
