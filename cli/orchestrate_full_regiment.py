@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     contracts, base = load_contracts(args.contracts)
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
+    if broker is None:  # embedded strikes deploy, then write under --runs_dir: check it can be written first
+        from industriverse.fleet.rundir import check_run_dir
+
+        check_run_dir(Path(args.runs_dir), field="--runs_dir")
     regiment = Regiment(contracts, base, broker=broker, prefix=args.prefix, runs_dir=Path(args.runs_dir))
     stop = threading.Event()
     if not args.once:
