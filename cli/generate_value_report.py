@@ -41,6 +41,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from industriverse.report.render import parse_formats, read_strike, write_report
 
     formats = parse_formats(args.format)
+    try:
+        paths = _write(args, formats, read_strike, write_report)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        # the run's documents are input here: one that does not have the shape the report reads is bad input
+        raise BadInput(args.run, None, f"a run document is malformed ({type(exc).__name__}: "
+                                       f"{(str(exc).splitlines() or [''])[0][:160]})") from None
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _write(args, formats, read_strike, write_report) -> dict:
     run_path = Path(args.run)
     if run_path.is_dir():
         paths = write_report(run_path, args.output_dir, formats)
@@ -58,9 +70,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         run_dir = run.get("run_dir")
         output_dir = args.output_dir or (Path(run_dir) / "report" if run_dir else Path("runs") / args.run / "report")
         paths = write_report(run_dir, output_dir, formats, run=run)
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
-    return 0
+    return paths
 
 
 if __name__ == "__main__":

@@ -178,7 +178,11 @@ def load_plan(opt_doc: dict):
     for key in ("domain", "request", "plan"):
         if key not in opt_doc:
             raise BadInput(None, key, "is missing from the optimization JSON")
+    if not isinstance(opt_doc["domain"], str):
+        raise BadInput(None, "domain", "must be the name of a domain")
     base = opt_doc.get("request_dir")
+    if base is not None and not isinstance(base, str):
+        raise BadInput(None, "request_dir", "must be a directory path or null")
     problem = map_constraint(opt_doc["domain"], opt_doc["request"], base_dir=Path(base) if base else None)
     backoff = opt_doc.get("backoff") or {}
     unknown = set(backoff) - set(problem.nodes)

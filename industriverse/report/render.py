@@ -40,12 +40,9 @@ REQUIRED = ("optimization", "simulation")
 
 # --- reading a run ----------------------------------------------------------------------------
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BadInput(str(path), None, f"is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except OSError as exc:
-        raise BadInput(str(path), None, f"cannot be read ({exc.strerror})") from None
+    from industriverse.model.canonical import read_json
+
+    return read_json(path)  # stat, size, depth, integer-length and finite-number limits
 
 
 def read_run(run_dir: str | Path) -> dict:
