@@ -91,3 +91,22 @@ def test_contract_replan_minutes_is_validated(tmp_path):
     (tmp_path / "c.yaml").write_text(good.replace("replan_minutes: 15", "replan_minutes: 0"))
     with pytest.raises(BadInput, match="replan_minutes"):
         load_contracts(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["plant", "--site", "s", "--constraint_json", str(EXAMPLES / "hvac_testcase1.json"), "--fault", "door_open@99"], 2,
+     "field '--fault': door_open@99: hour 99 is outside the run's 24 hours"),
+    (["plant", "--site", "a/b", "--constraint_json", str(EXAMPLES / "hvac_testcase1.json")], 2, "field '--site'"),
+    (["plant", "--site", "s", "--constraint_json", str(EXAMPLES / "hvac_testcase1.json"), "--mqtt", "http://x"], 2,
+     "field '--mqtt': 'http://x' must start with mqtt:// or mqtts://"),
+    (["plant", "--site", "s", "--constraint_json", str(EXAMPLES / "hvac_testcase1.json"), "--mqtt", "mqtt://127.0.0.1:9"], 3,
+     "MQTT broker 127.0.0.1:9 unreachable"),
+    (["operate", "--site", "s", "--contracts", str(EXAMPLES / "contracts.yaml"), "--contract", "nope"], 2,
+     "field 'contracts': no contract 'nope'"),
+])
+def test_live_commands_say_what_is_wrong_in_one_line(argv, code, message, capsys, home):
+    from cli.main import main
+
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
