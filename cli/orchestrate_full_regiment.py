@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         from workers.rabbitmq.connection import resolve_url
 
         broker = resolve_url(broker)  # a malformed URL is bad input (exit 2), not an outage to wait out
-    else:        from industriverse.fleet.rundir import check_run_dir
+    else:  # embedded strikes deploy, then write under --runs_dir: check it can be written first
+        from industriverse.fleet.rundir import check_run_dir
 
         check_run_dir(Path(args.runs_dir), field="--runs_dir")
     regiment = Regiment(contracts, base, broker=broker, prefix=args.prefix, runs_dir=Path(args.runs_dir))
