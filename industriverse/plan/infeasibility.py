@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
 
 
 SLACK_TOL = 1e-6
@@ -94,6 +93,7 @@ def _reachable(problem, k: int, i: int, side: str) -> tuple[float, np.ndarray]:
                 rows += [(Da, np.full(H - 1, r)), (-Da, np.full(H - 1, r))]
         A = sparse.vstack([r[0] for r in rows], format="csr")
         b = np.concatenate([r[1] for r in rows])
+        from scipy.optimize import linprog  # here: scipy.optimize costs a worker ~0.4 s to import
         res = linprog(-sign * g, A_ub=A, b_ub=b, bounds=np.column_stack([lo, hi]), method="highs")
         u = res.x if res.status == 0 else np.where(sign * g > 0, hi, lo)
     return float(problem.x_free[k, i] + g @ u), u.reshape(H, m)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.optimize import linprog
 
 from industriverse.model.network import KELVIN, Actuator, carnot_terms, cop
 
@@ -176,6 +175,7 @@ def tighten_intervals(problem, lo: np.ndarray, hi: np.ndarray, nodes: list[int],
     b_eq = np.concatenate(rhs)
     c = np.concatenate(c_parts)
     lbv, ubv = np.concatenate(lb_parts), np.concatenate(ub_parts)
+    from scipy.optimize import linprog  # here: scipy.optimize costs a worker ~0.4 s to import
     res = linprog(c, A_eq=A_eq, b_eq=b_eq, bounds=np.column_stack([lbv, ubv]), method="highs", options=HIGHS_OPTIONS)
     new_lo, new_hi = lo.copy(), hi.copy()
     if res.status != 0:  # infeasible windows: the planning LP will report it; keep the interval bounds
