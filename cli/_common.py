@@ -90,6 +90,21 @@ def _infrastructure_line(exc: BaseException) -> str | None:
     return None
 
 
+def check_output_path(path: str | Path | None, field: str, *, directory: bool = False) -> None:
+    """Refuse now (:class:`BadInput`, exit 2), before any work, an output path that cannot be written:
+    a file path that is a directory, or a directory (or parent) that is an existing file."""
+    if path is None:
+        return
+    p = Path(path)
+    if not directory and p.is_dir():
+        raise BadInput(None, field, f"'{p}' is a directory, expected a file path")
+    for q in [p if directory else p.parent, *(p if directory else p.parent).parents]:
+        if q.exists():
+            if not q.is_dir():
+                raise BadInput(None, field, f"'{q}' exists and is not a directory")
+            break
+
+
 def write_json(data: Any, path: str | Path | None) -> None:
     """Write ``data`` as indented JSON to ``path``, or to stdout when ``path`` is None."""
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/generate_value_report.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors
+from cli._common import check_output_path, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="comma-separated subset of md,html,pdf (default: all three); value.json is always written")
     parser.add_argument("--db", metavar="URL", help="store database URL for a strike ID (default: INDUSTRIVERSE_DB_URL or the local SQLite file)")
     args = parser.parse_args(argv)
+    check_output_path(args.output_dir, "--output_dir", directory=True)
 
     from industriverse.report.render import parse_formats, read_strike, write_report
 

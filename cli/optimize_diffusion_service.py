@@ -19,7 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors, write_json  # noqa: E402
+from cli._common import check_output_path, MAX_SEED, ArgumentParser, number, one_line_errors, write_json  # noqa: E402
 from industriverse.errors import BadInput, Infeasible  # noqa: E402
 
 DESCRIPTION = """\
@@ -112,6 +112,7 @@ def _progress_printer():
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = _parser(prog).parse_args(argv)
+    check_output_path(args.output, "--output")
     import numpy as np
 
     from industriverse.model.constraint import read_constraint_file

@@ -14,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/simulate_tnn_dynamics.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors, write_json
+from cli._common import check_output_path, MAX_SEED, ArgumentParser, number, one_line_errors, write_json
 from industriverse.model.canonical import read_json
 from industriverse.errors import BadInput
 
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "apart from stats.seconds")
     parser.add_argument("--output", metavar="FILE", help="write the simulation JSON here (default: stdout)")
     args = parser.parse_args(argv)
+    check_output_path(args.output, "--output")
 
     if args.ensemble is not None and not 10 <= args.ensemble <= 100_000:
         raise BadInput(None, "--ensemble", f"must be between 10 and 100000 trajectories, got {args.ensemble}")

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/twin.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors
+from cli._common import check_output_path, MAX_SEED, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, help="noise seed (same seed and faults: same telemetry; default 0)")
     parser.add_argument("--output", required=True, metavar="FILE", help="telemetry file to write (JSON lines)")
     args = parser.parse_args(argv)
+    check_output_path(args.output, "--output")
     if args.seed < 0:
         raise BadInput(None, "--seed", f"must be a non-negative integer, got {args.seed}")
     faults = [parse_fault(f) for f in args.fault]

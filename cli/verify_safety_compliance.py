@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/verify_safety_compliance.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors, write_json
+from cli._common import check_output_path, ArgumentParser, number, one_line_errors, write_json
 from industriverse.model.canonical import read_json, sha256_of
 from industriverse.errors import BadInput
 
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--strike-id", "--strike_id", metavar="ID",
                         help="strike ID recorded in the proof (default: the plan's, else derived from its hash)")
     args = parser.parse_args(argv)
+    check_output_path(args.output_dir, "--output_dir", directory=True)
 
     optimization = read_json(args.plan)
     simulation = read_json(args.simulation)

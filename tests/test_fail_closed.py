@@ -237,3 +237,19 @@ def test_a_deployment_that_is_not_activated_exits_1_and_says_so(home, tmp_path, 
     assert f"superseded on arrival by version {2**63 - 1}" in err
     with open(tmp_path / "run" / "deployment.json") as fh:
         assert json.load(fh)["activity_id"]
+
+
+@pytest.mark.parametrize("command,argv", [
+    ("optimize", ["--domain", "hvac", "--constraint_json", "c.json", "--output", "{dir}"]),
+    ("simulate", ["--domain", "hvac", "--constraint_json", "c.json", "--output", "{file}/x.json"]),
+    ("verify", ["--plan", "o.json", "--simulation", "s.json", "--output_dir", "{file}"]),
+    ("report", ["--run", "{dir}", "--output_dir", "{file}"]),
+    ("twin", ["--manifest", "m", "--output", "{dir}"]),
+])
+def test_every_output_path_is_checked_before_the_work(home, tmp_path, capsys, command, argv):
+    from cli.main import main as cli_main
+
+    (tmp_path / "taken").write_text("a file")
+    argv = [a.format(dir=tmp_path, file=tmp_path / "taken") for a in argv]
+    assert cli_main([command, *argv]) == 2
+    assert "field '--output" in one_error_line(capsys)
