@@ -16,13 +16,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/api_token.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, one_line_errors
 from industriverse.errors import BadInput
 
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("create", help="make a token; print it once")
     c.add_argument("--name", required=True, help="who or what uses the token (replaces an older token of this name)")

@@ -9,7 +9,6 @@ exits 1, or prints ``deployable: <id> version <n>`` and exits 0.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

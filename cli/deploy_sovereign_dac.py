@@ -16,7 +16,6 @@ unreadable YAML, a field error named) · 3 deployed but the monitor could not be
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from pathlib import Path

@@ -12,20 +12,19 @@ written; NETWORK.json is not, unless ``--allow-unidentifiable``).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: python cli/fit_thermal_network.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors, write_json
+from cli._common import ArgumentParser, one_line_errors, write_json
 from industriverse.errors import BadInput
 
 
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Fit a thermal network's parameters (and noise) to telemetry.")
+    parser = ArgumentParser(prog=prog, description="Fit a thermal network's parameters (and noise) to telemetry.")
     parser.add_argument("--telemetry", required=True, metavar="FILE.csv",
                         help="CSV: 'time' (ISO 8601 or seconds) + one column per node, actuator (kW) and disturbance")
     parser.add_argument("--network", required=True, metavar="TEMPLATE.json",

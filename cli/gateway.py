@@ -13,7 +13,6 @@ data directory.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/gateway.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors
+from cli._common import ArgumentParser, one_line_errors
 from industriverse.operate.gateway import ACTIVITY_TYPES, CapsuleGatewayService
 
 CAPSULE_COLUMNS = ("capsule_id", "domain", "active_version", "versions", "active_activity_id", "updated_at")

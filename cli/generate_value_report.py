@@ -13,14 +13,13 @@ strike, a missing or malformed document, an unknown format).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: python cli/generate_value_report.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import check_output_path, ArgumentParser, number, one_line_errors
+from cli._common import check_output_path, ArgumentParser, one_line_errors
 from industriverse.errors import BadInput
 
 

@@ -20,14 +20,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/operate.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, one_line_errors
 from industriverse.errors import BadInput
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from workers.mqtt import add_mqtt_arguments
 
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--site", required=True, help="site name: the topics are industriverse/<site>/...")
     p.add_argument("--contracts", required=True, metavar="FILE", help="contracts file (YAML, see examples/contracts.yaml)")
     p.add_argument("--contract", required=True, metavar="ID", help="the contract this site runs under")

@@ -14,7 +14,6 @@ constraint's horizon), then says ``offline`` and exits 0.  SIGTERM/SIGINT end it
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -25,14 +24,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/plant.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
+from cli._common import ArgumentParser, one_line_errors
 from industriverse.errors import BadInput
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     from workers.mqtt import add_mqtt_arguments
 
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--site", required=True, help="site name: the topics are industriverse/<site>/...")
     p.add_argument("--constraint_json", required=True, metavar="FILE", help="the client constraint the site runs under")
     p.add_argument("--domain", default=None, help="domain (default: the constraint's 'domain' field)")

@@ -14,14 +14,13 @@ Exit 0 valid, 1 invalid (one line per problem), 2 bad input.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: python cli/proof.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors
+from cli._common import ArgumentParser, one_line_errors
 from industriverse.model.canonical import read_json
 from industriverse.errors import BadInput
 from industriverse.trust.proof import verify_proof

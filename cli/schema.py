@@ -5,14 +5,13 @@ Without ``--output``: one JSON object keyed by message type on stdout.  With it:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: python cli/schema.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors, write_json
+from cli._common import ArgumentParser, one_line_errors, write_json
 from messages import json_schemas
 
 

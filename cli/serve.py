@@ -20,24 +20,26 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/serve.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import one_line_errors
-from industriverse.errors import BadInput
+from cli._common import ArgumentParser, number, one_line_errors
 
 
-@one_line_errors
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=number(1, 65535, integer=True), default=8080, help="port (default 8080)")
     p.add_argument("--broker", metavar="URL", default=None, help="RabbitMQ URL; default $INDUSTRIVERSE_AMQP_URL, else the embedded bus")
     p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ")
     p.add_argument("--runs_dir", default="runs", metavar="DIR", help="where embedded strikes write their run directories (default runs/)")
     p.add_argument("--contracts", default=None, metavar="FILE", help="contracts file to list on the overview (YAML)")
-    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
-    args = p.parse_args(argv)
-    if not 0 < args.port < 65536:
-        raise BadInput(None, "--port", "must be between 1 and 65535")
+    p.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
+                   help="uvicorn log level (default warning)")
+    return p
+
+
+@one_line_errors
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
 
     if args.contracts:
         from industriverse.fleet.contracts import load_contracts

@@ -13,7 +13,6 @@ Hours count from the plan's start.  Exit 0 written · 2 bad input.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

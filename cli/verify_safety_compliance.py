@@ -20,14 +20,13 @@ JSON, a missing field, a simulation that is not of this plan — file and field 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: python cli/verify_safety_compliance.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import check_output_path, ArgumentParser, number, one_line_errors, write_json
+from cli._common import check_output_path, ArgumentParser, one_line_errors, write_json
 from industriverse.model.canonical import read_json, sha256_of
 from industriverse.errors import BadInput
 

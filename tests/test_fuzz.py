@@ -17,7 +17,6 @@ import math
 import shutil
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import pytest
 import yaml

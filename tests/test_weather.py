@@ -1,7 +1,7 @@
 """EPW weather as a disturbance: typical-year mapping onto the horizon's dates."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np

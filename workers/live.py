@@ -18,8 +18,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from pathlib import Path
 
 from pydantic import ValidationError
 

@@ -7,7 +7,7 @@ the envelope, actuator limits, prices, emission factors and the noise model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np

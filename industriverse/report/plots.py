@@ -22,8 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # matplotlib itself is imported only when drawing
+    from matplotlib.figure import Figure
 
 from industriverse.report.value import format_figure, format_number, spread_decimals
 

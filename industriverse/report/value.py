@@ -536,7 +536,6 @@ def summary_sentences(value: dict) -> list[str]:
     cur = value["currency"]
     out: list[str] = []
     shield = value.get("shield")
-    dep = value.get("deployment") or {}
     outcome = value["outcome"]
     n_checks = len(shield["checks"]) if shield else 0
 
