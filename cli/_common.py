@@ -20,7 +20,7 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):
         message = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)  # never echo a URL's password
         m = re.match(r"argument ([^:]+): (.*)", message, re.S)
-        field, problem = (m.group(1).split("/")[-1], m.group(2)) if m else (None, message)
+        field, problem = (m.group(1).split("/")[0], m.group(2)) if m else (None, message)  # the first spelling
         raise BadInput(None, field, problem.strip() + " (see --help)")  # one_line_errors prints it, exit 2
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/fit_thermal_network.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, one_line_errors, write_json
+from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors, write_json
 from industriverse.errors import BadInput
 
 
@@ -31,16 +31,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help='network with {"fit": true, "initial": V, "min": A, "max": B} in place of each number to fit')
     parser.add_argument("--output", required=True, metavar="NETWORK.json", help="fitted network (with its noise) to write")
     parser.add_argument("--columns", metavar="OLD=NEW,...", help="rename CSV columns before matching")
-    parser.add_argument("--validation", type=float, default=0.2, metavar="F",
+    parser.add_argument("--validation", type=number(0, 0.9), default=0.2, metavar="F",
                         help="fraction of the time span held back at the end for validation (default 0.2)")
-    parser.add_argument("--starts", type=int, default=4, help="optimiser starts (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
+    parser.add_argument("--starts", type=number(1, 1000, integer=True), default=4, help="optimiser starts (default 4)")
+    parser.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, help="seed of the random starts (default 0)")
     parser.add_argument("--report-dir", metavar="DIR", help="where fit.json and fit.html go (default: next to --output)")
     parser.add_argument("--allow-unidentifiable", action="store_true",
                         help="write NETWORK.json even when a parameter is not identifiable")
     args = parser.parse_args(argv)
-    if args.starts < 1:
-        raise BadInput(None, "--starts", f"must be at least 1, got {args.starts}")
     from industriverse.model.identify import fit_network, parse_template, network_with, read_template
     from industriverse.model.telemetry import parse_columns, read_telemetry
     from industriverse.report.fit import render_fit_html

@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/operate.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, one_line_errors
+from cli._common import ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
@@ -36,10 +36,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--embedded", action="store_true", help="use the embedded bus even when INDUSTRIVERSE_AMQP_URL is set")
     p.add_argument("--prefix", default=None, help="exchange/queue name prefix on RabbitMQ")
     p.add_argument("--method", choices=("auto", "idf", "lp"), default="auto", help="optimizer of the re-plans (default auto)")
-    p.add_argument("--backoff_factor", type=float, default=2.0, metavar="F",
+    p.add_argument("--backoff_factor", type=number(0, 100), default=2.0, metavar="F",
                    help="envelope back-off of the re-plans in multiples of the noise back-off (default 2: the live plant is "
                         "not the planning model, and x1 covers only the noise; benchmarks/closed_loop.py measures both)")
-    p.add_argument("--model-error", type=float, default=None, metavar="Q",
+    p.add_argument("--model-error", type=number(0, 1000), default=None, metavar="Q",
                    help="least process noise the Kalman filter assumes, state units per sqrt(h) (default 0.5)")
     p.add_argument("--fresh", action="store_true", help="ignore the stored state of the site (do not resume)")
     p.add_argument("--log-level", default=None, metavar="LEVEL", help="log level (default: $INDUSTRIVERSE_LOG_LEVEL or INFO)")
@@ -64,11 +64,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     contract = next((c for c in contracts if c.id == args.contract), None)
     if contract is None:
         raise BadInput(args.contracts, "contracts", f"no contract '{args.contract}' (known: {', '.join(c.id for c in contracts)})")
-    if args.backoff_factor < 0:
-        raise BadInput(None, "--backoff_factor", "must not be negative")
     model_error = DEFAULT_MODEL_ERROR if args.model_error is None else args.model_error
-    if model_error < 0:
-        raise BadInput(None, "--model-error", "must not be negative")
     broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
     configure_logging(args.log_level)
     log = get_logger("industriverse.operate").bind(site=site, contract_id=contract.id)

@@ -62,7 +62,7 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
                    help="optimizer (default: auto; see below)")
     p.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, metavar="N",
                    help="seed of IDF's random numbers (non-negative integer, default 0); the same seed gives the same plan")
-    p.add_argument("--backoff_factor", "--backoff-factor", type=float, default=None, metavar="F",
+    p.add_argument("--backoff_factor", "--backoff-factor", type=number(0, 100), default=None, metavar="F",
                    help="tighten the envelope by F times the noise back-off that meets the constraint's chance "
                         "constraint under the tracking law, as the strike loop does (default 1; 0 = plan on the "
                         "client's envelope itself)")

@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/plant.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, one_line_errors
+from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
@@ -35,14 +35,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--site", required=True, help="site name: the topics are industriverse/<site>/...")
     p.add_argument("--constraint_json", required=True, metavar="FILE", help="the client constraint the site runs under")
     p.add_argument("--domain", default=None, help="domain (default: the constraint's 'domain' field)")
-    p.add_argument("--mismatch", type=float, default=0.2, metavar="F",
+    p.add_argument("--mismatch", type=number(0, 0.9), default=0.2, metavar="F",
                    help="thermal capacities and conductances each scaled by a factor in 1 ± F (default 0.2; 0 = the planning model)")
     p.add_argument("--fault", action="append", default=[], metavar="NAME@HOUR[:ARG]",
                    help="inject a fault (door_open, sensor_stuck, heater_failure) HOUR hours after the start; repeatable")
-    p.add_argument("--speedup", type=float, default=60.0, metavar="X", help="plant seconds per wall-clock second (default 60)")
-    p.add_argument("--hours", type=float, default=None, help="plant hours to run (default: the constraint's horizon)")
+    p.add_argument("--speedup", type=number(0, 1e6, lo_open=True), default=60.0, metavar="X", help="plant seconds per wall-clock second (default 60)")
+    p.add_argument("--hours", type=number(0, 24 * 366, lo_open=True), default=None, help="plant hours to run (default: the constraint's horizon)")
     p.add_argument("--start", default=None, metavar="ISO", help="plant clock at the start (default: the constraint's horizon start)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the mismatch, the noise and the forecast error (default 0)")
+    p.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, help="seed of the mismatch, the noise and the forecast error (default 0)")
     p.add_argument("--log-level", default=None, metavar="LEVEL", help="log level (default: $INDUSTRIVERSE_LOG_LEVEL or INFO)")
     add_mqtt_arguments(p)
     return p
@@ -73,10 +73,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from workers.mqtt import connect, options_from_args, publish_json
 
     site = _site(args.site)
-    if not args.speedup > 0:
-        raise BadInput(None, "--speedup", f"must be positive, got {args.speedup:g}")
-    if args.hours is not None and not args.hours > 0:
-        raise BadInput(None, "--hours", f"must be positive, got {args.hours:g}")
     options = options_from_args(args)
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)
