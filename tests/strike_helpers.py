@@ -6,15 +6,19 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pika
 
+from workers.middleware import RetryPolicy
+from workers.rabbitmq.consumer import RabbitBus
 from workers.rabbitmq.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
+FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)  # retries for broker tests
 RABBITMQCTL = "/usr/sbin/rabbitmqctl"
 EXAMPLES = {
     "hvac": "hvac_testcase1.json",
@@ -144,3 +148,17 @@ def close_all_connections(vhost: str) -> None:
     closed = subprocess.run([RABBITMQCTL, "close_all_connections", "--vhost", vhost, "test: broker goes away"],
                             capture_output=True, text=True)
     assert closed.returncode == 0, closed.stderr
+
+
+@contextlib.contextmanager
+def running(bus: RabbitBus):
+    """Run ``bus`` on a background thread while the block runs."""
+    thread = threading.Thread(target=bus.run, daemon=True)
+    thread.start()
+    assert bus.connected.wait(15), "worker did not connect"
+    try:
+        yield bus
+    finally:
+        bus.stop()
+        thread.join(20)
+        assert not thread.is_alive()

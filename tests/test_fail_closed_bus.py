@@ -5,7 +5,6 @@ Each test uses its own exchange/queue prefix (and the outage tests their own vho
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import subprocess
 import sys
@@ -19,28 +18,15 @@ import pytest
 from industriverse.fleet import store
 from industriverse.operate.gateway import CapsuleGatewayService
 from messages import Message, StrikeRequested, encode
-from strike_helpers import ROOT, drain, example, queue_state, start_workers, stop_workers, wait_for, write_constraint
+from strike_helpers import (FAST, ROOT, drain, example, queue_state, running, start_workers, stop_workers, wait_for,
+                            write_constraint)
 from toy_actors import make_actors
 from workers.actor import load_actors
 from workers.embedded import EmbeddedBus
-from workers.middleware import Expired, RetryPolicy, process
+from workers.middleware import Expired, process
 from workers.rabbitmq.consumer import RabbitBus
 from workers.rabbitmq.publisher import RabbitPublisher
 
-FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)
-
-
-@contextlib.contextmanager
-def running(bus: RabbitBus):
-    thread = threading.Thread(target=bus.run, daemon=True)
-    thread.start()
-    assert bus.connected.wait(15), "worker did not connect"
-    try:
-        yield bus
-    finally:
-        bus.stop()
-        thread.join(20)
-        assert not thread.is_alive()
 
 
 def events(caplog, name: str) -> list[dict]:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -28,10 +27,10 @@ import pytest
 from industriverse.fleet import store
 from industriverse.errors import InfrastructureError
 from messages import Message, StrikeRequested, decode
-from strike_helpers import RABBITMQCTL, close_all_connections, drain, queue_state, spawn_worker, throwaway_vhost, wait_for
+from strike_helpers import (FAST, RABBITMQCTL, close_all_connections, drain, queue_state, running, spawn_worker,
+                            throwaway_vhost, wait_for)
 from toy_actors import make_actors
 from workers.embedded import EmbeddedBus
-from workers.middleware import RetryPolicy
 from workers.rabbitmq.client import request
 from workers.rabbitmq.consumer import RabbitBus
 from workers.rabbitmq.publisher import RabbitPublisher
@@ -39,7 +38,6 @@ from workers.rabbitmq.topology import Topology
 
 pytestmark = pytest.mark.broker
 
-FAST = RetryPolicy(max_attempts=3, base_delay=0.05, max_delay=0.2)
 
 
 def strike(**constraint) -> Message:
@@ -50,20 +48,6 @@ def strike(**constraint) -> Message:
 def channel_for(url: str):
     conn = pika.BlockingConnection(pika.URLParameters(url))
     return conn, conn.channel()
-
-
-@contextlib.contextmanager
-def running(bus: RabbitBus):
-    """Run ``bus`` on a background thread while the block runs."""
-    thread = threading.Thread(target=bus.run, daemon=True)
-    thread.start()
-    assert bus.connected.wait(15), "worker did not connect"
-    try:
-        yield bus
-    finally:
-        bus.stop()
-        thread.join(20)
-        assert not thread.is_alive()
 
 
 class Observer:
