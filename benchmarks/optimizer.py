@@ -42,8 +42,7 @@ from industriverse.model.catalog import load_domain  # noqa: E402
 from industriverse.errors import Infeasible  # noqa: E402
 from industriverse.plan.idf import FEAS_TOL, Landscape, idf  # noqa: E402
 from industriverse.plan.optimize import solve_planning_lp  # noqa: E402
-from industriverse.model.mapping import load_problem, map_constraint  # noqa: E402
-from industriverse.plan.optimize import optimize  # noqa: E402
+from industriverse.model.mapping import map_constraint  # noqa: E402
 
 DAY = {"start": "2026-01-13T00:00", "hours": 24, "step_minutes": 15}
 

@@ -293,7 +293,7 @@ def linearized_power(problem, u: np.ndarray) -> PowerModel:
     net = problem.network
     x = problem.predict(u)
     P = problem.site_power(u, x)
-    H, m, n = problem.H, problem.m, problem.n
+    H, n = problem.H, problem.n
     W = problem.linear_power(nonlinear="zero")[1]
     rows, cols, vals = [], [], []
     for a_i, a in enumerate(net.actuators):
