@@ -126,6 +126,12 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     if lb is not None and lp.milp is not None:
         bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
     backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
+    from industriverse.plan.lp import simultaneous_use
+    from industriverse.plan.substeps import substep_violation
+
+    # the continuous-time definition (plan/substeps.py) on the client's own band, and complementarity
+    stats["max_violation_between_samples"] = substep_violation(problem, u, backoff=False, x=x)
+    stats["max_simultaneous_kw"] = float(simultaneous_use(problem, u).max(initial=0.0))
     stats.update({"seconds": time.perf_counter() - t0, "evaluations": int(evaluations), "iterations": int(iterations),
                   "particles": int(particles)})
     return {
