@@ -37,12 +37,6 @@ def _figures(outcome: Message) -> dict:
     }
 
 
-# The two-zone office's plan dips below the day band between samples before the 18:00 band change; with
-# departures counted at every control sub-step the shield rejects it even after the back-off rounds (32 of 100
-# trajectories at 2.25 back-offs), until the optimizer holds the envelope between samples (issue 11, plan side).
-BETWEEN_SAMPLES_PENDING = {"hvac_two_zone"}
-
-
 @pytest.mark.broker
 def test_every_example_gives_identical_results_on_both_buses(amqp_url, prefix, home, tmp_path):
     worker = start_workers(amqp_url, prefix, tmp_path)
@@ -54,16 +48,13 @@ def test_every_example_gives_identical_results_on_both_buses(amqp_url, prefix, h
             distributed = broker_request(_strike(domain, raw), url=amqp_url, prefix=prefix, timeout=120)
             assert distributed.type == "strike.completed", distributed.body
             assert _figures(embedded) == _figures(distributed), domain
-            if domain in BETWEEN_SAMPLES_PENDING:
-                # strict, like xfail(strict=True): deploys once the plan side lands, then drop the entry
-                assert embedded.body.outcome == "rejected" and "chance_constraint" in " ".join(embedded.body.reasons)
-            else:
-                assert embedded.body.outcome == "deployed", embedded.body.reasons
+            # the two-zone office deploys because the planner holds its 18:00 band change between the samples
+            assert embedded.body.outcome == "deployed", embedded.body.reasons
     finally:
         stop_workers(worker)
     deployments = CapsuleGatewayService().list_activities(activity_type="deployment")
     # every strike is a new signed version of its client's capsule: one deployment each
-    assert len({a["id"] for a in deployments}) == 2 * (len(EXAMPLES) - len(BETWEEN_SAMPLES_PENDING))
+    assert len({a["id"] for a in deployments}) == 2 * len(EXAMPLES)
 
 
 def _run_cli(*args: str, cwd) -> subprocess.CompletedProcess:
