@@ -22,9 +22,7 @@ def make_run(run_dir: Path, domain: str, example: str, *, ensemble: int = 60, se
     from cli.verify_safety_compliance import main as verify
 
     problem = load_problem(domain, EXAMPLES / f"{example}.json")
-    # the cold store's air overshoots between samples under noise at 1.5 back-offs while the optimizer holds the
-    # envelope at the plan steps only (issue 11, plan side); 2.5 passes the shield
-    backoff_k = 2.5 if domain == "cold_storage" else 1.5
+    backoff_k = 1.5
     opt = optimize(problem.with_backoff(noise_backoff(problem, backoff_k)), "auto", 0, request_dir=str(EXAMPLES))
     u = np.column_stack([opt["plan"][a] for a in problem.actuators])
     sim = simulate(problem, u, ensemble_size=ensemble, seed=seed, request_dir=str(EXAMPLES))
