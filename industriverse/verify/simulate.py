@@ -163,11 +163,12 @@ def _add_energy(acc: dict, block: dict) -> None:
             acc[name] = acc[name] + v if name in acc else v
 
 
-def _dot(X: np.ndarray, MT: np.ndarray) -> np.ndarray:
-    """``X @ MT`` for a tall ``X`` (R, k) and a tiny ``MT`` (k, n) (np.matmul is slow on these shapes)."""
+def _dot(X: np.ndarray, MT: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``X @ MT`` for a tall ``X`` (R, k) and a tiny ``MT`` (k, n) (np.matmul is slow on these shapes);
+    ``out``: an optional C-contiguous (R, n) float64 array for the result."""
     if MT.shape == (1, 1):
-        return X * MT[0, 0]
-    return np.dot(X, MT)
+        return np.multiply(X, MT[0, 0], out=out)
+    return np.dot(X, MT, out=out)
 
 
 def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
@@ -274,6 +275,7 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
             p_blk = np.empty((block * S, C, Nc))
             u_blk = np.empty((block * S + 1, C, Nc, m))
             acc: dict[str, np.ndarray] = {}
+            xs = np.empty((S + 1, C, Nc, n))
             for k in range(H):
                 if helper:  # step k's inputs are ready; the helper prepares step k+1 meanwhile
                     Dk, Wk, xik = pending.result()
@@ -283,9 +285,8 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                     Dk, Wk, xik = next(exo)
                 b0 = (k % block) * S
                 lo_k, hi_k = x_lo[k], x_hi[k]  # the band in force over [t_k, t_{k+1}]
-                worst = sub_excess[:, c0:c1, k]
+                xs[0] = X  # the states of this step's sub-steps, for the envelope and discomfort below
                 for s in range(S):
-                    X_prev = X
                     j = k * S + s
                     D = Dk[s]
                     U = u_blk[b0 + s + 1]
@@ -293,7 +294,9 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                         U[c] = ctrl(j, X[c], D)
                     np.maximum(electric_power(net, U, X, D), export_floor, out=p_blk[b0 + s])
                     if not nonlinear:
-                        X = (_dot(X.reshape(C * Nc, n), AdT) + _dot(U.reshape(C * Nc, m), BdT)).reshape(C, Nc, n)
+                        X_prev, X = X, xs[s + 1]  # written in place: no per-sub-step allocation of the state
+                        _dot(X_prev.reshape(C * Nc, n), AdT, out=X.reshape(C * Nc, n))
+                        X += _dot(U.reshape(C * Nc, m), BdT).reshape(C, Nc, n)
                         X += forecast_drive[k]
                         if Wk is not None:
                             X += Wk[s]
@@ -305,11 +308,21 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                             Xp = X + f0 * hh + dW
                             f1 = Xp @ AT + drive + net.radiation_correction(Xp, D)
                             X = X + 0.5 * (f0 + f1) * hh + dW
-                    # the envelope and the discomfort between the plan steps, at every sub-step
-                    np.maximum(worst, np.maximum(np.maximum(lo_k - X, X - hi_k), 0.0), out=worst)
-                    if kpis and comfort.size:
-                        discomfort[:, c0:c1] += excess_integral_h(X_prev[..., comfort], X[..., comfort], lo_k[comfort],
-                                                                  hi_k[comfort], h_h).mean(axis=-1)
+                        xs[s + 1] = X
+                # the envelope and the discomfort between the plan steps, at every sub-step, for the whole step at once
+                over = np.maximum(lo_k - xs, xs - hi_k)  # (S+1, C, Nc, n); > 0 outside the band
+                worst = sub_excess[:, c0:c1, k]
+                np.maximum(over[1:].max(axis=0), 0.0, out=worst)
+                if kpis and comfort.size:
+                    # only trajectories outside the band at some sub-step of this step contribute (the rest add exactly 0)
+                    ci, ni = np.nonzero((over[:, :, :, comfort] > 0.0).any(axis=(0, 3)))
+                    if ci.size:
+                        seg = xs[:, ci, ni][..., comfort]  # (S+1, K, n_comfort)
+                        inc = excess_integral_h(seg[:-1], seg[1:], lo_k[comfort], hi_k[comfort], h_h).mean(axis=-1)
+                        acc_d = discomfort[ci, c0 + ni]
+                        for s in range(S):  # sub-step by sub-step, as the integral runs (same summation order)
+                            acc_d += inc[s]
+                        discomfort[ci, c0 + ni] = acc_d
                 x_out[:, c0:c1, k + 1] = X
                 u_mean[:, c0:c1, k] = u_blk[b0 + 1:b0 + S + 1].mean(axis=0)
                 p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
