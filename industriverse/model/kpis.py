@@ -81,14 +81,24 @@ def mean_positive_part(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ``(a⁺² − b⁺²) / (2 (a − b))`` (``a⁺`` where ``a = b``).  Elementwise; ``-inf`` (a bound
     that does not bind) gives 0.
     """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    a, b = np.broadcast_arrays(np.atleast_1d(np.asarray(a, dtype=float)), np.atleast_1d(np.asarray(b, dtype=float)))
     ap, bp = np.maximum(a, 0.0), np.maximum(b, 0.0)
+    # in place where possible: these arrays are large in the simulator (one per sub-step and trajectory)
     with np.errstate(invalid="ignore", divide="ignore"):
-        diff = a - b
-        crossing = (ap * ap - bp * bp) / (2.0 * diff)
-    flat = ~(np.abs(diff) > 1e-12 * (1.0 + np.abs(a) + np.abs(b)))  # also catches inf − inf
-    return np.where(flat, 0.5 * (ap + bp), crossing)
+        diff = np.subtract(a, b)
+        out = np.multiply(ap, ap)
+        out -= np.square(bp)
+        out /= 2.0 * diff
+        tol = np.abs(a)
+        tol += 1.0
+        tol += np.abs(b)
+        tol *= 1e-12
+        flat = ~(np.abs(diff, out=diff) > tol)  # also catches inf − inf
+    ap += bp
+    ap *= 0.5
+    np.copyto(out, ap, where=flat)
+    return out.reshape(shape)
 
 
 def excess_integral_h(x0: np.ndarray, x1: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float) -> np.ndarray:
@@ -98,10 +108,22 @@ def excess_integral_h(x0: np.ndarray, x1: np.ndarray, lo: np.ndarray, hi: np.nda
     force over the whole interval (its end included, approached from the left); infinite bounds
     never bind.  Same shape as ``x0``.
     """
+    def side(bound, first, second):  # mean excess beyond one bound; a bound that is nowhere finite adds exactly 0
+        finite = np.isfinite(bound)
+        if not finite.any():
+            return None
+        if finite.all():
+            return mean_positive_part(first, second)
+        with np.errstate(invalid="ignore"):
+            return mean_positive_part(np.where(finite, first, -np.inf), np.where(finite, second, -np.inf))
+
     with np.errstate(invalid="ignore"):
-        below = mean_positive_part(np.where(np.isfinite(lo), lo - x0, -np.inf), np.where(np.isfinite(lo), lo - x1, -np.inf))
-        above = mean_positive_part(np.where(np.isfinite(hi), x0 - hi, -np.inf), np.where(np.isfinite(hi), x1 - hi, -np.inf))
-    return (below + above) * h_h
+        below = side(lo, lo - x0, lo - x1) if np.isfinite(lo).any() else None
+        above = side(hi, x0 - hi, x1 - hi) if np.isfinite(hi).any() else None
+    if below is None and above is None:
+        return np.zeros(np.broadcast_shapes(np.shape(x0), np.shape(x1), np.shape(lo), np.shape(hi)))
+    total = above if below is None else below if above is None else below + above
+    return total * h_h
 
 
 def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float, thermal: np.ndarray) -> np.ndarray:
