@@ -191,6 +191,7 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
     LT, EdT = model.noise_factor.T, model.Ed.T
     err_drive = EdT[fe]  # (q, n): state drive per unit of forecast error
     err = np.zeros((Nc, q))
+    all_fe = q == n_d and bool(np.array_equal(fe, np.arange(n_d)))  # every disturbance has a forecast error
     for k in range(H):
         xi = rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None
         E = None
@@ -200,23 +201,31 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
             for s in range(S):  # exact OU steps (elementwise: no BLAS threads next to the integrating thread)
                 E[s] = err
                 err = model.ou_a * err + model.ou_s * innov[s]
-            D = np.broadcast_to(problem.d[k], (S, Nc, n_d)).copy()
-            D[:, :, fe] += E
+            if all_fe:
+                D = E + problem.d[k]
+            else:
+                D = np.broadcast_to(problem.d[k], (S, Nc, n_d)).copy()
+                D[:, :, fe] += E
         else:
             D = np.broadcast_to(problem.d[k], (S, 1, n_d))
         if clip_d:
             D = np.clip(D, d_lo, d_hi[k])
         W = None
         if not nonlinear and (clip_d or E is not None or noisy_state):
-            # per sub-step products: small enough for one BLAS thread (no oversubscription)
-            W = np.zeros((S, Nc if (E is not None or noisy_state) else 1, n))
-            for s in range(S):
-                if clip_d:  # the clipped truth's departure from the forecast
-                    W[s] += _dot(D[s] - problem.d[k], EdT)
-                elif E is not None:
-                    W[s] += _dot(E[s], err_drive)
-                if noisy_state:
-                    W[s] += _dot(xi[s, 0], LT)
+            # all S sub-steps in one product (tiny matrices: one BLAS thread, no oversubscription)
+            rows = Nc if (E is not None or noisy_state) else 1
+            if clip_d:  # the clipped truth's departure from the forecast
+                W = _dot((D - problem.d[k]).reshape(-1, n_d), EdT).reshape(S, -1, n)
+            elif E is not None:
+                W = _dot(E.reshape(S * Nc, q), err_drive).reshape(S, Nc, n)
+            if noisy_state:
+                w = _dot(xi[:, 0].reshape(S * Nc, n), LT).reshape(S, Nc, n)
+                if W is None:
+                    W = w
+                else:
+                    W = W + w if W.shape != w.shape else np.add(W, w, out=W)
+            if W.shape[1] != rows:
+                W = np.broadcast_to(W, (S, rows, n)).copy()
         yield D, W, (xi if nonlinear else None)
 
 
