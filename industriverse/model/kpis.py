@@ -18,8 +18,9 @@ import numpy as np
 PEAK_WINDOW_H = 0.25
 
 
-def fifteen_minute_means(power_kw: np.ndarray, dt_h: float) -> np.ndarray:
-    """Means of ``power_kw`` (..., T) over 15-minute windows (steps of ``dt_h`` hours, held).
+def fifteen_minute_means(power_kw: np.ndarray, dt_h: float, axis: int = -1) -> np.ndarray:
+    """Means of ``power_kw`` over 15-minute windows (steps of ``dt_h`` hours, held) along ``axis``
+    (time, the last by default); a trailing partial window is averaged over its own steps.
 
     Steps of 15 minutes or longer are already constant over every 15-minute window.
     """
@@ -28,21 +29,23 @@ def fifteen_minute_means(power_kw: np.ndarray, dt_h: float) -> np.ndarray:
     per = int(round(PEAK_WINDOW_H / dt_h))
     if abs(per * dt_h - PEAK_WINDOW_H) > 1e-9:
         raise ValueError(f"a step of {dt_h * 60:g} min does not divide 15 minutes")
-    T = power_kw.shape[-1]
-    full = (T // per) * per
-    blocks = power_kw[..., :full].reshape(power_kw.shape[:-1] + (T // per, per)).mean(axis=-1)
-    if full < T:
-        blocks = np.concatenate([blocks, power_kw[..., full:].mean(axis=-1, keepdims=True)], axis=-1)
-    return blocks
+    power_kw = np.asarray(power_kw, dtype=float)
+    T = power_kw.shape[axis]
+    starts = np.arange(0, T, per)
+    counts = np.minimum(per, T - starts).astype(float)
+    shape = [1] * power_kw.ndim
+    shape[axis] = len(starts)
+    return np.add.reduceat(power_kw, starts, axis=axis) / counts.reshape(shape)
 
 
 def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_price: np.ndarray,
-                emission_factor: np.ndarray, demand_charge_per_kw: float = 0.0) -> dict[str, np.ndarray]:
+                emission_factor: np.ndarray, demand_charge_per_kw: float = 0.0, axis: int = -1) -> dict[str, np.ndarray]:
     """Energy, cost, emissions and peak of site power trajectories.
 
     Parameters
     ----------
     power_kw : (..., T) electric site power, kW, positive = import, held over each step
+        (time along ``axis``, the last by default; time first is the fastest layout)
     dt_h : step length, hours
     price, export_price : (T,) currency/kWh
     emission_factor : (T,) kg CO₂/kWh of imported electricity
@@ -50,20 +53,25 @@ def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_pri
 
     Returns
     -------
-    dict with ``energy_kwh``, ``export_kwh``, ``cost``, ``emissions_kg``, ``peak_kw``, each (...,)
+    dict with ``energy_kwh``, ``export_kwh``, ``cost``, ``emissions_kg``, ``peak_kw``, each the shape
+    of ``power_kw`` without its time axis
     """
-    imp = np.maximum(power_kw, 0.0)
-    exp = np.maximum(-power_kw, 0.0)
-    peak = np.maximum(fifteen_minute_means(power_kw, dt_h).max(axis=-1), 0.0)
-    energy = imp.sum(axis=-1) * dt_h
-    cost = (imp * price - exp * export_price).sum(axis=-1) * dt_h + demand_charge_per_kw * peak
-    return {
-        "energy_kwh": energy,
-        "export_kwh": exp.sum(axis=-1) * dt_h,
+    P = np.moveaxis(np.asarray(power_kw, dtype=float), axis, 0)
+    rest = P.shape[1:]
+    P = P.reshape(P.shape[0], -1)  # (T, trajectories): a copy only when time is not the outer axis in memory
+    imp = np.maximum(P, 0.0)
+    exp = imp - P  # = max(−P, 0)
+    peak = np.maximum(fifteen_minute_means(P, dt_h, axis=0).max(axis=0), 0.0)
+    # the price-weighted sums over time as products (one pass each, BLAS)
+    cost = (np.asarray(price, dtype=float) @ imp - np.asarray(export_price, dtype=float) @ exp) * dt_h + demand_charge_per_kw * peak
+    out = {
+        "energy_kwh": imp.sum(axis=0) * dt_h,
+        "export_kwh": exp.sum(axis=0) * dt_h,
         "cost": cost,
-        "emissions_kg": (imp * emission_factor).sum(axis=-1) * dt_h,
+        "emissions_kg": (np.asarray(emission_factor, dtype=float) @ imp) * dt_h,
         "peak_kw": peak,
     }
+    return {name: v.reshape(rest) for name, v in out.items()}
 
 
 def band_excess(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -151,6 +159,8 @@ def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float, the
     return ex.sum(axis=-2).mean(axis=-1)
 
 
-def actuator_travel_kw(u: np.ndarray) -> np.ndarray:
-    """Σ over steps and actuators of |u[k+1] − u[k]|, kW; ``u``: (..., H, m)."""
-    return np.abs(np.diff(u, axis=-2)).sum(axis=(-2, -1))
+def actuator_travel_kw(u: np.ndarray, axis: int = -2) -> np.ndarray:
+    """Σ over steps and actuators of |u[k+1] − u[k]|, kW; ``u``: (..., H, m), steps along ``axis``
+    (``-2`` by default; ``0`` for the time-first (H, ..., m) layout)."""
+    du = np.abs(np.diff(u, axis=axis))
+    return du.sum(axis=(axis, -1))
