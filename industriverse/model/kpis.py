@@ -116,14 +116,19 @@ def excess_integral_h(x0: np.ndarray, x1: np.ndarray, lo: np.ndarray, hi: np.nda
     force over the whole interval (its end included, approached from the left); infinite bounds
     never bind.  Same shape as ``x0``.
     """
-    def side(bound, first, second):  # mean excess beyond one bound; a bound that is nowhere finite adds exactly 0
+    def side(bound, first, second):
+        """Mean excess beyond one bound; ``None`` where it is exactly 0 everywhere (a bound that is nowhere
+        finite, or never exceeded at either end of the interval: then the segment never crosses it)."""
         finite = np.isfinite(bound)
         if not finite.any():
             return None
-        if finite.all():
-            return mean_positive_part(first, second)
-        with np.errstate(invalid="ignore"):
-            return mean_positive_part(np.where(finite, first, -np.inf), np.where(finite, second, -np.inf))
+        if not finite.all():
+            with np.errstate(invalid="ignore"):
+                first, second = np.where(finite, first, -np.inf), np.where(finite, second, -np.inf)
+        first, second = np.asarray(first), np.asarray(second)
+        if first.size and second.size and np.max(first) <= 0.0 and np.max(second) <= 0.0:  # NaN fails the test
+            return None
+        return mean_positive_part(first, second)
 
     with np.errstate(invalid="ignore"):
         below = side(lo, lo - x0, lo - x1) if np.isfinite(lo).any() else None
