@@ -199,13 +199,13 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
             xi = xi.astype(float)
         E = None
         if noisy_dist:
-            innov = rng.standard_normal((S, Nc, q), dtype=np.float32)
+            kicks = model.ou_s * rng.standard_normal((S, Nc, q), dtype=np.float32)  # scaled innovations, float64
             E = np.empty((S, Nc, q))
             E[0] = err
             for s in range(1, S):  # exact OU steps (elementwise: no BLAS threads next to the integrating thread)
                 np.multiply(model.ou_a, E[s - 1], out=E[s])
-                E[s] += model.ou_s * innov[s - 1]
-            err = model.ou_a * E[S - 1] + model.ou_s * innov[S - 1]
+                E[s] += kicks[s - 1]
+            err = model.ou_a * E[S - 1] + kicks[S - 1]
             if all_fe:
                 D = E + problem.d[k]
             else:
