@@ -85,27 +85,20 @@ def band_excess(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 def mean_positive_part(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean of ``max(f, 0)`` over an interval on which ``f`` runs linearly from ``a`` to ``b``.
 
-    Exact for the linear segment, including a zero crossing inside the interval:
-    ``(a⁺² − b⁺²) / (2 (a − b))`` (``a⁺`` where ``a = b``).  Elementwise; ``-inf`` (a bound
-    that does not bind) gives 0.
+    Exact for the linear segment: ``(a⁺ + b⁺) / 2`` when ``f`` keeps its sign, and
+    ``max(a, b)² / (2 |a − b|)`` when it crosses zero inside the interval (the part above 0 is a
+    triangle).  Elementwise; ``-inf`` (a bound that does not bind) gives 0.
     """
     shape = np.broadcast_shapes(np.shape(a), np.shape(b))
     a, b = np.broadcast_arrays(np.atleast_1d(np.asarray(a, dtype=float)), np.atleast_1d(np.asarray(b, dtype=float)))
     ap, bp = np.maximum(a, 0.0), np.maximum(b, 0.0)
-    # in place where possible: these arrays are large in the simulator (one per sub-step and trajectory)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        diff = np.subtract(a, b)
-        out = np.multiply(ap, ap)
-        out -= np.square(bp)
-        out /= 2.0 * diff
-        tol = np.abs(a)
-        tol += 1.0
-        tol += np.abs(b)
-        tol *= 1e-12
-        flat = ~(np.abs(diff, out=diff) > tol)  # also catches inf − inf
-    ap += bp
-    ap *= 0.5
-    np.copyto(out, ap, where=flat)
+    out = np.add(ap, bp)
+    out *= 0.5
+    with np.errstate(invalid="ignore"):
+        cross = a * b < 0.0  # strictly opposite signs (so a ≠ b); -inf·0 is NaN, not a crossing
+    if cross.any():  # few elements: only these pay for the triangle
+        top = np.maximum(a[cross], b[cross])
+        out[cross] = top * top / (2.0 * np.abs(a[cross] - b[cross]))
     return out.reshape(shape)
 
 
