@@ -160,5 +160,5 @@ def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float, the
 def actuator_travel_kw(u: np.ndarray, axis: int = -2) -> np.ndarray:
     """Σ over steps and actuators of |u[k+1] − u[k]|, kW; ``u``: (..., H, m), steps along ``axis``
     (``-2`` by default; ``0`` for the time-first (H, ..., m) layout)."""
-    du = np.abs(np.diff(u, axis=axis))
-    return du.sum(axis=(axis, -1))
+    du = np.diff(u, axis=axis)
+    return np.abs(du, out=du).sum(axis=(axis, -1))
