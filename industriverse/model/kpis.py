@@ -18,8 +18,9 @@ import numpy as np
 PEAK_WINDOW_H = 0.25
 
 
-def fifteen_minute_means(power_kw: np.ndarray, dt_h: float) -> np.ndarray:
-    """Means of ``power_kw`` (..., T) over 15-minute windows (steps of ``dt_h`` hours, held).
+def fifteen_minute_means(power_kw: np.ndarray, dt_h: float, axis: int = -1) -> np.ndarray:
+    """Means of ``power_kw`` over 15-minute windows (steps of ``dt_h`` hours, held) along ``axis``
+    (time, the last by default); a trailing partial window is averaged over its own steps.
 
     Steps of 15 minutes or longer are already constant over every 15-minute window.
     """
@@ -28,21 +29,23 @@ def fifteen_minute_means(power_kw: np.ndarray, dt_h: float) -> np.ndarray:
     per = int(round(PEAK_WINDOW_H / dt_h))
     if abs(per * dt_h - PEAK_WINDOW_H) > 1e-9:
         raise ValueError(f"a step of {dt_h * 60:g} min does not divide 15 minutes")
-    T = power_kw.shape[-1]
-    full = (T // per) * per
-    blocks = power_kw[..., :full].reshape(power_kw.shape[:-1] + (T // per, per)).mean(axis=-1)
-    if full < T:
-        blocks = np.concatenate([blocks, power_kw[..., full:].mean(axis=-1, keepdims=True)], axis=-1)
-    return blocks
+    power_kw = np.asarray(power_kw, dtype=float)
+    T = power_kw.shape[axis]
+    starts = np.arange(0, T, per)
+    counts = np.minimum(per, T - starts).astype(float)
+    shape = [1] * power_kw.ndim
+    shape[axis] = len(starts)
+    return np.add.reduceat(power_kw, starts, axis=axis) / counts.reshape(shape)
 
 
 def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_price: np.ndarray,
-                emission_factor: np.ndarray, demand_charge_per_kw: float = 0.0) -> dict[str, np.ndarray]:
+                emission_factor: np.ndarray, demand_charge_per_kw: float = 0.0, axis: int = -1) -> dict[str, np.ndarray]:
     """Energy, cost, emissions and peak of site power trajectories.
 
     Parameters
     ----------
     power_kw : (..., T) electric site power, kW, positive = import, held over each step
+        (time along ``axis``, the last by default; time first is the fastest layout)
     dt_h : step length, hours
     price, export_price : (T,) currency/kWh
     emission_factor : (T,) kg CO₂/kWh of imported electricity
@@ -50,20 +53,25 @@ def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_pri
 
     Returns
     -------
-    dict with ``energy_kwh``, ``export_kwh``, ``cost``, ``emissions_kg``, ``peak_kw``, each (...,)
+    dict with ``energy_kwh``, ``export_kwh``, ``cost``, ``emissions_kg``, ``peak_kw``, each the shape
+    of ``power_kw`` without its time axis
     """
-    imp = np.maximum(power_kw, 0.0)
-    exp = np.maximum(-power_kw, 0.0)
-    peak = np.maximum(fifteen_minute_means(power_kw, dt_h).max(axis=-1), 0.0)
-    energy = imp.sum(axis=-1) * dt_h
-    cost = (imp * price - exp * export_price).sum(axis=-1) * dt_h + demand_charge_per_kw * peak
-    return {
-        "energy_kwh": energy,
-        "export_kwh": exp.sum(axis=-1) * dt_h,
+    P = np.moveaxis(np.asarray(power_kw, dtype=float), axis, 0)
+    rest = P.shape[1:]
+    P = P.reshape(P.shape[0], -1)  # (T, trajectories): a copy only when time is not the outer axis in memory
+    imp = np.maximum(P, 0.0)
+    exp = imp - P  # = max(−P, 0)
+    peak = np.maximum(fifteen_minute_means(P, dt_h, axis=0).max(axis=0), 0.0)
+    # the price-weighted sums over time as products (one pass each, BLAS)
+    cost = (np.asarray(price, dtype=float) @ imp - np.asarray(export_price, dtype=float) @ exp) * dt_h + demand_charge_per_kw * peak
+    out = {
+        "energy_kwh": imp.sum(axis=0) * dt_h,
+        "export_kwh": exp.sum(axis=0) * dt_h,
         "cost": cost,
-        "emissions_kg": (imp * emission_factor).sum(axis=-1) * dt_h,
+        "emissions_kg": (np.asarray(emission_factor, dtype=float) @ imp) * dt_h,
         "peak_kw": peak,
     }
+    return {name: v.reshape(rest) for name, v in out.items()}
 
 
 def band_excess(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -77,18 +85,21 @@ def band_excess(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 def mean_positive_part(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean of ``max(f, 0)`` over an interval on which ``f`` runs linearly from ``a`` to ``b``.
 
-    Exact for the linear segment, including a zero crossing inside the interval:
-    ``(a⁺² − b⁺²) / (2 (a − b))`` (``a⁺`` where ``a = b``).  Elementwise; ``-inf`` (a bound
-    that does not bind) gives 0.
+    Exact for the linear segment: ``(a⁺ + b⁺) / 2`` when ``f`` keeps its sign, and
+    ``max(a, b)² / (2 |a − b|)`` when it crosses zero inside the interval (the part above 0 is a
+    triangle).  Elementwise; ``-inf`` (a bound that does not bind) gives 0.
     """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+    a, b = np.broadcast_arrays(np.atleast_1d(np.asarray(a, dtype=float)), np.atleast_1d(np.asarray(b, dtype=float)))
     ap, bp = np.maximum(a, 0.0), np.maximum(b, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        diff = a - b
-        crossing = (ap * ap - bp * bp) / (2.0 * diff)
-    flat = ~(np.abs(diff) > 1e-12 * (1.0 + np.abs(a) + np.abs(b)))  # also catches inf − inf
-    return np.where(flat, 0.5 * (ap + bp), crossing)
+    out = np.add(ap, bp)
+    out *= 0.5
+    with np.errstate(invalid="ignore"):
+        cross = a * b < 0.0  # strictly opposite signs (so a ≠ b); -inf·0 is NaN, not a crossing
+    if cross.any():  # few elements: only these pay for the triangle
+        top = np.maximum(a[cross], b[cross])
+        out[cross] = top * top / (2.0 * np.abs(a[cross] - b[cross]))
+    return out.reshape(shape)
 
 
 def excess_integral_h(x0: np.ndarray, x1: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float) -> np.ndarray:
@@ -98,10 +109,27 @@ def excess_integral_h(x0: np.ndarray, x1: np.ndarray, lo: np.ndarray, hi: np.nda
     force over the whole interval (its end included, approached from the left); infinite bounds
     never bind.  Same shape as ``x0``.
     """
+    def side(bound, first, second):
+        """Mean excess beyond one bound; ``None`` where it is exactly 0 everywhere (a bound that is nowhere
+        finite, or never exceeded at either end of the interval: then the segment never crosses it)."""
+        finite = np.isfinite(bound)
+        if not finite.any():
+            return None
+        if not finite.all():
+            with np.errstate(invalid="ignore"):
+                first, second = np.where(finite, first, -np.inf), np.where(finite, second, -np.inf)
+        first, second = np.asarray(first), np.asarray(second)
+        if first.size and second.size and np.max(first) <= 0.0 and np.max(second) <= 0.0:  # NaN fails the test
+            return None
+        return mean_positive_part(first, second)
+
     with np.errstate(invalid="ignore"):
-        below = mean_positive_part(np.where(np.isfinite(lo), lo - x0, -np.inf), np.where(np.isfinite(lo), lo - x1, -np.inf))
-        above = mean_positive_part(np.where(np.isfinite(hi), x0 - hi, -np.inf), np.where(np.isfinite(hi), x1 - hi, -np.inf))
-    return (below + above) * h_h
+        below = side(lo, lo - x0, lo - x1) if np.isfinite(lo).any() else None
+        above = side(hi, x0 - hi, x1 - hi) if np.isfinite(hi).any() else None
+    if below is None and above is None:
+        return np.zeros(np.broadcast_shapes(np.shape(x0), np.shape(x1), np.shape(lo), np.shape(hi)))
+    total = above if below is None else below if above is None else below + above
+    return total * h_h
 
 
 def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float, thermal: np.ndarray) -> np.ndarray:
@@ -129,6 +157,8 @@ def discomfort_kh(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, h_h: float, the
     return ex.sum(axis=-2).mean(axis=-1)
 
 
-def actuator_travel_kw(u: np.ndarray) -> np.ndarray:
-    """Σ over steps and actuators of |u[k+1] − u[k]|, kW; ``u``: (..., H, m)."""
-    return np.abs(np.diff(u, axis=-2)).sum(axis=(-2, -1))
+def actuator_travel_kw(u: np.ndarray, axis: int = -2) -> np.ndarray:
+    """Σ over steps and actuators of |u[k+1] − u[k]|, kW; ``u``: (..., H, m), steps along ``axis``
+    (``-2`` by default; ``0`` for the time-first (H, ..., m) layout)."""
+    du = np.diff(u, axis=axis)
+    return np.abs(du, out=du).sum(axis=(axis, -1))

@@ -191,12 +191,19 @@ class PlanTracking:
     def __call__(self, j: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         S, k = self.model.S, j // self.model.S
         dev = x - self.x_ref[j]
-        u = self.plan[k] + (dev * self.K[0, 0] if self.K.shape == (1, 1) else np.dot(dev, self.K.T))
-        u = np.clip(u, self.problem.u_lo[k], self.problem.u_hi[k])
+        if self.K.shape == (1, 1):  # in place: no allocation per call beyond dev
+            u = np.multiply(dev, self.K[0, 0], out=dev)
+        else:
+            u = np.dot(dev, self.K.T)
+        u += self.plan[k]
+        # clip as max then min (the same numbers as np.clip, without its per-call overhead)
+        np.maximum(u, self.problem.u_lo[k], out=u)
+        np.minimum(u, self.problem.u_hi[k], out=u)
         if self._ramped:
             if k > 0:
                 before = self._history[j % S]
-                u = np.clip(u, before - self.problem.ramp, before + self.problem.ramp)
+                np.maximum(u, before - self.problem.ramp, out=u)
+                np.minimum(u, before + self.problem.ramp, out=u)
             self._history[j % S] = u
         return u
 

@@ -163,11 +163,12 @@ def _add_energy(acc: dict, block: dict) -> None:
             acc[name] = acc[name] + v if name in acc else v
 
 
-def _dot(X: np.ndarray, MT: np.ndarray) -> np.ndarray:
-    """``X @ MT`` for a tall ``X`` (R, k) and a tiny ``MT`` (k, n) (np.matmul is slow on these shapes)."""
+def _dot(X: np.ndarray, MT: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``X @ MT`` for a tall ``X`` (R, k) and a tiny ``MT`` (k, n) (np.matmul is slow on these shapes);
+    ``out``: an optional C-contiguous (R, n) float64 array for the result."""
     if MT.shape == (1, 1):
-        return X * MT[0, 0]
-    return np.dot(X, MT)
+        return np.multiply(X, MT[0, 0], out=out)
+    return np.dot(X, MT, out=out)
 
 
 def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
@@ -190,32 +191,46 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
     LT, EdT = model.noise_factor.T, model.Ed.T
     err_drive = EdT[fe]  # (q, n): state drive per unit of forecast error
     err = np.zeros((Nc, q))
+    all_fe = q == n_d and bool(np.array_equal(fe, np.arange(n_d)))  # every disturbance has a forecast error
     for k in range(H):
-        xi = rng.standard_normal((S, J, Nc, n), dtype=np.float32).astype(float) if noisy_state else None
+        # float32 draws enter float64 products directly (exactly as converted first: one pass less)
+        xi = rng.standard_normal((S, J, Nc, n), dtype=np.float32) if noisy_state else None
+        if nonlinear and xi is not None:
+            xi = xi.astype(float)
         E = None
         if noisy_dist:
-            innov = rng.standard_normal((S, Nc, q), dtype=np.float32).astype(float)
+            kicks = model.ou_s * rng.standard_normal((S, Nc, q), dtype=np.float32)  # scaled innovations, float64
             E = np.empty((S, Nc, q))
-            for s in range(S):  # exact OU steps (elementwise: no BLAS threads next to the integrating thread)
-                E[s] = err
-                err = model.ou_a * err + model.ou_s * innov[s]
-            D = np.broadcast_to(problem.d[k], (S, Nc, n_d)).copy()
-            D[:, :, fe] += E
+            E[0] = err
+            for s in range(1, S):  # exact OU steps (elementwise: no BLAS threads next to the integrating thread)
+                np.multiply(model.ou_a, E[s - 1], out=E[s])
+                E[s] += kicks[s - 1]
+            err = model.ou_a * E[S - 1] + kicks[S - 1]
+            if all_fe:
+                D = E + problem.d[k]
+            else:
+                D = np.broadcast_to(problem.d[k], (S, Nc, n_d)).copy()
+                D[:, :, fe] += E
         else:
             D = np.broadcast_to(problem.d[k], (S, 1, n_d))
         if clip_d:
             D = np.clip(D, d_lo, d_hi[k])
         W = None
         if not nonlinear and (clip_d or E is not None or noisy_state):
-            # per sub-step products: small enough for one BLAS thread (no oversubscription)
-            W = np.zeros((S, Nc if (E is not None or noisy_state) else 1, n))
-            for s in range(S):
-                if clip_d:  # the clipped truth's departure from the forecast
-                    W[s] += _dot(D[s] - problem.d[k], EdT)
-                elif E is not None:
-                    W[s] += _dot(E[s], err_drive)
-                if noisy_state:
-                    W[s] += _dot(xi[s, 0], LT)
+            # all S sub-steps in one product (tiny matrices: one BLAS thread, no oversubscription)
+            rows = Nc if (E is not None or noisy_state) else 1
+            if clip_d:  # the clipped truth's departure from the forecast
+                W = _dot((D - problem.d[k]).reshape(-1, n_d), EdT).reshape(S, -1, n)
+            elif E is not None:
+                W = _dot(E.reshape(S * Nc, q), err_drive).reshape(S, Nc, n)
+            if noisy_state:
+                w = _dot(xi[:, 0].reshape(S * Nc, n), LT).reshape(S, Nc, n)
+                if W is None:
+                    W = w
+                else:
+                    W = W + w if W.shape != w.shape else np.add(W, w, out=W)
+            if W.shape[1] != rows:
+                W = np.broadcast_to(W, (S, rows, n)).copy()
         yield D, W, (xi if nonlinear else None)
 
 
@@ -274,6 +289,7 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
             p_blk = np.empty((block * S, C, Nc))
             u_blk = np.empty((block * S + 1, C, Nc, m))
             acc: dict[str, np.ndarray] = {}
+            xs = np.empty((S + 1, C, Nc, n))
             for k in range(H):
                 if helper:  # step k's inputs are ready; the helper prepares step k+1 meanwhile
                     Dk, Wk, xik = pending.result()
@@ -283,9 +299,8 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                     Dk, Wk, xik = next(exo)
                 b0 = (k % block) * S
                 lo_k, hi_k = x_lo[k], x_hi[k]  # the band in force over [t_k, t_{k+1}]
-                worst = sub_excess[:, c0:c1, k]
+                xs[0] = X  # the states of this step's sub-steps, for the envelope and discomfort below
                 for s in range(S):
-                    X_prev = X
                     j = k * S + s
                     D = Dk[s]
                     U = u_blk[b0 + s + 1]
@@ -293,7 +308,9 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                         U[c] = ctrl(j, X[c], D)
                     np.maximum(electric_power(net, U, X, D), export_floor, out=p_blk[b0 + s])
                     if not nonlinear:
-                        X = (_dot(X.reshape(C * Nc, n), AdT) + _dot(U.reshape(C * Nc, m), BdT)).reshape(C, Nc, n)
+                        X_prev, X = X, xs[s + 1]  # written in place: no per-sub-step allocation of the state
+                        _dot(X_prev.reshape(C * Nc, n), AdT, out=X.reshape(C * Nc, n))
+                        X += _dot(U.reshape(C * Nc, m), BdT).reshape(C, Nc, n)
                         X += forecast_drive[k]
                         if Wk is not None:
                             X += Wk[s]
@@ -305,20 +322,30 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                             Xp = X + f0 * hh + dW
                             f1 = Xp @ AT + drive + net.radiation_correction(Xp, D)
                             X = X + 0.5 * (f0 + f1) * hh + dW
-                    # the envelope and the discomfort between the plan steps, at every sub-step
-                    np.maximum(worst, np.maximum(np.maximum(lo_k - X, X - hi_k), 0.0), out=worst)
-                    if kpis and comfort.size:
-                        discomfort[:, c0:c1] += excess_integral_h(X_prev[..., comfort], X[..., comfort], lo_k[comfort],
-                                                                  hi_k[comfort], h_h).mean(axis=-1)
+                        xs[s + 1] = X
+                # the envelope and the discomfort between the plan steps, at every sub-step, for the whole step at once
+                over = np.maximum(lo_k - xs, xs - hi_k)  # (S+1, C, Nc, n); > 0 outside the band
+                worst = sub_excess[:, c0:c1, k]
+                np.maximum(over[1:].max(axis=0), 0.0, out=worst)
+                if kpis and comfort.size:
+                    # only trajectories outside the band at some sub-step of this step contribute (the rest add exactly 0)
+                    ci, ni = np.nonzero((over[:, :, :, comfort] > 0.0).any(axis=(0, 3)))
+                    if ci.size:
+                        seg = xs[:, ci, ni][..., comfort]  # (S+1, K, n_comfort)
+                        inc = excess_integral_h(seg[:-1], seg[1:], lo_k[comfort], hi_k[comfort], h_h).mean(axis=-1)
+                        acc_d = discomfort[ci, c0 + ni]
+                        for s in range(S):  # sub-step by sub-step, as the integral runs (same summation order)
+                            acc_d += inc[s]
+                        discomfort[ci, c0 + ni] = acc_d
                 x_out[:, c0:c1, k + 1] = X
                 u_mean[:, c0:c1, k] = u_blk[b0 + 1:b0 + S + 1].mean(axis=0)
                 p_out[:, c0:c1, k] = p_blk[b0:b0 + S].mean(axis=0)
                 if kpis and ((k + 1) % block == 0 or k == H - 1):  # a whole block of 15-minute windows (or the tail)
                     T, t0 = b0 + S, (k - k % block) * S
-                    power = np.moveaxis(p_blk[:T], 0, -1)  # a strided view: cheaper than a transposed copy
-                    _add_energy(acc, energy_kpis(power, h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T], 0.0))
+                    _add_energy(acc, energy_kpis(p_blk[:T], h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T],
+                                                 0.0, axis=0))  # time first, as the block is laid out
                     first = 1 if t0 == 0 else 0  # no set-point before the horizon
-                    travel[:, c0:c1] += actuator_travel_kw(np.moveaxis(u_blk[first:T + 1], 0, 2))
+                    travel[:, c0:c1] += actuator_travel_kw(u_blk[first:T + 1], axis=0)
                     u_blk[0] = u_blk[T]
                 if progress is not None:
                     progress((c0 + Nc * (k + 1) / H) / N)
