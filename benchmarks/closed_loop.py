@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from industriverse.errors import Infeasible  # noqa: E402
 from industriverse.model.estimate import StateEstimator  # noqa: E402
 from industriverse.model.mapping import map_constraint  # noqa: E402
-from industriverse.operate.live import DEFAULT_MEASUREMENT_NOISE, DEFAULT_MODEL_ERROR, ModelBias  # noqa: E402
+from industriverse.operate.live import DEFAULT_MEASUREMENT_NOISE, DEFAULT_MODEL_ERROR, ModelBias, feedforward  # noqa: E402
 from industriverse.operate.plant import EmulatedPlant, mismatched_constraint, with_horizon  # noqa: E402
 from industriverse.plan.optimize import optimize  # noqa: E402
 from industriverse.plan.tracking import PlanTracking, noise_backoff, substep_model  # noqa: E402
@@ -63,8 +63,10 @@ from industriverse.plan.tracking import PlanTracking, noise_backoff, substep_mod
 EXAMPLES = {"hvac": "hvac_testcase1.json", "cold_storage": "cold_storage_display_case.json",
             "microgrid": "microgrid_pv_battery.json"}
 METHOD = {"cold_storage": "lp"}
-CONTROLLERS = ("baseline", "day-ahead", "RH 60 min", "RH 15 min", "RH 15 min, no offset correction", "oracle")
-EVERY = {"day-ahead": 24 * 60, "RH 60 min": 60, "RH 15 min": 15, "RH 15 min, no offset correction": 15}
+CONTROLLERS = ("baseline", "day-ahead", "RH 60 min", "RH 15 min", "RH 15 min, no feedforward",
+               "RH 15 min, no offset correction", "oracle")
+EVERY = {"day-ahead": 24 * 60, "RH 60 min": 60, "RH 15 min": 15, "RH 15 min, no feedforward": 15,
+         "RH 15 min, no offset correction": 15}
 LOOKAHEAD_H = 24.0
 BACKOFF = {"k": 1.0}  # envelope back-off of the plans in noise back-offs (the strikes' default --backoff_factor 1)
 
@@ -135,6 +137,12 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
             if jj < tracker.plan.shape[0] * tracker.model.S:
                 x_for = plant.measured() if name == "oracle" else est.mean
                 u_cmd = tracker(jj, x_for[None, :], plant.disturbances_now()[None, :])[0]
+                if bias is not None and "no feedforward" not in name:
+                    k = jj // tracker.model.S
+                    u_cmd = u_cmd + feedforward(nominal.network, tracker.problem, k, plant.disturbances_now(),
+                                                bias.unforeseen_kw())
+                    kk = min(k, tracker.problem.H - 1)
+                    u_cmd = np.clip(u_cmd, tracker.problem.u_lo[kk], tracker.problem.u_hi[kk])
         reading = plant.step(u_cmd)
         est.predict(h, u=reading["actuators"], d=reading["disturbances"])
         prior = est.mean

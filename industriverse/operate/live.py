@@ -65,6 +65,7 @@ def naive(t: datetime) -> datetime:
 
 BIAS_HOURS = 2.0  # memory of the model-error estimate, hours
 BIAS_PREFIX = "model_bias_"
+FAST_BIAS_HOURS = 0.25  # memory of the dispatch's estimate of the missing heat now, hours
 
 
 class ModelBias:
@@ -80,24 +81,35 @@ class ModelBias:
     a constant heat gain at the node (:meth:`apply`).  Storage nodes (kWh) are left alone: a battery's energy is metered.
     """
 
-    def __init__(self, network, hours: float = BIAS_HOURS):
+    def __init__(self, network, hours: float = BIAS_HOURS, fast_hours: float = FAST_BIAS_HOURS):
         self.nodes = [nd.name for nd in network.nodes]
         self.capacity = {nd.name: nd.capacity_j_per_k for nd in network.nodes if not nd.is_storage}
         self.tau_s = hours * 3600.0
+        self.fast_tau_s = fast_hours * 3600.0
         self.kw = {name: 0.0 for name in self.capacity}
         self.weight = 0.0  # seconds of evidence so far (the average is unbiased from the start)
+        #: the same average over ``fast_hours``: the missing heat *now*, for the dispatch's feedforward
+        self.kw_now = {name: 0.0 for name in self.capacity}
+        self.fast_weight = 0.0
+        #: the missing heat the plan in force was made with (:meth:`apply`), kW
+        self.planned = {name: 0.0 for name in self.capacity}
 
     def update(self, corrections: dict[str, float], dt: float) -> None:
         """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds."""
         if dt <= 0 or not corrections:
             return
-        a = math.exp(-dt / self.tau_s)
-        new_weight = a * self.weight + dt
+        a, af = math.exp(-dt / self.tau_s), math.exp(-dt / self.fast_tau_s)
+        new_weight, new_fast = a * self.weight + dt, af * self.fast_weight + dt
         for name, e in corrections.items():
             if name in self.kw:
                 sample = self.capacity[name] * float(e) / dt / 1000.0
                 self.kw[name] = (a * self.weight * self.kw[name] + dt * sample) / new_weight
-        self.weight = new_weight
+                self.kw_now[name] = (af * self.fast_weight * self.kw_now[name] + dt * sample) / new_fast
+        self.weight, self.fast_weight = new_weight, new_fast
+
+    def unforeseen_kw(self) -> np.ndarray:
+        """(n,) heat at each node (kW) the plan in force did not foresee: missing heat now − planned."""
+        return np.array([self.kw_now.get(nd, 0.0) - self.planned.get(nd, 0.0) for nd in self.nodes])
 
     def apply(self, raw: dict, network) -> dict:
         """A copy of constraint ``raw`` whose network gains the learned heat at each thermal node."""
@@ -105,6 +117,7 @@ class ModelBias:
         net = network.model_dump(mode="json", exclude_none=True)
         gains = [g for g in net.get("gains", []) if not g["disturbance"].startswith(BIAS_PREFIX)]
         dist = dict(out.get("disturbances") or {})
+        self.planned = dict(self.kw)
         for name, kw in self.kw.items():
             series = BIAS_PREFIX + name
             gains.append({"node": name, "disturbance": series})
@@ -114,12 +127,35 @@ class ModelBias:
         return out
 
     def to_dict(self) -> dict:
-        return {"kw": dict(self.kw), "weight": self.weight}
+        return {"kw": dict(self.kw), "weight": self.weight, "kw_now": dict(self.kw_now),
+                "fast_weight": self.fast_weight, "planned": dict(self.planned)}
 
     def restore(self, doc: dict | None) -> None:
         if doc:
             self.kw.update({k: float(v) for k, v in doc.get("kw", {}).items() if k in self.kw})
             self.weight = float(doc.get("weight", 0.0))
+            self.kw_now.update({k: float(v) for k, v in doc.get("kw_now", {}).items() if k in self.kw_now})
+            self.fast_weight = float(doc.get("fast_weight", 0.0))
+            self.planned.update({k: float(v) for k, v in doc.get("planned", {}).items() if k in self.planned})
+
+
+def feedforward(network, problem, k: int, d_now: np.ndarray, unforeseen_kw: np.ndarray) -> np.ndarray:
+    """Actuator correction (m,) kW that cancels the heat the plan in force did not foresee.
+
+    The tracking law corrects deviations only in proportion (``K (x − x_pred)``), so a heat input
+    the plan did not count on — the disturbances now (``d_now``, in ``network.disturbance_names``
+    order) off the plan's forecast for its step ``k``, and the model's missing heat now off the
+    value the plan was made with (``unforeseen_kw`` (n,) kW, :meth:`ModelBias.unforeseen_kw`) —
+    leaves a steady offset of ``heat / K``.  Cancelling it through the actuators (least squares
+    over ``ẋ = … + B u``, ``network`` the nominal one without the bias gains) is the
+    disturbance-rejection half of offset-free MPC: the tracking law then sees the plant the
+    plan assumed.
+    """
+    _, B, E = network.matrices
+    names = list(problem.network.disturbance_names)
+    d_plan = np.array([problem.d[min(k, problem.H - 1), names.index(nm)] for nm in network.disturbance_names])
+    rate = E @ (np.asarray(d_now, dtype=float) - d_plan) + 1000.0 * unforeseen_kw / network.capacities
+    return -np.linalg.lstsq(B, rate, rcond=None)[0]
 
 
 @dataclass
