@@ -140,7 +140,7 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
                 if bias is not None and "no feedforward" not in name:
                     k = jj // tracker.model.S
                     u_cmd = u_cmd + feedforward(nominal.network, tracker.problem, k, plant.disturbances_now(),
-                                                bias.unforeseen_kw())
+                                                bias.now_kw())
                     kk = min(k, tracker.problem.H - 1)
                     u_cmd = np.clip(u_cmd, tracker.problem.u_lo[kk], tracker.problem.u_hi[kk])
         reading = plant.step(u_cmd)

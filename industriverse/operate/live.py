@@ -91,8 +91,6 @@ class ModelBias:
         #: the same average over ``fast_hours``: the missing heat *now*, for the dispatch's feedforward
         self.kw_now = {name: 0.0 for name in self.capacity}
         self.fast_weight = 0.0
-        #: the missing heat the plan in force was made with (:meth:`apply`), kW
-        self.planned = {name: 0.0 for name in self.capacity}
 
     def update(self, corrections: dict[str, float], dt: float) -> None:
         """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds."""
@@ -107,9 +105,9 @@ class ModelBias:
                 self.kw_now[name] = (af * self.fast_weight * self.kw_now[name] + dt * sample) / new_fast
         self.weight, self.fast_weight = new_weight, new_fast
 
-    def unforeseen_kw(self) -> np.ndarray:
-        """(n,) heat at each node (kW) the plan in force did not foresee: missing heat now − planned."""
-        return np.array([self.kw_now.get(nd, 0.0) - self.planned.get(nd, 0.0) for nd in self.nodes])
+    def now_kw(self) -> np.ndarray:
+        """(n,) the missing heat at each node now (kW, the short-memory average; 0 on storage nodes)."""
+        return np.array([self.kw_now.get(nd, 0.0) for nd in self.nodes])
 
     def apply(self, raw: dict, network) -> dict:
         """A copy of constraint ``raw`` whose network gains the learned heat at each thermal node."""
@@ -117,7 +115,6 @@ class ModelBias:
         net = network.model_dump(mode="json", exclude_none=True)
         gains = [g for g in net.get("gains", []) if not g["disturbance"].startswith(BIAS_PREFIX)]
         dist = dict(out.get("disturbances") or {})
-        self.planned = dict(self.kw)
         for name, kw in self.kw.items():
             series = BIAS_PREFIX + name
             gains.append({"node": name, "disturbance": series})
@@ -128,7 +125,7 @@ class ModelBias:
 
     def to_dict(self) -> dict:
         return {"kw": dict(self.kw), "weight": self.weight, "kw_now": dict(self.kw_now),
-                "fast_weight": self.fast_weight, "planned": dict(self.planned)}
+                "fast_weight": self.fast_weight}
 
     def restore(self, doc: dict | None) -> None:
         if doc:
@@ -136,25 +133,30 @@ class ModelBias:
             self.weight = float(doc.get("weight", 0.0))
             self.kw_now.update({k: float(v) for k, v in doc.get("kw_now", {}).items() if k in self.kw_now})
             self.fast_weight = float(doc.get("fast_weight", 0.0))
-            self.planned.update({k: float(v) for k, v in doc.get("planned", {}).items() if k in self.planned})
 
 
-def feedforward(network, problem, k: int, d_now: np.ndarray, unforeseen_kw: np.ndarray) -> np.ndarray:
+def feedforward(network, problem, k: int, d_now: np.ndarray, missing_kw: np.ndarray) -> np.ndarray:
     """Actuator correction (m,) kW that cancels the heat the plan in force did not foresee.
 
     The tracking law corrects deviations only in proportion (``K (x − x_pred)``), so a heat input
-    the plan did not count on — the disturbances now (``d_now``, in ``network.disturbance_names``
-    order) off the plan's forecast for its step ``k``, and the model's missing heat now off the
-    value the plan was made with (``unforeseen_kw`` (n,) kW, :meth:`ModelBias.unforeseen_kw`) —
-    leaves a steady offset of ``heat / K``.  Cancelling it through the actuators (least squares
-    over ``ẋ = … + B u``, ``network`` the nominal one without the bias gains) is the
-    disturbance-rejection half of offset-free MPC: the tracking law then sees the plant the
+    the plan did not count on leaves a steady offset of ``heat / K`` — enough, with ±20 % model
+    error, to ride under a band the plan keeps a few hundredths of a kelvin inside.  The unforeseen
+    heat is (i) the disturbances now (``d_now``, in ``network.disturbance_names`` order) off the
+    plan's forecast for its step ``k``, and (ii) the model's missing heat now (``missing_kw`` (n,)
+    kW, :meth:`ModelBias.now_kw`) off the value the plan was made with (its ``model_bias_<node>``
+    disturbances, 0 if it has none).  Cancelling it through the actuators (least squares over
+    ``ẋ = … + B u + E d``, ``network`` the nominal one, without the bias gains) is the
+    disturbance-rejection half of offset-free MPC: the tracking law then acts on the plant the
     plan assumed.
     """
     _, B, E = network.matrices
     names = list(problem.network.disturbance_names)
-    d_plan = np.array([problem.d[min(k, problem.H - 1), names.index(nm)] for nm in network.disturbance_names])
-    rate = E @ (np.asarray(d_now, dtype=float) - d_plan) + 1000.0 * unforeseen_kw / network.capacities
+    row = problem.d[min(max(k, 0), problem.H - 1)]
+    d_plan = np.array([row[names.index(nm)] if nm in names else float(v)
+                       for nm, v in zip(network.disturbance_names, d_now)])
+    planned = np.array([row[names.index(BIAS_PREFIX + nd.name)] if BIAS_PREFIX + nd.name in names else 0.0
+                        for nd in network.nodes])
+    rate = E @ (np.asarray(d_now, dtype=float) - d_plan) + 1000.0 * (np.asarray(missing_kw) - planned) / network.capacities
     return -np.linalg.lstsq(B, rate, rcond=None)[0]
 
 
@@ -379,6 +381,9 @@ class LiveOperator:
         if j is not None:
             d = np.array([float(reading.get("disturbances", {}).get(n, 0.0)) for n in self.problem.network.disturbance_names])
             u = plan.tracker(j, x_hat[None, :], d[None, :])[0]
+            k = min(j // plan.S, plan.problem.H - 1)
+            u = np.clip(u + feedforward(self.problem.network, plan.problem, k, d, self.bias.now_kw()),
+                        plan.problem.u_lo[k], plan.problem.u_hi[k])
             decision.setpoints = {
                 "time": t, "valid_until": t + self.validity, "mode": "capsule", "activity_id": plan.activity_id,
                 "capsule_version": plan.version, "actuators": {a: float(v) for a, v in zip(plan.problem.actuators, u)},
