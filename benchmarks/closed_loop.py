@@ -90,10 +90,13 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
     plant = EmulatedPlant(map_constraint(domain, run_raw, base_dir=ROOT / "examples"), seed=seed)
     nominal = map_constraint(domain, raw, base_dir=ROOT / "examples")
     q = np.maximum(np.asarray(nominal.process_noise, dtype=float), DEFAULT_MODEL_ERROR)
-    est = StateEstimator(nominal.network, process_noise=dict(zip(nominal.nodes, map(float, q))),
+    bias = ModelBias(nominal.network) if name in EVERY and "no offset" not in name else None
+    # offset-free: the filter predicts with the missing heat it has learned (disturbance observer)
+    offset_free = bias is not None and "no feedforward" not in name
+    net = bias.network(raw, nominal.network, domain, ROOT / "examples") if offset_free else nominal.network
+    est = StateEstimator(net, process_noise=dict(zip(nominal.nodes, map(float, q))),
                          measurement_noise=DEFAULT_MEASUREMENT_NOISE)
     est.update(dict(zip(nominal.nodes, map(float, plant.measured()))))
-    bias = ModelBias(nominal.network) if "no offset" not in name else None
     steps, h = plant.steps, plant.h
     power, states, solves = np.zeros(steps), np.zeros((steps + 1, nominal.n)), 0
     states[0] = plant.x
@@ -137,18 +140,20 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
             if jj < tracker.plan.shape[0] * tracker.model.S:
                 x_for = plant.measured() if name == "oracle" else est.mean
                 u_cmd = tracker(jj, x_for[None, :], plant.disturbances_now()[None, :])[0]
-                if bias is not None and "no feedforward" not in name:
+                if offset_free:
                     k = jj // tracker.model.S
                     u_cmd = u_cmd + feedforward(nominal.network, tracker.problem, k, plant.disturbances_now(),
                                                 bias.now_kw())
                     kk = min(k, tracker.problem.H - 1)
                     u_cmd = np.clip(u_cmd, tracker.problem.u_lo[kk], tracker.problem.u_hi[kk])
         reading = plant.step(u_cmd)
-        est.predict(h, u=reading["actuators"], d=reading["disturbances"])
+        used = bias.filter_inputs() if offset_free else {}
+        est.predict(h, u=reading["actuators"], d={**reading["disturbances"], **used})
         prior = est.mean
         est.update(reading["nodes"])
         if bias is not None:
-            bias.update(dict(zip(nominal.nodes, est.mean - prior)), h)
+            bias.update(dict(zip(nominal.nodes, est.mean - prior)), h,
+                        {k[len("model_bias_"):]: v for k, v in used.items()})
         power[j] = reading["power_kw"]
         states[j + 1] = plant.x
     return {"power": power, "states": states, "solves": solves, "seconds": time.perf_counter() - seconds}

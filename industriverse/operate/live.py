@@ -92,18 +92,32 @@ class ModelBias:
         self.kw_now = {name: 0.0 for name in self.capacity}
         self.fast_weight = 0.0
 
-    def update(self, corrections: dict[str, float], dt: float) -> None:
-        """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds."""
+    def update(self, corrections: dict[str, float], dt: float, used: dict[str, float] | None = None) -> None:
+        """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds.
+
+        ``used`` {node: kW}: the missing heat the filter's prediction already included (its
+        ``model_bias_<node>`` inputs, :meth:`filter_inputs`); the correction is then only the rest.
+        """
         if dt <= 0 or not corrections:
             return
+        used = used or {}
         a, af = math.exp(-dt / self.tau_s), math.exp(-dt / self.fast_tau_s)
         new_weight, new_fast = a * self.weight + dt, af * self.fast_weight + dt
         for name, e in corrections.items():
             if name in self.kw:
-                sample = self.capacity[name] * float(e) / dt / 1000.0
+                sample = float(used.get(name, 0.0)) + self.capacity[name] * float(e) / dt / 1000.0
                 self.kw[name] = (a * self.weight * self.kw[name] + dt * sample) / new_weight
                 self.kw_now[name] = (af * self.fast_weight * self.kw_now[name] + dt * sample) / new_fast
         self.weight, self.fast_weight = new_weight, new_fast
+
+    def filter_inputs(self) -> dict[str, float]:
+        """The missing heat now as the filter's known inputs {``model_bias_<node>``: kW} (a Kalman
+        filter of :meth:`network` predicts with them: its estimate no longer lags a persistent error)."""
+        return {BIAS_PREFIX + name: float(kw) for name, kw in self.kw_now.items()}
+
+    def network(self, raw: dict, network, domain: str, base_dir=None):
+        """The network of ``raw`` with a ``model_bias_<node>`` heat input at each thermal node."""
+        return map_constraint(domain, self.apply(raw, network), base_dir=base_dir).network
 
     def now_kw(self) -> np.ndarray:
         """(n,) the missing heat at each node now (kW, the short-memory average; 0 on storage nodes)."""
@@ -235,9 +249,12 @@ class LiveOperator:
         self.validity = timedelta(seconds=self.problem.dt_s)  # set-points hold for one plan step
         q = np.maximum(np.asarray(self.problem.process_noise, dtype=float), model_error)
         nodes = self.problem.nodes
-        self.estimator = StateEstimator(self.problem.network, process_noise=dict(zip(nodes, map(float, q))),
-                                        measurement_noise=float(measurement_noise))
         self.bias = ModelBias(self.problem.network)
+        # offset-free estimation: the filter predicts with the missing heat learned so far (a
+        # ``model_bias_<node>`` input at each thermal node), so its estimate does not lag the plant
+        self.estimator = StateEstimator(self.bias.network(self.raw, self.problem.network, contract.domain, base_dir),
+                                        process_noise=dict(zip(nodes, map(float, q))),
+                                        measurement_noise=float(measurement_noise))
         self.last_time: datetime | None = None
         self.last_replan: datetime | None = None
         self.in_flight: str | None = None  # strike ID of the re-plan under way
@@ -274,8 +291,8 @@ class LiveOperator:
         if x.shape != (self.problem.n,) or P.shape != (self.problem.n, self.problem.n):
             return  # the contract's network changed: start afresh
         est.x, est.P, est._unset = x, P, False
-        if state.get("last_input") is not None:
-            est.last_input = np.asarray(state["last_input"], dtype=float)
+        if state.get("last_input") is not None and len(state["last_input"]) == len(est.inputs):
+            est.last_input = np.asarray(state["last_input"], dtype=float)  # (a state saved before the bias inputs: none)
         self.last_time = datetime.fromisoformat(state["time"])
         self.last_replan = datetime.fromisoformat(state["last_replan"]) if state.get("last_replan") else None
         self.baseline_reason = state.get("baseline_reason")
@@ -318,8 +335,9 @@ class LiveOperator:
         saved = (est.x.copy(), est.P.copy(), est.last_input, est._unset)
         dt = (t - self.last_time).total_seconds() if self.last_time is not None else 0.0
         try:
+            used = self.bias.filter_inputs()
             if self.last_time is not None:
-                est.predict(dt, u=reading.get("actuators") or None, d=reading.get("disturbances") or None)
+                est.predict(dt, u=reading.get("actuators") or None, d={**(reading.get("disturbances") or {}), **used})
             prior = est.mean
             est.update(reading["nodes"])
         except BadInput as exc:
@@ -327,7 +345,8 @@ class LiveOperator:
             self._log("warning", "reading skipped", reason=str(exc))
             return None
         if self.readings:  # the first reading corrects the prior, not the model
-            self.bias.update(dict(zip(self.problem.nodes, est.mean - prior)), dt)
+            self.bias.update(dict(zip(self.problem.nodes, est.mean - prior)), dt,
+                             {k[len(BIAS_PREFIX):]: v for k, v in used.items()})
         self.last_time = t
         self.readings += 1
         x_hat = est.mean
