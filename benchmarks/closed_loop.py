@@ -18,7 +18,12 @@ not depend on the inputs: common random numbers).  Controllers:
   of plant time over a 24 h horizon rolled to now, from the estimated state, with the
   model's missing heat learned from the filter's innovations
   (:class:`industriverse.operate.live.ModelBias`, offset-free receding horizon; the day-ahead
-  plan gets it too, once a day); ``RH 15 min, no offset correction`` without it;
+  plan gets it too, once a day), the filter predicting with that learned heat and the tracking
+  law completed by the feedforward of the heat the plan did not foresee
+  (:func:`industriverse.operate.live.feedforward`), as ``industriverse operate`` does;
+  ``RH 15 min, no feedforward``: the learned heat in the plans only (the filter and the
+  dispatch without it: the live loop before issue 13b); ``RH 15 min, no offset correction``
+  without any of it;
 * ``oracle`` — one plan over the whole run with the *true* plant parameters and the
   *realised* disturbances (the only uncertainty left is the process noise), executed by its
   tracking law on the measured state.

@@ -11,7 +11,9 @@ the store and the gateway; the transport (MQTT, the message bus) is the caller's
    with the actuators and disturbances the plant reports, then corrects with the measured
    nodes.  Its process noise is the constraint's, raised to at least ``model_error`` per
    node (state units per √h): the plant is not the model we plan with, and a filter that
-   trusts a wrong model lags the truth;
+   trusts a wrong model lags the truth.  The filter's model carries a ``model_bias_<node>``
+   heat input at each thermal node, fed the missing heat learned so far (:class:`ModelBias`,
+   a disturbance observer: offset-free estimation);
 2. **monitor** — the active capsule's runtime monitor
    (:class:`industriverse.operate.monitor.ThermodynamicRuntimeMonitor`, armed at deployment)
    checks the readings at the plan's own steps (with the mean power since the previous one:
@@ -20,7 +22,10 @@ the store and the gateway; the transport (MQTT, the message bus) is the caller's
    until a later re-plan deploys a new version;
 3. **dispatch** — the active capsule's tracking law
    (:class:`industriverse.plan.tracking.PlanTracking`) at the reading's step, fed the
-   *estimated* state (feedback, not replay); the set-points are valid for one plan step;
+   *estimated* state (feedback, not replay), plus the feedforward of the heat the plan did not
+   foresee (:func:`feedforward`: the disturbances now off the plan's forecast, the missing
+   heat now off the plan's — without it the proportional law leaves an offset of heat / gain
+   that rides under the band); the set-points are valid for one plan step;
 4. **re-plan** — every ``replan_minutes`` of plant time (and at once when no capsule
    covers the present): the contract's constraint with the horizon rolled to the reading's
    time, the estimate as ``initial_state`` and the heat the planning model misses, learned
@@ -459,4 +464,4 @@ class LiveOperator:
         return new
 
 
-__all__ = ["ActivePlan", "Decision", "LiveOperator", "ModelBias", "load_active_plan", "DEFAULT_REPLAN_MINUTES"]
+__all__ = ["ActivePlan", "Decision", "LiveOperator", "ModelBias", "feedforward", "load_active_plan", "DEFAULT_REPLAN_MINUTES"]
