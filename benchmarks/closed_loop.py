@@ -136,7 +136,7 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
                 tracker, t_plan = PlanTracking(problem, u), t
                 tracker.start(1)
                 solves += 1
-            except Infeasible:
+            except (Infeasible, RuntimeError):  # RuntimeError: the LP solver gave up (a failed strike)
                 pass  # keep executing the plan in force (or the baseline)
             last = t
         u_cmd = None
