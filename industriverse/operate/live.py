@@ -403,11 +403,15 @@ class LiveOperator:
 
         j = plan.index(t) if plan is not None else None
         if j is not None:
-            d = np.array([float(reading.get("disturbances", {}).get(n, 0.0)) for n in self.problem.network.disturbance_names])
+            # the disturbances now as the filter holds them (a reading may leave some out: the last value holds)
+            held = dict(zip(est.inputs, est.last_input)) if est.last_input is not None else {}
+            got = reading.get("disturbances") or {}
+            d = np.array([float(got.get(n, held.get(n, np.nan))) for n in self.problem.network.disturbance_names])
             u = plan.tracker(j, x_hat[None, :], d[None, :])[0]
             k = min(j // plan.S, plan.problem.H - 1)
-            u = np.clip(u + feedforward(self.problem.network, plan.problem, k, d, self.bias.now_kw()),
-                        plan.problem.u_lo[k], plan.problem.u_hi[k])
+            if np.isfinite(d).all():
+                u = np.clip(u + feedforward(self.problem.network, plan.problem, k, d, self.bias.now_kw()),
+                            plan.problem.u_lo[k], plan.problem.u_hi[k])
             decision.setpoints = {
                 "time": t, "valid_until": t + self.validity, "mode": "capsule", "activity_id": plan.activity_id,
                 "capsule_version": plan.version, "actuators": {a: float(v) for a, v in zip(plan.problem.actuators, u)},
