@@ -18,7 +18,12 @@ not depend on the inputs: common random numbers).  Controllers:
   of plant time over a 24 h horizon rolled to now, from the estimated state, with the
   model's missing heat learned from the filter's innovations
   (:class:`industriverse.operate.live.ModelBias`, offset-free receding horizon; the day-ahead
-  plan gets it too, once a day); ``RH 15 min, no offset correction`` without it;
+  plan gets it too, once a day), the filter predicting with that learned heat and the tracking
+  law completed by the feedforward of the heat the plan did not foresee
+  (:func:`industriverse.operate.live.feedforward`), as ``industriverse operate`` does;
+  ``RH 15 min, no feedforward``: the learned heat in the plans only (the filter and the
+  dispatch without it: the live loop before issue 13b); ``RH 15 min, no offset correction``
+  without any of it;
 * ``oracle`` — one plan over the whole run with the *true* plant parameters and the
   *realised* disturbances (the only uncertainty left is the process noise), executed by its
   tracking law on the measured state.
@@ -55,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from industriverse.errors import Infeasible  # noqa: E402
 from industriverse.model.estimate import StateEstimator  # noqa: E402
 from industriverse.model.mapping import map_constraint  # noqa: E402
-from industriverse.operate.live import DEFAULT_MEASUREMENT_NOISE, DEFAULT_MODEL_ERROR, ModelBias  # noqa: E402
+from industriverse.operate.live import DEFAULT_MEASUREMENT_NOISE, DEFAULT_MODEL_ERROR, ModelBias, feedforward  # noqa: E402
 from industriverse.operate.plant import EmulatedPlant, mismatched_constraint, with_horizon  # noqa: E402
 from industriverse.plan.optimize import optimize  # noqa: E402
 from industriverse.plan.tracking import PlanTracking, noise_backoff, substep_model  # noqa: E402
@@ -63,8 +68,10 @@ from industriverse.plan.tracking import PlanTracking, noise_backoff, substep_mod
 EXAMPLES = {"hvac": "hvac_testcase1.json", "cold_storage": "cold_storage_display_case.json",
             "microgrid": "microgrid_pv_battery.json"}
 METHOD = {"cold_storage": "lp"}
-CONTROLLERS = ("baseline", "day-ahead", "RH 60 min", "RH 15 min", "RH 15 min, no offset correction", "oracle")
-EVERY = {"day-ahead": 24 * 60, "RH 60 min": 60, "RH 15 min": 15, "RH 15 min, no offset correction": 15}
+CONTROLLERS = ("baseline", "day-ahead", "RH 60 min", "RH 15 min", "RH 15 min, no feedforward",
+               "RH 15 min, no offset correction", "oracle")
+EVERY = {"day-ahead": 24 * 60, "RH 60 min": 60, "RH 15 min": 15, "RH 15 min, no feedforward": 15,
+         "RH 15 min, no offset correction": 15}
 LOOKAHEAD_H = 24.0
 BACKOFF = {"k": 1.0}  # envelope back-off of the plans in noise back-offs (the strikes' default --backoff_factor 1)
 
@@ -88,10 +95,13 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
     plant = EmulatedPlant(map_constraint(domain, run_raw, base_dir=ROOT / "examples"), seed=seed)
     nominal = map_constraint(domain, raw, base_dir=ROOT / "examples")
     q = np.maximum(np.asarray(nominal.process_noise, dtype=float), DEFAULT_MODEL_ERROR)
-    est = StateEstimator(nominal.network, process_noise=dict(zip(nominal.nodes, map(float, q))),
+    bias = ModelBias(nominal.network) if name in EVERY and "no offset" not in name else None
+    # offset-free: the filter predicts with the missing heat it has learned (disturbance observer)
+    offset_free = bias is not None and "no feedforward" not in name
+    net = bias.network(raw, nominal.network, domain, ROOT / "examples") if offset_free else nominal.network
+    est = StateEstimator(net, process_noise=dict(zip(nominal.nodes, map(float, q))),
                          measurement_noise=DEFAULT_MEASUREMENT_NOISE)
     est.update(dict(zip(nominal.nodes, map(float, plant.measured()))))
-    bias = ModelBias(nominal.network) if "no offset" not in name else None
     steps, h = plant.steps, plant.h
     power, states, solves = np.zeros(steps), np.zeros((steps + 1, nominal.n)), 0
     states[0] = plant.x
@@ -126,7 +136,7 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
                 tracker, t_plan = PlanTracking(problem, u), t
                 tracker.start(1)
                 solves += 1
-            except Infeasible:
+            except (Infeasible, RuntimeError):  # RuntimeError: the LP solver gave up (a failed strike)
                 pass  # keep executing the plan in force (or the baseline)
             last = t
         u_cmd = None
@@ -135,12 +145,20 @@ def run_controller(name: str, domain: str, raw: dict, true_raw: dict, days: floa
             if jj < tracker.plan.shape[0] * tracker.model.S:
                 x_for = plant.measured() if name == "oracle" else est.mean
                 u_cmd = tracker(jj, x_for[None, :], plant.disturbances_now()[None, :])[0]
+                if offset_free:
+                    k = jj // tracker.model.S
+                    u_cmd = u_cmd + feedforward(nominal.network, tracker.problem, k, plant.disturbances_now(),
+                                                bias.now_kw())
+                    kk = min(k, tracker.problem.H - 1)
+                    u_cmd = np.clip(u_cmd, tracker.problem.u_lo[kk], tracker.problem.u_hi[kk])
         reading = plant.step(u_cmd)
-        est.predict(h, u=reading["actuators"], d=reading["disturbances"])
+        used = bias.filter_inputs() if offset_free else {}
+        est.predict(h, u=reading["actuators"], d={**reading["disturbances"], **used})
         prior = est.mean
         est.update(reading["nodes"])
         if bias is not None:
-            bias.update(dict(zip(nominal.nodes, est.mean - prior)), h)
+            bias.update(dict(zip(nominal.nodes, est.mean - prior)), h,
+                        {k[len("model_bias_"):]: v for k, v in used.items()})
         power[j] = reading["power_kw"]
         states[j + 1] = plant.x
     return {"power": power, "states": states, "solves": solves, "seconds": time.perf_counter() - seconds}

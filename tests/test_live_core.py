@@ -11,9 +11,10 @@ import pytest
 from industriverse.errors import BadInput
 from industriverse.model.estimate import StateEstimator
 from industriverse.model.mapping import map_constraint
-from industriverse.operate.live import ModelBias
+from industriverse.operate.live import ModelBias, feedforward
 from industriverse.operate.plant import EmulatedPlant, mismatched_constraint, with_horizon
 from industriverse.operate.twin import parse_fault
+from industriverse.plan.tracking import PlanTracking
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -79,6 +80,51 @@ def test_model_bias_learns_heat_the_planning_model_misses():
     again = ModelBias(model.network)
     again.restore(bias.to_dict())
     assert again.kw == bias.kw
+
+
+def test_feedforward_cancels_the_unforeseen_heat_and_removes_the_tracking_offset():
+    """0.8 kW the plan does not know about: the proportional law alone sits off its reference by
+    about heat / K; with the feedforward of the learned missing heat the offset is gone."""
+    raw = with_horizon(_hvac(), hours=8)
+    model = map_constraint("hvac", raw)
+    # the correction itself: +2 K of ambient over the forecast is 0.2 kW more heat, 0.5 kW learned
+    # heat the plan did not count on: the heater (thermal kW) gives both back
+    d_plan = model.d[3]
+    du = feedforward(model.network, model, 3, d_plan + 2.0, np.array([0.5]))
+    assert du[0] == pytest.approx(-(0.2 + 0.5), rel=1e-6)
+    planned = map_constraint("hvac", ModelBias(model.network).apply(raw, model.network))
+    assert feedforward(model.network, planned, 3, d_plan, np.array([0.0]))[0] == pytest.approx(0.0, abs=1e-12)
+
+    true = copy.deepcopy(raw)
+    true["network"]["gains"] = [{"node": "zone", "disturbance": "people"}]
+    true["disturbances"]["people"] = {"type": "constant", "value": 0.8}
+    offsets = {}
+    for with_ff in (False, True):
+        plant = EmulatedPlant(map_constraint("hvac", true), seed=1, noise=False)
+        tracker = PlanTracking(model, np.full((model.H, 1), 1.7))
+        tracker.start(1)
+        bias = ModelBias(model.network)
+        # offset-free: the filter predicts with the heat it has learned, so its estimate does not lag
+        net = bias.network(raw, model.network, "hvac") if with_ff else model.network
+        est = StateEstimator(net, process_noise=0.5, measurement_noise=0.05)
+        est.update(dict(zip(model.nodes, plant.measured())))
+        dev = []
+        for j in range(plant.steps):
+            d = np.array([plant.disturbances_now()[0]])
+            u = tracker(j, est.mean[None, :], d[None, :])[0]
+            if with_ff:
+                u = u + feedforward(model.network, model, j // tracker.model.S, d, bias.now_kw())
+            r = plant.step(np.clip(u, 0.0, 10.0))
+            used = bias.filter_inputs() if with_ff else {}
+            est.predict(plant.h, u=r["actuators"], d={"ambient": r["disturbances"]["ambient"], **used})
+            prior = est.mean
+            est.update(r["nodes"])
+            bias.update(dict(zip(model.nodes, est.mean - prior)), plant.h, {"zone": used.get("model_bias_zone", 0.0)})
+            dev.append(plant.x[0] - tracker.x_ref[j + 1, 0])
+        offsets[with_ff] = float(np.mean(dev[-120:]))
+    assert offsets[False] > 0.07  # ≈ 0.8 kW / 7.6 kW/K above the reference
+    assert abs(offsets[True]) < 0.01, offsets
+    assert bias.kw_now["zone"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_contract_replan_minutes_is_validated(tmp_path):

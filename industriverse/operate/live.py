@@ -11,7 +11,9 @@ the store and the gateway; the transport (MQTT, the message bus) is the caller's
    with the actuators and disturbances the plant reports, then corrects with the measured
    nodes.  Its process noise is the constraint's, raised to at least ``model_error`` per
    node (state units per √h): the plant is not the model we plan with, and a filter that
-   trusts a wrong model lags the truth;
+   trusts a wrong model lags the truth.  The filter's model carries a ``model_bias_<node>``
+   heat input at each thermal node, fed the missing heat learned so far (:class:`ModelBias`,
+   a disturbance observer: offset-free estimation);
 2. **monitor** — the active capsule's runtime monitor
    (:class:`industriverse.operate.monitor.ThermodynamicRuntimeMonitor`, armed at deployment)
    checks the readings at the plan's own steps (with the mean power since the previous one:
@@ -20,7 +22,10 @@ the store and the gateway; the transport (MQTT, the message bus) is the caller's
    until a later re-plan deploys a new version;
 3. **dispatch** — the active capsule's tracking law
    (:class:`industriverse.plan.tracking.PlanTracking`) at the reading's step, fed the
-   *estimated* state (feedback, not replay); the set-points are valid for one plan step;
+   *estimated* state (feedback, not replay), plus the feedforward of the heat the plan did not
+   foresee (:func:`feedforward`: the disturbances now off the plan's forecast, the missing
+   heat now off the plan's — without it the proportional law leaves an offset of heat / gain
+   that rides under the band); the set-points are valid for one plan step;
 4. **re-plan** — every ``replan_minutes`` of plant time (and at once when no capsule
    covers the present): the contract's constraint with the horizon rolled to the reading's
    time, the estimate as ``initial_state`` and the heat the planning model misses, learned
@@ -65,6 +70,7 @@ def naive(t: datetime) -> datetime:
 
 BIAS_HOURS = 2.0  # memory of the model-error estimate, hours
 BIAS_PREFIX = "model_bias_"
+FAST_BIAS_HOURS = 0.25  # memory of the dispatch's estimate of the missing heat now, hours
 
 
 class ModelBias:
@@ -80,24 +86,47 @@ class ModelBias:
     a constant heat gain at the node (:meth:`apply`).  Storage nodes (kWh) are left alone: a battery's energy is metered.
     """
 
-    def __init__(self, network, hours: float = BIAS_HOURS):
+    def __init__(self, network, hours: float = BIAS_HOURS, fast_hours: float = FAST_BIAS_HOURS):
         self.nodes = [nd.name for nd in network.nodes]
         self.capacity = {nd.name: nd.capacity_j_per_k for nd in network.nodes if not nd.is_storage}
         self.tau_s = hours * 3600.0
+        self.fast_tau_s = fast_hours * 3600.0
         self.kw = {name: 0.0 for name in self.capacity}
         self.weight = 0.0  # seconds of evidence so far (the average is unbiased from the start)
+        #: the same average over ``fast_hours``: the missing heat *now*, for the dispatch's feedforward
+        self.kw_now = {name: 0.0 for name in self.capacity}
+        self.fast_weight = 0.0
 
-    def update(self, corrections: dict[str, float], dt: float) -> None:
-        """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds."""
+    def update(self, corrections: dict[str, float], dt: float, used: dict[str, float] | None = None) -> None:
+        """Add one reading: ``corrections`` {node: posterior − prediction} over ``dt`` seconds.
+
+        ``used`` {node: kW}: the missing heat the filter's prediction already included (its
+        ``model_bias_<node>`` inputs, :meth:`filter_inputs`); the correction is then only the rest.
+        """
         if dt <= 0 or not corrections:
             return
-        a = math.exp(-dt / self.tau_s)
-        new_weight = a * self.weight + dt
+        used = used or {}
+        a, af = math.exp(-dt / self.tau_s), math.exp(-dt / self.fast_tau_s)
+        new_weight, new_fast = a * self.weight + dt, af * self.fast_weight + dt
         for name, e in corrections.items():
             if name in self.kw:
-                sample = self.capacity[name] * float(e) / dt / 1000.0
+                sample = float(used.get(name, 0.0)) + self.capacity[name] * float(e) / dt / 1000.0
                 self.kw[name] = (a * self.weight * self.kw[name] + dt * sample) / new_weight
-        self.weight = new_weight
+                self.kw_now[name] = (af * self.fast_weight * self.kw_now[name] + dt * sample) / new_fast
+        self.weight, self.fast_weight = new_weight, new_fast
+
+    def filter_inputs(self) -> dict[str, float]:
+        """The missing heat now as the filter's known inputs {``model_bias_<node>``: kW} (a Kalman
+        filter of :meth:`network` predicts with them: its estimate no longer lags a persistent error)."""
+        return {BIAS_PREFIX + name: float(kw) for name, kw in self.kw_now.items()}
+
+    def network(self, raw: dict, network, domain: str, base_dir=None):
+        """The network of ``raw`` with a ``model_bias_<node>`` heat input at each thermal node."""
+        return map_constraint(domain, self.apply(raw, network), base_dir=base_dir).network
+
+    def now_kw(self) -> np.ndarray:
+        """(n,) the missing heat at each node now (kW, the short-memory average; 0 on storage nodes)."""
+        return np.array([self.kw_now.get(nd, 0.0) for nd in self.nodes])
 
     def apply(self, raw: dict, network) -> dict:
         """A copy of constraint ``raw`` whose network gains the learned heat at each thermal node."""
@@ -114,12 +143,40 @@ class ModelBias:
         return out
 
     def to_dict(self) -> dict:
-        return {"kw": dict(self.kw), "weight": self.weight}
+        return {"kw": dict(self.kw), "weight": self.weight, "kw_now": dict(self.kw_now),
+                "fast_weight": self.fast_weight}
 
     def restore(self, doc: dict | None) -> None:
         if doc:
             self.kw.update({k: float(v) for k, v in doc.get("kw", {}).items() if k in self.kw})
             self.weight = float(doc.get("weight", 0.0))
+            self.kw_now.update({k: float(v) for k, v in doc.get("kw_now", {}).items() if k in self.kw_now})
+            self.fast_weight = float(doc.get("fast_weight", 0.0))
+
+
+def feedforward(network, problem, k: int, d_now: np.ndarray, missing_kw: np.ndarray) -> np.ndarray:
+    """Actuator correction (m,) kW that cancels the heat the plan in force did not foresee.
+
+    The tracking law corrects deviations only in proportion (``K (x − x_pred)``), so a heat input
+    the plan did not count on leaves a steady offset of ``heat / K`` — enough, with ±20 % model
+    error, to ride under a band the plan keeps a few hundredths of a kelvin inside.  The unforeseen
+    heat is (i) the disturbances now (``d_now``, in ``network.disturbance_names`` order) off the
+    plan's forecast for its step ``k``, and (ii) the model's missing heat now (``missing_kw`` (n,)
+    kW, :meth:`ModelBias.now_kw`) off the value the plan was made with (its ``model_bias_<node>``
+    disturbances, 0 if it has none).  Cancelling it through the actuators (least squares over
+    ``ẋ = … + B u + E d``, ``network`` the nominal one, without the bias gains) is the
+    disturbance-rejection half of offset-free MPC: the tracking law then acts on the plant the
+    plan assumed.
+    """
+    _, B, E = network.matrices
+    names = list(problem.network.disturbance_names)
+    row = problem.d[min(max(k, 0), problem.H - 1)]
+    d_plan = np.array([row[names.index(nm)] if nm in names else float(v)
+                       for nm, v in zip(network.disturbance_names, d_now)])
+    planned = np.array([row[names.index(BIAS_PREFIX + nd.name)] if BIAS_PREFIX + nd.name in names else 0.0
+                        for nd in network.nodes])
+    rate = E @ (np.asarray(d_now, dtype=float) - d_plan) + 1000.0 * (np.asarray(missing_kw) - planned) / network.capacities
+    return -np.linalg.lstsq(B, rate, rcond=None)[0]
 
 
 @dataclass
@@ -197,9 +254,12 @@ class LiveOperator:
         self.validity = timedelta(seconds=self.problem.dt_s)  # set-points hold for one plan step
         q = np.maximum(np.asarray(self.problem.process_noise, dtype=float), model_error)
         nodes = self.problem.nodes
-        self.estimator = StateEstimator(self.problem.network, process_noise=dict(zip(nodes, map(float, q))),
-                                        measurement_noise=float(measurement_noise))
         self.bias = ModelBias(self.problem.network)
+        # offset-free estimation: the filter predicts with the missing heat learned so far (a
+        # ``model_bias_<node>`` input at each thermal node), so its estimate does not lag the plant
+        self.estimator = StateEstimator(self.bias.network(self.raw, self.problem.network, contract.domain, base_dir),
+                                        process_noise=dict(zip(nodes, map(float, q))),
+                                        measurement_noise=float(measurement_noise))
         self.last_time: datetime | None = None
         self.last_replan: datetime | None = None
         self.in_flight: str | None = None  # strike ID of the re-plan under way
@@ -236,8 +296,8 @@ class LiveOperator:
         if x.shape != (self.problem.n,) or P.shape != (self.problem.n, self.problem.n):
             return  # the contract's network changed: start afresh
         est.x, est.P, est._unset = x, P, False
-        if state.get("last_input") is not None:
-            est.last_input = np.asarray(state["last_input"], dtype=float)
+        if state.get("last_input") is not None and len(state["last_input"]) == len(est.inputs):
+            est.last_input = np.asarray(state["last_input"], dtype=float)  # (a state saved before the bias inputs: none)
         self.last_time = datetime.fromisoformat(state["time"])
         self.last_replan = datetime.fromisoformat(state["last_replan"]) if state.get("last_replan") else None
         self.baseline_reason = state.get("baseline_reason")
@@ -280,8 +340,9 @@ class LiveOperator:
         saved = (est.x.copy(), est.P.copy(), est.last_input, est._unset)
         dt = (t - self.last_time).total_seconds() if self.last_time is not None else 0.0
         try:
+            used = self.bias.filter_inputs()
             if self.last_time is not None:
-                est.predict(dt, u=reading.get("actuators") or None, d=reading.get("disturbances") or None)
+                est.predict(dt, u=reading.get("actuators") or None, d={**(reading.get("disturbances") or {}), **used})
             prior = est.mean
             est.update(reading["nodes"])
         except BadInput as exc:
@@ -289,7 +350,8 @@ class LiveOperator:
             self._log("warning", "reading skipped", reason=str(exc))
             return None
         if self.readings:  # the first reading corrects the prior, not the model
-            self.bias.update(dict(zip(self.problem.nodes, est.mean - prior)), dt)
+            self.bias.update(dict(zip(self.problem.nodes, est.mean - prior)), dt,
+                             {k[len(BIAS_PREFIX):]: v for k, v in used.items()})
         self.last_time = t
         self.readings += 1
         x_hat = est.mean
@@ -341,8 +403,15 @@ class LiveOperator:
 
         j = plan.index(t) if plan is not None else None
         if j is not None:
-            d = np.array([float(reading.get("disturbances", {}).get(n, 0.0)) for n in self.problem.network.disturbance_names])
+            # the disturbances now as the filter holds them (a reading may leave some out: the last value holds)
+            held = dict(zip(est.inputs, est.last_input)) if est.last_input is not None else {}
+            got = reading.get("disturbances") or {}
+            d = np.array([float(got.get(n, held.get(n, np.nan))) for n in self.problem.network.disturbance_names])
             u = plan.tracker(j, x_hat[None, :], d[None, :])[0]
+            k = min(j // plan.S, plan.problem.H - 1)
+            if np.isfinite(d).all():
+                u = np.clip(u + feedforward(self.problem.network, plan.problem, k, d, self.bias.now_kw()),
+                            plan.problem.u_lo[k], plan.problem.u_hi[k])
             decision.setpoints = {
                 "time": t, "valid_until": t + self.validity, "mode": "capsule", "activity_id": plan.activity_id,
                 "capsule_version": plan.version, "actuators": {a: float(v) for a, v in zip(plan.problem.actuators, u)},
@@ -399,4 +468,4 @@ class LiveOperator:
         return new
 
 
-__all__ = ["ActivePlan", "Decision", "LiveOperator", "ModelBias", "load_active_plan", "DEFAULT_REPLAN_MINUTES"]
+__all__ = ["ActivePlan", "Decision", "LiveOperator", "ModelBias", "feedforward", "load_active_plan", "DEFAULT_REPLAN_MINUTES"]
