@@ -39,9 +39,9 @@ FIG_WIDTH = 8.5  # inches: text stays legible when the PDF scales the figure to 
 PLAN_COLOR = "#1f5fa8"
 BASE_COLOR = "#c8571b"
 ENVELOPE_COLOR = "#2e9e4a"
-PRICE_COLOR = "#555555"
-# PNG metadata: drop matplotlib's "Software" entry (it carries a web address; the HTML report must have none)
+# PNG metadata for savefig elsewhere (report.fit): drop matplotlib's "Software" entry (it carries a web address)
 PNG_METADATA = {"Software": None}
+PRICE_COLOR = "#555555"
 
 
 @dataclass
@@ -154,9 +154,16 @@ def _held(values: np.ndarray) -> np.ndarray:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Draw once and write an RGB PNG: the canvas is opaque, so the alpha channel matplotlib would
+    write is all 255; without it the PNG is smaller (also inside the HTML) and fpdf embeds it with
+    no alpha scan or soft mask.  PIL writes no "Software" entry (the HTML report carries no web address)."""
+    from PIL import Image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata=PNG_METADATA)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    Image.fromarray(rgba[..., :3]).save(path, format="png", dpi=(fig.dpi, fig.dpi))
     return path
 
 
