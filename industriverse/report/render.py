@@ -494,7 +494,7 @@ def _clone_font(font):
 def _add_fonts(pdf, fonts: dict[str, Path]) -> None:
     """Add the body fonts (regular, bold) to ``pdf``, parsing each TTF file once per process.
 
-    fpdf2 parses a TrueType file (cmap, widths) on every ``add_font``: ~0.1-0.25 s for four.
+    fpdf2 parses a TrueType file (cmap, widths) on every ``add_font``: ~0.05-0.1 s a face.
     Each document gets a clone of a pristine parsed font (:func:`_clone_font`), since the font
     object records which glyphs that document used (its subset)."""
     key = tuple(str(fonts[k]) for k in ("", "B"))
