@@ -39,9 +39,9 @@ FIG_WIDTH = 8.5  # inches: text stays legible when the PDF scales the figure to 
 PLAN_COLOR = "#1f5fa8"
 BASE_COLOR = "#c8571b"
 ENVELOPE_COLOR = "#2e9e4a"
-PRICE_COLOR = "#555555"
-# PNG metadata: drop matplotlib's "Software" entry (it carries a web address; the HTML report must have none)
+# PNG metadata for savefig elsewhere (report.fit): drop matplotlib's "Software" entry (it carries a web address)
 PNG_METADATA = {"Software": None}
+PRICE_COLOR = "#555555"
 
 
 @dataclass
@@ -154,9 +154,16 @@ def _held(values: np.ndarray) -> np.ndarray:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Draw once and write an RGB PNG: the canvas is opaque, so the alpha channel matplotlib would
+    write is all 255; without it the PNG is smaller (also inside the HTML) and fpdf embeds it with
+    no alpha scan or soft mask.  PIL writes no "Software" entry (the HTML report carries no web address)."""
+    from PIL import Image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata=PNG_METADATA)
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    Image.fromarray(rgba[..., :3]).save(path, format="png", dpi=(fig.dpi, fig.dpi))
     return path
 
 
@@ -371,7 +378,10 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
         saved = np.asarray(sim["baseline"]["per_trajectory"][kpi], float) - np.asarray(sim["plan"]["per_trajectory"][kpi], float)
         fig_v = value[name]
         lo, hi = fig_v["ci95"]
-        ax.hist(saved, bins=min(30, max(8, saved.size // 5)), color="#8aa9cc", edgecolor="white", label=f"{n} paired trajectories")
+        # one filled step patch and one line collection for the gaps, rather than a patch per bar (ax.hist)
+        counts, edges = np.histogram(saved, bins=min(30, max(8, saved.size // 5)))
+        ax.stairs(counts, edges, fill=True, color="#8aa9cc", label=f"{n} paired trajectories")
+        ax.vlines(edges[1:-1], 0, np.maximum(counts[:-1], counts[1:]), color="white", lw=0.8)
         ax.axvspan(lo, hi, color=PLAN_COLOR, alpha=0.25, label="95% CI of the mean")
         ax.axvline(fig_v["mean"], color=PLAN_COLOR, lw=2.0, label="mean saving")
         lo_x, hi_x = float(min(saved.min(), lo)), float(max(saved.max(), hi))
