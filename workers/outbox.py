@@ -3,7 +3,8 @@
 The regiment claims a contract's period and puts its strike request in the store's outbox in
 one transaction (:func:`industriverse.fleet.store.claim_contract_period`).  This relay sends the
 pending rows, oldest first, and marks a row sent only once ``send`` returned (on RabbitMQ: after
-the broker's publisher confirm).  A crash or a broker outage anywhere between the claim and the
+the broker's publisher confirm); confirmed rows are marked in batches of :data:`MARK_BATCH`, one
+write per batch (a crash before a batch is marked re-sends at most that batch).  A crash or a broker outage anywhere between the claim and the
 mark leaves the row pending, and the next relay run sends it again: at least once, and the
 workers' idempotent stage results make a repeated request of one strike harmless (it is answered
 from the store, nothing is deployed twice).
@@ -20,6 +21,7 @@ from workers.logging import get_logger
 from workers.middleware import reason_of
 
 log = get_logger("industriverse.outbox")
+MARK_BATCH = 100  # confirmed rows marked sent per store write
 
 
 @dataclass
@@ -39,6 +41,15 @@ def relay_outbox(send: Callable[[Message], None], *, limit: int = 1000, engine: 
     """
     rows = store.pending_outbox(limit, engine=engine)
     result = RelayResult()
+    confirmed: list[str] = []
+    try:
+        _relay_rows(rows, send, result, confirmed, engine)
+    finally:  # what the broker confirmed is marked, whatever stopped the run
+        store.mark_outbox_sent(confirmed, engine=engine)
+    return result
+
+
+def _relay_rows(rows: list[dict], send, result: RelayResult, confirmed: list[str], engine) -> None:
     for i, row in enumerate(rows):
         try:
             message = decode(row["payload"])
@@ -55,7 +66,9 @@ def relay_outbox(send: Callable[[Message], None], *, limit: int = 1000, engine: 
             log.warning("could not publish from the outbox; will retry", strike_id=row["strike_id"],
                         message_id=row["message_id"], attempts=row["attempts"] + 1, error=result.error)
             store.note_outbox_failure(row["message_id"], result.error, engine=engine)
-            return result
-        store.mark_outbox_sent(row["message_id"], engine=engine)
+            return
+        confirmed.append(row["message_id"])
         result.sent.append(message)
-    return result
+        if len(confirmed) >= MARK_BATCH:
+            store.mark_outbox_sent(confirmed, engine=engine)
+            confirmed.clear()

@@ -607,11 +607,14 @@ def pending_outbox(limit: int = 1000, *, engine: Engine | None = None) -> list[d
         return [row_dict(r) for r in conn.execute(stmt)]
 
 
-def mark_outbox_sent(message_id: str, *, engine: Engine | None = None) -> None:
-    """Record that the broker confirmed the outbox message ``message_id`` (idempotent)."""
+def mark_outbox_sent(message_ids: str | list[str], *, engine: Engine | None = None) -> None:
+    """Record that the broker confirmed the outbox message(s) ``message_ids`` (one ID or a list; idempotent)."""
+    ids = [message_ids] if isinstance(message_ids, str) else list(message_ids)
+    if not ids:
+        return
     engine = _resolve(engine)
     with write_transaction(engine) as conn:
-        conn.execute(sa.update(outbox).where(outbox.c.message_id == message_id, outbox.c.sent_at.is_(None))
+        conn.execute(sa.update(outbox).where(outbox.c.message_id.in_(ids), outbox.c.sent_at.is_(None))
                      .values(sent_at=_now()))
 
 
