@@ -25,10 +25,10 @@ from industriverse.errors import BadInput
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from workers.mqtt import add_mqtt_arguments
+    from workers.mqtt import add_mqtt_arguments, site_name
 
     p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--site", required=True, help="site name: the topics are industriverse/<site>/...")
+    p.add_argument("--site", required=True, type=site_name, help="site name: the topics are industriverse/<site>/...")
     p.add_argument("--contracts", required=True, metavar="FILE", help="contracts file (YAML, see examples/contracts.yaml)")
     p.add_argument("--contract", required=True, metavar="ID", help="the contract this site runs under")
     p.add_argument("--broker", metavar="URL", default=None,
@@ -51,7 +51,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
-    from cli.plant import _site
     from industriverse.fleet.contracts import load_contracts
     from industriverse.operate.gateway import CapsuleGatewayService
     from industriverse.operate.live import DEFAULT_MODEL_ERROR, LiveOperator
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from workers.logging import configure_logging, get_logger
     from workers.mqtt import options_from_args
 
-    site = _site(args.site)
+    site = args.site
     options = options_from_args(args)
     contracts, base = load_contracts(args.contracts)
     contract = next((c for c in contracts if c.id == args.contract), None)

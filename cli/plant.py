@@ -29,10 +29,10 @@ from industriverse.errors import BadInput
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from workers.mqtt import add_mqtt_arguments
+    from workers.mqtt import add_mqtt_arguments, site_name
 
     p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--site", required=True, help="site name: the topics are industriverse/<site>/...")
+    p.add_argument("--site", required=True, type=site_name, help="site name: the topics are industriverse/<site>/...")
     p.add_argument("--constraint_json", required=True, metavar="FILE", help="the client constraint the site runs under")
     p.add_argument("--domain", default=None, help="domain (default: the constraint's 'domain' field)")
     p.add_argument("--mismatch", type=number(0, 0.9), default=0.2, metavar="F",
@@ -46,16 +46,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=None, metavar="LEVEL", help="log level (default: $INDUSTRIVERSE_LOG_LEVEL or INFO)")
     add_mqtt_arguments(p)
     return p
-
-
-def _site(value: str) -> str:
-    import re
-
-    from messages.live import SITE_PATTERN
-
-    if not re.match(SITE_PATTERN, value):
-        raise BadInput(None, "--site", f"'{value}' must be letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
-    return value
 
 
 @one_line_errors
@@ -72,7 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from workers.logging import configure_logging, get_logger
     from workers.mqtt import connect, options_from_args, publish_json
 
-    site = _site(args.site)
+    site = args.site
     options = options_from_args(args)
     path = Path(args.constraint_json)
     raw = read_constraint_file(path)

@@ -36,6 +36,17 @@ class MqttOptions:
     keepalive: int = 30
 
 
+def site_name(value: str) -> str:
+    """An argparse ``type`` for ``--site``: one MQTT topic level (letters, digits, '.', '_', '-')."""
+    import re
+
+    from messages.live import SITE_PATTERN
+
+    if not re.match(SITE_PATTERN, value):
+        raise argparse.ArgumentTypeError(f"'{value}' must be letters, digits, '.', '_' or '-' (it is an MQTT topic level)")
+    return value
+
+
 def add_mqtt_arguments(p: argparse.ArgumentParser) -> None:
     """The broker flags shared by ``plant`` and ``operate``."""
     p.add_argument("--mqtt", metavar="URL", default=None,
