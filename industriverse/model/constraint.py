@@ -369,14 +369,13 @@ def inline_files(raw: dict, path: Path) -> dict:
     base, file = path.parent, str(path)
     raw = dict(raw)
     if isinstance(raw.get("network"), str):
-        npath = Path(raw["network"])
-        npath = npath if npath.is_absolute() else base / npath
-        try:
-            doc = json.loads(npath.read_text())
-        except FileNotFoundError:
-            raise BadInput(file, "network", f"no such network file '{npath}'") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadInput(str(npath), None, f"not a readable network JSON file: {exc}") from None
+        from industriverse.model.canonical import read_json  # the bounded reader: size, depth, finite numbers
+        from industriverse.model.series import resolve_data_path
+
+        npath = resolve_data_path(raw["network"], base, field="network", file=file)
+        if not npath.exists():
+            raise BadInput(file, "network", f"no such network file '{raw['network']}'")
+        doc = read_json(npath)
         if not isinstance(doc, dict):
             raise BadInput(str(npath), None, "a network file must be a JSON object")
         raw["network"] = doc.get("network", doc)
@@ -405,8 +404,9 @@ def _state_from_telemetry(raw: dict, spec: dict, base: Path, file: str) -> dict[
         net = Network.model_validate(raw["network"])
     except ValidationError:
         return spec  # the constraint's validation reports the network
-    tpath = Path(str(spec["from_telemetry"]))
-    tpath = tpath if tpath.is_absolute() else base / tpath
+    from industriverse.model.series import resolve_data_path
+
+    tpath = resolve_data_path(str(spec["from_telemetry"]), base, field="initial_state.from_telemetry", file=file)
     unc = raw.get("uncertainty") if isinstance(raw.get("uncertainty"), dict) else {}
     tel = read_telemetry(tpath, net, columns=parse_columns(spec.get("columns"), field_name="initial_state.columns"))
     # the state at the horizon's start: readings after it are not used (a replay); a start after

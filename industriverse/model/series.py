@@ -232,19 +232,20 @@ def data_roots(base_dir: Path | None) -> list[Path]:
     return roots + list(_extra_roots.get())
 
 
-def resolve_csv_path(raw: str, base_dir: Path | None, *, field: str, file: str | None) -> Path:
-    """The real path of a CSV series: relative to ``base_dir`` (else ``$INDUSTRIVERSE_HOME/data``), and after
-    following every symlink inside one of :func:`data_roots`; anything else is :class:`BadInput`."""
+def resolve_data_path(raw: str, base_dir: Path | None, *, field: str, file: str | None) -> Path:
+    """The real path of a data file a constraint names (CSV and EPW series, a URDB rate, a network
+    file, telemetry): relative to ``base_dir`` (else ``$INDUSTRIVERSE_HOME/data``), and after following
+    every symlink inside one of :func:`data_roots`; anything else is :class:`BadInput` on ``field``."""
     from industriverse import data_home
 
     given = Path(raw)
     if ".." in given.parts:
-        raise BadInput(file, f"{field}.path", "must not contain '..' (a data file stays in the constraint's directory)")
+        raise BadInput(file, field, "must not contain '..' (a data file stays in the constraint's directory)")
     path = given if given.is_absolute() else (Path(base_dir) if base_dir is not None else data_home() / "data") / given
     real = path.resolve()
     roots = data_roots(base_dir)
     if not any(real.is_relative_to(r) for r in roots):
-        raise BadInput(file, f"{field}.path", "is outside the data directories (the constraint's directory, "
+        raise BadInput(file, field, "is outside the data directories (the constraint's directory, "
                                              f"$INDUSTRIVERSE_HOME/data or ${DATA_ROOTS_ENV})")
     return real
 
@@ -253,7 +254,7 @@ def _sample_csv(spec: CsvSeries, start, t, step_h, *, field, base_dir, file) -> 
     # Errors name the file, the column and the row, never the file's content (the path could point anywhere).
     from industriverse.model.canonical import read_text_checked
 
-    path = resolve_csv_path(spec.path, base_dir, field=field, file=file)
+    path = resolve_data_path(spec.path, base_dir, field=f"{field}.path", file=file)
     try:
         text = read_text_checked(path, max_bytes=MAX_CSV_BYTES, what="CSV file")
     except BadInput as exc:
@@ -316,15 +317,18 @@ def _read_epw_cached(path: str, _mtime: int):
 
 
 def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_dir, file) -> np.ndarray:
+    from industriverse.model.canonical import check_regular_file
+
     path = Path(spec.path)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
+    if not path.exists():
+        raise BadInput(file, f"{field}.path", f"no such EPW file '{path}'")
+    check_regular_file(path, max_bytes=MAX_CSV_BYTES, what="EPW file")
     try:
         index, fields, tz = read_epw(path)
-    except FileNotFoundError:
-        raise BadInput(file, f"{field}.path", f"no such EPW file '{path}'") from None
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        raise BadInput(str(path), None, f"not a readable EPW file: {exc}") from None
+    except (OSError, ValueError, KeyError, IndexError) as exc:  # the reader's message may quote the file: not shown
+        raise BadInput(str(path), None, f"not a readable EPW file ({type(exc).__name__})") from None
     if isinstance(spec, PvSeries):
         values = _pv_output(str(path), path.stat().st_mtime_ns, spec.model_dump_json())
         smooth, scale = False, 1.0

@@ -24,7 +24,6 @@ the rate's currency (URDB: USD).
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,12 +34,11 @@ from industriverse.model.series import at
 
 def load_urdb(path: Path, *, field: str = "tariff.path", file: str | None = None) -> dict:
     """The rate of a URDB JSON file (a rate object, or ``{"items": [rate, ...]}``)."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BadInput(file, field, f"no such URDB file '{path}'") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(str(path), None, f"not a readable URDB JSON file: {exc}") from None
+    from industriverse.model.canonical import read_json  # the bounded reader: size, depth, finite numbers
+
+    if not Path(path).exists():
+        raise BadInput(file, field, f"no such URDB file '{path}'")
+    doc = read_json(path)
     if isinstance(doc, dict) and isinstance(doc.get("items"), list):
         if not doc["items"]:
             raise BadInput(str(path), "items", "is empty: no rate in this file")

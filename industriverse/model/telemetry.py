@@ -12,6 +12,7 @@ input has no value yet; :attr:`Telemetry.dropped` says what was dropped and why.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -108,18 +109,18 @@ def read_telemetry(path: str | Path, network: Network, *, columns: dict[str, str
     disturbance the network reads must have a column when ``require_inputs``; nodes may be
     unmeasured (their states are estimated), but at least one node must be measured.
     """
+    from industriverse.model.canonical import read_text_checked  # regular file, size limit, UTF-8
+    from industriverse.model.series import MAX_CSV_BYTES
+
     path, file = Path(path), str(path)
+    reader = csv.reader(io.StringIO(read_text_checked(path, max_bytes=MAX_CSV_BYTES, what="telemetry CSV"), newline=""))
     try:
-        fh = path.open(newline="")
-    except OSError as exc:
-        raise BadInput(file, None, "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read: {exc}") from None
-    with fh:
-        reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise BadInput(file, None, "empty file") from None
+        header = next(reader)
         rows = list(reader)
+    except StopIteration:
+        raise BadInput(file, None, "empty file") from None
+    except csv.Error:
+        raise BadInput(file, None, "not a valid CSV file") from None
     header = [(columns or {}).get(h.strip(), h.strip()) for h in header]
     for old in columns or {}:
         if old not in [h.strip() for h in header] and columns[old] not in header:
