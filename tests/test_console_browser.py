@@ -1,8 +1,10 @@
 """The console in a real browser: Debian's headless Chromium driven by Selenium, against
 ``industriverse serve`` running as its own process on the embedded bus.
 
-Screenshots of the overview and of a strike's page are written to docs/ (checked in; the
-README shows them).  Without Chromium the tests skip locally and fail under CI=true.
+Screenshots of the overview and of a strike's page go to a temporary directory, or to the
+directory named by INDUSTRIVERSE_SCREENSHOTS (``INDUSTRIVERSE_SCREENSHOTS=docs python -m pytest
+tests/test_console_browser.py`` refreshes the README's images; a test run leaves the checkout as it
+found it).  Without Chromium the tests skip locally and fail under CI=true.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from strike_helpers import ROOT, example
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-DOCS = ROOT / "docs"
 
 pytestmark = pytest.mark.browser
 
@@ -160,12 +161,23 @@ def strike(server, operator_browser):
     return sid
 
 
-def test_strike_appears_on_the_overview_and_completes_without_reload(server, operator_browser, strike):
-    DOCS.mkdir(exist_ok=True)
-    operator_browser.save_screenshot(str(DOCS / "console-overview.png"))
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    """Where screenshots go: INDUSTRIVERSE_SCREENSHOTS (e.g. docs) or a temporary directory."""
+    chosen = os.environ.get("INDUSTRIVERSE_SCREENSHOTS")
+    if not chosen:
+        return tmp_path_factory.mktemp("screenshots")
+    path = ROOT / chosen
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def test_strike_page_shows_the_states_plot(server, operator_browser, strike):
+def test_strike_appears_on_the_overview_and_completes_without_reload(server, operator_browser, strike, screenshots):
+    operator_browser.save_screenshot(str(screenshots / "console-overview.png"))
+    assert (screenshots / "console-overview.png").stat().st_size > 0
+
+
+def test_strike_page_shows_the_states_plot(server, operator_browser, strike, screenshots):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -178,7 +190,7 @@ def test_strike_page_shows_the_states_plot(server, operator_browser, strike):
     assert driver.find_element(By.ID, "headline").text.startswith("Per day, the plan ")
     driver.execute_script("window.scrollTo(0, 0);")
     driver.set_window_size(1280, 2200)
-    driver.save_screenshot(str(DOCS / "console-strike.png"))
+    driver.save_screenshot(str(screenshots / "console-strike.png"))
     driver.set_window_size(390, 1600)  # a phone's width: nothing may be wider than the screen
     assert driver.execute_script("return document.documentElement.scrollWidth;") <= 390 + 1
     driver.set_window_size(1280, 900)
