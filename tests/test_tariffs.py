@@ -102,6 +102,16 @@ def test_time_of_use_demand_charges_are_priced_per_period(tmp_path):
     assert P_pp[12:18].max() < P_sp[12:18].max() - 0.5
     assert P_pp.max() > P_sp.max() + 0.5
     assert bill(u_pp) < bill(u_sp) - 5.0  # the single-peak plan pays more on the real tariff
+    # the simulator charges each period on its own peak too (no noise here: every trajectory is the plan)
+    from industriverse.verify.simulate import simulate
+
+    no_noise = {"process_noise": 0.0, "forecast_error": {"ambient": {"std": 0.0, "correlation_hours": 1.0}}}
+    quiet = map_constraint("hvac", c | {"uncertainty": no_noise}, file="c.json")
+    sim = simulate(quiet, u_pp, ensemble_size=2, seed=0)
+    P_sim = np.array(sim["plan"]["nominal"]["power_kw"])
+    assert sim["plan"]["per_trajectory"]["cost"][0] == pytest.approx(
+        0.10 * P_sim.sum() + 2.0 * P_sim.max() + 20.0 * P_sim[12:18].max(), rel=1e-6)
+    assert sim["plan"]["per_trajectory"]["cost"][0] == pytest.approx(bill(u_pp), rel=1e-3)
     # and the single-peak price is an upper bound of the real charge for every plan
     for u in (u_pp, u_sp):
         assert float(single.kpis(u)["cost"]) >= bill(u) - 1e-9
