@@ -63,8 +63,10 @@ def true_values(nodes: int) -> dict[str, float]:
     return out
 
 
-def _times(rng, samples: int, step_s: float, irregular: bool, gaps: int) -> np.ndarray:
+def _times(rng, samples: int, step_s: float, irregular: bool, gaps: int, quantum_s: float = 0.0) -> np.ndarray:
     dt = rng.uniform(0.5, 1.5, samples - 1) * step_s if irregular else np.full(samples - 1, step_s)
+    if quantum_s:
+        dt = np.maximum(np.round(dt / quantum_s), 1) * quantum_s
     if gaps:
         dt[rng.choice(samples - 1, gaps, replace=False)] = rng.uniform(2, 12, gaps) * 3600.0
     return np.concatenate([[0.0], np.cumsum(dt)])
@@ -87,7 +89,8 @@ def experiment(nodes: int, samples: int, *, seed: int = 0, step_s: float = 300.0
     random bit every ``EXPERIMENT_CLOCK_H`` hours (runs of 3, 6, 9 … h excite the zone's
     0.7 h and the wall's and floor's 4–5 h time constants); ambient is real weather, the
     January TMY3 of ``examples/building/site.epw`` from day ``seed % 24`` (linear between
-    hours); ground a constant 10 °C; noise ``EXPERIMENT_*``.  Why this design: wall and floor
+    hours); ground a constant 10 °C; noise ``EXPERIMENT_*``.  ``irregular`` intervals are drawn
+    in [0.5, 1.5] × ``step_s`` and stamped to the whole minute, as a trend log is.  Why this design: wall and floor
     have nearly the same time constant and are heated by the same zone, so the heater moves
     them together; what tells them apart is the weather (the wall sees ambient, the floor
     ground), and what blurs it is the zone's unmodelled heat (see benchmarks/fit.py).
@@ -95,7 +98,7 @@ def experiment(nodes: int, samples: int, *, seed: int = 0, step_s: float = 300.0
     from industriverse.model.series import read_epw
 
     rng = np.random.default_rng(seed)
-    t = _times(rng, samples, step_s, irregular, gaps)
+    t = _times(rng, samples, step_s, irregular, gaps, quantum_s=60.0)
     clock = EXPERIMENT_CLOCK_H * 3600.0
     bits = rng.integers(0, 2, int(t[-1] // clock) + 2)
     u = EXPERIMENT_HEATER_KW * bits[(t // clock).astype(int)]
