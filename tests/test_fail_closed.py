@@ -165,6 +165,30 @@ def test_a_csv_series_cannot_read_outside_its_directory(home, tmp_path, capsys, 
     assert nothing_deployed()
 
 
+@pytest.mark.parametrize("kind", ["epw", "pv", "urdb"])
+def test_epw_and_urdb_files_cannot_be_read_outside_the_data_roots(home, tmp_path, capsys, kind):
+    """EPW weather, PV from an EPW file and URDB tariffs resolve like CSV series: the shipped
+    example files, named by absolute path from a constraint elsewhere, are refused (exit 2, one line)."""
+    from strike_helpers import ROOT
+
+    building = ROOT / "examples" / "building"
+    raw = example("hvac")
+    if kind == "urdb":
+        raw["tariff"] = {"type": "urdb", "path": str(building / "rate_sce_gs2_tou_b.json")}
+        field = "tariff.path"
+    else:
+        spec = ({"type": "epw", "path": str(building / "site.epw"), "field": "temp_air"} if kind == "epw" else
+                {"type": "pv", "path": str(building / "site.epw"), "kw_peak": 5})
+        raw["disturbances"]["ambient"] = spec
+        field = "disturbances.ambient.path"
+    assert strike(tmp_path, raw) == 2
+    line = one_error_line(capsys)
+    assert f"field '{field}'" in line and "outside the data directories" in line
+    assert nothing_deployed()
+    with pytest.raises(BadInput, match="outside the data directories"):
+        map_constraint("hvac", raw, file="strike.requested constraint")  # base_dir None, as a worker maps it
+
+
 def test_a_worker_refuses_an_absolute_csv_path_outside_the_data_roots(home):
     raw = example("hvac")
     raw["disturbances"]["ambient"] = {"type": "csv", "path": "/etc/passwd", "column": "x"}

@@ -307,3 +307,22 @@ def test_figures_carry_no_more_digits_than_their_interval_supports(runs):
             cells = [c.strip() for c in row.strip("|").split("|")]
             assert all(cell == "n/a" or re.search(r"[A-Za-z%]", cell) for cell in cells[1:3]), row
         assert "0.00000" not in md
+
+
+def test_a_urdb_tariff_s_charges_are_in_the_report(tmp_path, home, monkeypatch):
+    """A URDB rate's demand charge (its planned peak and rate) and its fixed charge, stated per month
+    as billed (reported, not optimised), appear in every format."""
+    rate = ROOT / "examples" / "building" / "rate_sce_gs2_tou_b.json"
+    monkeypatch.setenv("INDUSTRIVERSE_DATA_ROOTS", str(rate.parent))
+    raw = json.loads(HVAC_EXAMPLE.read_text())
+    raw["tariff"] = {"type": "urdb", "path": str(rate)}
+    run_dir = make_run(tmp_path / "urdb", "hvac", raw, strike_id="test-urdb", backoff_k=1.5)
+    paths = write_report(run_dir)
+    value = json.loads(Path(paths["value"]).read_text())
+    assert value["tariff"]["fixed_monthly_charge"] == pytest.approx(259.2)
+    assert [d["rate_per_kw"] for d in value["tariff"]["demand_charges"]] == [pytest.approx(13.2)]
+    texts = {"md": Path(paths["md"]).read_text(), "html": Path(paths["html"]).read_text(),
+             "pdf": " ".join(pdf_text(Path(paths["pdf"])).split())}
+    for fmt, text in texts.items():
+        assert "Fixed charge: 259 USD per month" in text, fmt
+        assert "not prorated" in text and "flat demand, 2026-01" in text, fmt

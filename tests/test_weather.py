@@ -16,6 +16,12 @@ EPW = Path(__file__).resolve().parents[1] / "examples" / "building" / "site.epw"
 TMY3 = Path(pvlib.__file__).parent / "data" / "723170TYA.CSV"
 
 
+@pytest.fixture(autouse=True)
+def _examples_are_a_data_root(monkeypatch):
+    """The shipped EPW file is named by absolute path here: its directory is a data root."""
+    monkeypatch.setenv("INDUSTRIVERSE_DATA_ROOTS", str(EPW.parent))
+
+
 def _tmy3(field: str, month: int, day: int, hour: int) -> float:
     """The value of the source TMY3 file for the hour that starts at month/day hour (TMY3 stamps hour ends)."""
     data, _ = pvlib.iotools.read_tmy3(TMY3, map_variables=True)
@@ -88,3 +94,24 @@ def test_pv_output_of_a_declared_array():
     assert 1.0 < pv.sum() / horizontal < 2.5
     north = sample(PvSeries(type="pv", path=str(EPW), kw_peak=5.0, tilt=30, azimuth=0), start, hours, 1.0, field="pv")
     assert north.sum() < 0.7 * pv.sum()
+
+
+def test_a_dst_day_reads_the_file_in_standard_time():
+    """8 March 2026 in New York has 23 hours (clocks jump 02:00 → 03:00 EDT); the shipped file covers
+    1–14 March.  Every hourly step is one hour of real time after 00:00 EST, so step k reads the
+    file's standard-time hour k."""
+    raw = {
+        "horizon": {"start": "2026-03-08T00:00", "hours": "day", "step_minutes": 60, "timezone": "America/New_York"},
+        "network": {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}],
+                    "boundaries": [{"name": "ambient", "disturbance": "ambient"}],
+                    "conductances": [{"between": ["zone", "ambient"], "w_per_k": 100.0}],
+                    "actuators": [{"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}]},
+        "initial_state": {"zone": 21.0},
+        "envelope": {"zone": {"min": 20.0, "max": 24.0}},
+        "disturbances": {"ambient": {"type": "epw", "path": "site.epw", "field": "temp_air"}},
+    }
+    p = map_constraint("hvac", raw, file="c.json", base_dir=EPW.parent)
+    assert p.H == 23
+    amb = p.d[:, 0]
+    for k in (0, 1, 2, 12, 22):
+        assert amb[k] == pytest.approx(_tmy3("temp_air", 3, 8, k)), k

@@ -1,4 +1,4 @@
-"""Write examples/building/site.epw: January of a typical meteorological year, in EPW layout.
+"""Write examples/building/site.epw: January and 1–14 March of a typical meteorological year, in EPW layout.
 
 Source: NREL TMY3 for Greensboro Piedmont Triad International Airport, NC (USAF 723170),
 the file ``723170TYA.CSV`` that pvlib ships as sample data (``pvlib/data``). TMY3 data were
@@ -6,8 +6,10 @@ produced by the U.S. National Renewable Energy Laboratory (Wilcox & Marion, "Use
 TMY3 Data Sets", NREL/TP-581-43156, 2008) for the U.S. Department of Energy. Typical years mix
 months of different years (here January is from the year given in each row).
 
-Only January is written (744 hours) to keep the file small; fields that TMY3 lacks carry
-the EPW "missing" codes.  Re-create with ``python examples/building/make_site_epw.py``.
+Only January (744 hours) and 1–14 March (336 hours: US daylight saving time starts on the
+second Sunday of March, 8 March in 2026, so a horizon over that 23-hour day is covered) are
+written, to keep the file small; fields that TMY3 lacks carry the EPW "missing" codes.
+Re-create with ``python examples/building/make_site_epw.py``.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ OUT = Path(__file__).with_name("site.epw")
 def main() -> None:
     data, meta = pvlib.iotools.read_tmy3(SRC, map_variables=True)
     start = data.index - pd.Timedelta(hours=1)  # TMY3 stamps an hour at its end
-    jan = data[start.month == 1]
+    jan = data[(start.month == 1) | ((start.month == 3) & (start.day <= 14))]
     name = meta["Name"].strip('"').title()
     header = [
         f"LOCATION,{name},{meta['State']},USA,TMY3 (NREL),{meta['USAF']},"
@@ -32,10 +34,10 @@ def main() -> None:
         "TYPICAL/EXTREME PERIODS,0",
         "GROUND TEMPERATURES,0",
         "HOLIDAYS/DAYLIGHT SAVINGS,No,0,0,0",
-        "COMMENTS 1,January of NREL TMY3 723170 (Greensboro NC) as shipped with pvlib (pvlib/data/723170TYA.CSV); "
+        "COMMENTS 1,January and 1-14 March of NREL TMY3 723170 (Greensboro NC) as shipped with pvlib (pvlib/data/723170TYA.CSV); "
         "converted by examples/building/make_site_epw.py",
-        "COMMENTS 2,Only January: fields missing in TMY3 carry EPW missing codes",
-        "DATA PERIODS,1,1,Data,Sunday,1/1,1/31",
+        "COMMENTS 2,Only January and 1-14 March: fields missing in TMY3 carry EPW missing codes",
+        "DATA PERIODS,2,1,January,Sunday,1/1,1/31,March,Sunday,3/1,3/14",
     ]
     rows = []
     for ts, r in jan.iterrows():

@@ -47,9 +47,10 @@ def main() -> None:
     outage = (t > 8 * 86400 + 10 * 3600) & (t < 8 * 86400 + 12 * 3600)
     t = t[~outage]
     hours = t / 3600.0
-    amb = sample(EpwSeries(type="epw", path=str(HERE / "site.epw"), field="temp_air"), start, hours, 1 / 12, field="ambient")
-    sol = sample(EpwSeries(type="epw", path=str(HERE / "site.epw"), field="ghi", scale=0.001), start, hours, 1 / 12,
-                 field="solar")
+    amb = sample(EpwSeries(type="epw", path="site.epw", field="temp_air"), start, hours, 1 / 12, field="ambient",
+                 base_dir=HERE)
+    sol = sample(EpwSeries(type="epw", path="site.epw", field="ghi", scale=0.001), start, hours, 1 / 12,
+                 field="solar", base_dir=HERE)
     rng = np.random.default_rng(2026)
     level = rng.uniform(1.0, 4.5, int(t[-1] // 1800) + 2)
     day = ((hours % 24) >= 6) & ((hours % 24) < 20)

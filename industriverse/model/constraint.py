@@ -157,6 +157,16 @@ class ActuatorLimits(_Model):
     ramp_kw_per_step: float | None = Field(None, gt=0, le=1e6)
 
 
+class DemandCharge(_Model):
+    """A demand charge on the largest 15-minute mean import over some plan steps (a URDB demand
+    period within one month, or a month for the flat charge)."""
+
+    name: str = ""
+    rate_per_kw: float = Field(ge=0, le=1e6, description="currency per kW of the peak over these steps")
+    steps: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]] = Field(
+        description="half-open ranges [k0, k1) of plan steps; a 15-minute window counts where its first step does")
+
+
 class Tariff(_Model):
     energy: SeriesSpec = Field(description="import price, currency/kWh")
     export: SeriesSpec = Field(0.0, description="export price, currency/kWh (not above the import price)")
@@ -166,6 +176,7 @@ class Tariff(_Model):
     fixed_monthly_charge: float = Field(0.0, ge=0, description="currency per month, reported only")
     name: str = ""
     demand_periods: list[dict[str, Any]] = Field(default_factory=list, description="time-of-use demand periods the horizon touches")
+    demand_charges: list[DemandCharge] = Field(default_factory=list, description="one peak each, charged at its rate")
 
 
 class ForecastError(_Model):

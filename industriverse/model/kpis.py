@@ -4,7 +4,8 @@ Every function broadcasts over leading (ensemble) axes; the last axis is time.
 
 * energy: electricity imported, kWh (for hvac and cold storage, the actuators' electric use)
 * cost: import at the import price minus export at the export price, plus the demand charge on
-  the peak, in the tariff's currency
+  the peak and each demand group's charge on its own peak (a URDB demand period), in the
+  tariff's currency
 * emissions: kg CO₂ of the imported electricity
 * peak: the largest 15-minute mean of the import power, kW
 * discomfort: K·h, the time integral of the deviation outside the band in force (BOPTEST's tdis),
@@ -38,8 +39,15 @@ def fifteen_minute_means(power_kw: np.ndarray, dt_h: float, axis: int = -1) -> n
     return np.add.reduceat(power_kw, starts, axis=axis) / counts.reshape(shape)
 
 
+def window_starts(T: int, dt_h: float) -> np.ndarray:
+    """First step of each 15-minute window of ``T`` steps of ``dt_h`` hours (as :func:`fifteen_minute_means`)."""
+    per = 1 if dt_h >= PEAK_WINDOW_H - 1e-12 else int(round(PEAK_WINDOW_H / dt_h))
+    return np.arange(0, T, per)
+
+
 def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_price: np.ndarray,
-                emission_factor: np.ndarray, demand_charge_per_kw: float = 0.0, axis: int = -1) -> dict[str, np.ndarray]:
+                emission_factor: np.ndarray, demand_charge_per_kw: float = 0.0, axis: int = -1,
+                demand_groups=()) -> dict[str, np.ndarray]:
     """Energy, cost, emissions and peak of site power trajectories.
 
     Parameters
@@ -50,18 +58,22 @@ def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_pri
     price, export_price : (T,) currency/kWh
     emission_factor : (T,) kg CO₂/kWh of imported electricity
     demand_charge_per_kw : currency per kW of the 15-minute peak
+    demand_groups : ``(currency/kW, (T,) bool mask)`` pairs: each charged on the largest 15-minute
+        mean within its steps (a window belongs where its first step does)
 
     Returns
     -------
     dict with ``energy_kwh``, ``export_kwh``, ``cost``, ``emissions_kg``, ``peak_kw``, each the shape
-    of ``power_kw`` without its time axis
+    of ``power_kw`` without its time axis; with ``demand_groups`` also ``demand_peaks_kw``
+    (G, ...), each group's peak (0 where the group has no step here)
     """
     P = np.moveaxis(np.asarray(power_kw, dtype=float), axis, 0)
     rest = P.shape[1:]
     P = P.reshape(P.shape[0], -1)  # (T, trajectories): a copy only when time is not the outer axis in memory
     imp = np.maximum(P, 0.0)
     exp = imp - P  # = max(−P, 0)
-    peak = np.maximum(fifteen_minute_means(P, dt_h, axis=0).max(axis=0), 0.0)
+    means = fifteen_minute_means(P, dt_h, axis=0)
+    peak = np.maximum(means.max(axis=0), 0.0)
     # the price-weighted sums over time as products (one pass each, BLAS)
     cost = (np.asarray(price, dtype=float) @ imp - np.asarray(export_price, dtype=float) @ exp) * dt_h + demand_charge_per_kw * peak
     out = {
@@ -71,7 +83,16 @@ def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_pri
         "emissions_kg": (np.asarray(emission_factor, dtype=float) @ imp) * dt_h,
         "peak_kw": peak,
     }
-    return {name: v.reshape(rest) for name, v in out.items()}
+    if len(demand_groups):
+        starts = window_starts(P.shape[0], dt_h)
+        gp = np.zeros((len(demand_groups), P.shape[1]))
+        for g, (rate, mask) in enumerate(demand_groups):
+            win = np.asarray(mask, dtype=bool)[starts]
+            if win.any():
+                gp[g] = np.maximum(means[win].max(axis=0), 0.0)
+            out["cost"] = out["cost"] + rate * gp[g]
+        out["demand_peaks_kw"] = gp.reshape(len(demand_groups), *rest)
+    return {name: v if name == "demand_peaks_kw" else v.reshape(rest) for name, v in out.items()}
 
 
 def band_excess(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

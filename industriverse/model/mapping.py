@@ -82,6 +82,9 @@ class PlanningProblem:
     Ed: np.ndarray
     process_noise: np.ndarray  # (n,) state units/√h
     backoff: np.ndarray = field(default=None)  # (n,) tightening of the envelope for planning, state units
+    #: the tariff's demand charges, each ``(name, currency/kW, (H,) bool mask of its plan steps)``:
+    #: one peak each (a URDB demand period within a month); ``demand_charge`` is on the horizon's peak
+    demand_groups: list = field(default_factory=list)
 
     # --- sizes and labels ------------------------------------------------------------------
     @property
@@ -186,7 +189,8 @@ class PlanningProblem:
 
     def kpis(self, u: np.ndarray, x: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Energy, cost, emissions, peak of plans ``u`` (see :func:`industriverse.model.kpis.energy_kpis`)."""
-        return energy_kpis(self.site_power(u, x), self.dt_h, self.price, self.export_price, self.emission, self.demand_charge)
+        return energy_kpis(self.site_power(u, x), self.dt_h, self.price, self.export_price, self.emission, self.demand_charge,
+                           demand_groups=[(r, mask) for _, r, mask in self.demand_groups])
 
     def linear_power(self, *, nonlinear: str = "raise") -> tuple[np.ndarray, np.ndarray]:
         """``P = p0 + Σ_a W[:, a] u[:, a]`` in kW: (p0 (H,) = load − PV, W (H, m)).
@@ -304,6 +308,17 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
         k = int(np.argmax(export_price > price))
         raise BadInput(file, "tariff.export", f"export price {export_price[k]:g} is above the import price {price[k]:g} at step {k}")
     emission = series(c.emission_factor, t_steps, "emission_factor")
+    groups = []
+    for i, dc in enumerate(c.tariff.demand_charges):
+        mask = np.zeros(H, dtype=bool)
+        for k0, k1 in dc.steps:
+            if not k0 < k1 <= H:
+                from industriverse.errors import BadInput
+
+                raise BadInput(file, f"tariff.demand_charges[{i}].steps", f"range [{k0}, {k1}) is not within the {H} plan steps")
+            mask[k0:k1] = True
+        if dc.rate_per_kw > 0:
+            groups.append((dc.name or f"demand charge {i}", float(dc.rate_per_kw), mask))
     pn = c.uncertainty.process_noise
     noise = np.array([0.0 if nd.is_storage else (pn.get(nd.name, 0.0) if isinstance(pn, dict) else pn) for nd in net.nodes])
     x0 = np.array([c.initial_state[name] for name in net.node_names], dtype=float)
@@ -314,7 +329,7 @@ def map_constraint(domain: str | Domain, raw: dict, *, file: str | None = None, 
         export_max=net.site.export_max_kw, import_max=net.site.import_max_kw or np.inf,
         energy_budget=c.budgets.energy_kwh, peak_budget=c.budgets.peak_kw,
         Ad=Ad, Bd=BEd[:, :m], Ed=BEd[:, m:], process_noise=noise,
-        backoff=np.broadcast_to(np.asarray(backoff, dtype=float), (n,)).copy(),
+        backoff=np.broadcast_to(np.asarray(backoff, dtype=float), (n,)).copy(), demand_groups=groups,
     )
 
 

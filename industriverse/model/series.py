@@ -319,11 +319,9 @@ def _read_epw_cached(path: str, _mtime: int):
 def _sample_epw(spec: EpwSeries, start: datetime, t: np.ndarray, *, field, base_dir, file) -> np.ndarray:
     from industriverse.model.canonical import check_regular_file
 
-    path = Path(spec.path)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    path = resolve_data_path(spec.path, base_dir, field=f"{field}.path", file=file)  # inside the data roots
     if not path.exists():
-        raise BadInput(file, f"{field}.path", f"no such EPW file '{path}'")
+        raise BadInput(file, f"{field}.path", f"no such EPW file '{spec.path}'")
     check_regular_file(path, max_bytes=MAX_CSV_BYTES, what="EPW file")
     try:
         index, fields, tz = read_epw(path)

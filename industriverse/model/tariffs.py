@@ -12,10 +12,12 @@ one rate, or an API response ``{"items": [rate, ...]}`` whose first item is used
   does not know.
 * ``flatdemandstructure`` + ``flatdemandmonths`` — a demand charge ($/kW) on the month's peak,
   and ``demandratestructure`` + ``demandweekdayschedule`` / ``demandweekendschedule`` —
-  time-of-use demand charges on the peak within each period.  The planner prices one peak per
-  horizon, so the horizon's peak is charged at the flat rate plus the highest time-of-use
-  demand rate among the periods the horizon touches (an upper bound of the real charge; the
-  per-period rates are kept in the tariff's ``demand_periods`` for the report).
+  time-of-use demand charges: one peak per demand period per month, charged at that period's
+  rate.  Both become the tariff's ``demand_charges`` (one per month for the flat charge, one
+  per period and month for the time-of-use ones, each with the plan steps it covers): the
+  planner gives each its own peak variable and the KPIs charge each on its own peak.  A
+  horizon shorter than the month charges the peaks it sees (the month's other days are not
+  known to it).
 * ``fixedmonthlycharge`` (or ``fixedchargefirstmeter`` with ``fixedchargeunits``) — reported,
   not optimised (no plan changes it).
 
@@ -37,7 +39,7 @@ def load_urdb(path: Path, *, field: str = "tariff.path", file: str | None = None
     from industriverse.model.canonical import read_json  # the bounded reader: size, depth, finite numbers
 
     if not Path(path).exists():
-        raise BadInput(file, field, f"no such URDB file '{path}'")
+        raise BadInput(file, field, f"no such URDB file '{Path(path).name}'")
     doc = read_json(path)
     if isinstance(doc, dict) and isinstance(doc.get("items"), list):
         if not doc["items"]:
@@ -132,12 +134,39 @@ class UrdbRate:
         return 0.0
 
 
+def _ranges(steps: list[int]) -> list[list[int]]:
+    """Sorted step indices as half-open ranges ``[k0, k1)``."""
+    out: list[list[int]] = []
+    for k in steps:
+        if out and out[-1][1] == k:
+            out[-1][1] = k + 1
+        else:
+            out.append([k, k + 1])
+    return out
+
+
+def demand_charges(rate: UrdbRate, times: list[datetime]) -> list[dict]:
+    """The demand charges of the plan steps starting at local ``times``: the flat charge on
+    each month's peak, and each time-of-use demand period's charge on its peak within each
+    month (rates of zero are left out)."""
+    groups: dict[tuple, tuple[str, float, list[int]]] = {}
+    for k, t in enumerate(times):
+        month = f"{t.year:04d}-{t.month:02d}"
+        flat = rate.flat_demand(t)
+        if flat > 0:
+            groups.setdefault(("flat", month), (f"flat demand, {month}", flat, []))[2].append(k)
+        p = rate.demand_period(t)
+        if p is not None and rate.tou[p] > 0:
+            groups.setdefault(("tou", month, p), (f"demand period {p}, {month}", rate.tou[p], []))[2].append(k)
+    return [{"name": name, "rate_per_kw": r, "steps": _ranges(ks)} for name, r, ks in groups.values()]
+
+
 def expand_urdb(spec: dict, horizon: Any, *, base_dir: Path | None = None, file: str | None = None) -> dict:
     """The ``tariff`` of a constraint from ``{"type": "urdb", "path": ..., "monthly_kwh": ...}``.
 
     ``horizon`` is the constraint's horizon (``start`` already a concrete local time).  Returns
-    ``{"energy": {"type": "series", ...}, "demand_charge_per_kw": ..., "fixed_monthly_charge": ...,
-    "name": ..., "demand_periods": [...], "currency": "USD"}``.
+    ``{"energy": {"type": "series", ...}, "demand_charges": [...], "fixed_monthly_charge": ...,
+    "name": ..., "demand_periods": [...], "currency": "USD"}`` (see :func:`demand_charges`).
     """
     allowed = {"type", "path", "monthly_kwh", "export", "currency"}
     extra = set(spec) - allowed
@@ -145,9 +174,9 @@ def expand_urdb(spec: dict, horizon: Any, *, base_dir: Path | None = None, file:
         raise BadInput(file, f"tariff.{sorted(extra)[0]}", f"is not a field of a URDB tariff (fields: {', '.join(sorted(allowed))})")
     if not isinstance(spec.get("path"), str):
         raise BadInput(file, "tariff.path", "is required: the URDB JSON file")
-    path = Path(spec["path"])
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
+    from industriverse.model.series import resolve_data_path  # inside the data roots, as CSV series
+
+    path = resolve_data_path(spec["path"], base_dir, field="tariff.path", file=file)
     mk = spec.get("monthly_kwh")
     if mk is not None and (isinstance(mk, bool) or not isinstance(mk, (int, float)) or mk < 0):
         raise BadInput(file, "tariff.monthly_kwh", f"must be a non-negative number of kWh, got {mk!r}")
@@ -163,11 +192,9 @@ def expand_urdb(spec: dict, horizon: Any, *, base_dir: Path | None = None, file:
     times = [at(start, step_min * k / 60.0) for k in range(steps)]
     prices = [rate.price(t) for t in times]
     periods = sorted({p for p in (rate.demand_period(t) for t in times) if p is not None})
-    tou_max = max((rate.tou[p] for p in periods), default=0.0)
-    flat = max(rate.flat_demand(t) for t in times)
     out = {
         "energy": {"type": "series", "values": prices, "step_minutes": step_min},
-        "demand_charge_per_kw": flat + tou_max,
+        "demand_charges": demand_charges(rate, times),
         "fixed_monthly_charge": rate.fixed_monthly_charge(),
         "name": " · ".join(str(rate.rate[k]) for k in ("utility", "name") if rate.rate.get(k)) or path.name,
         "demand_periods": [{"period": p, "rate_per_kw": rate.tou[p]} for p in periods],

@@ -113,12 +113,16 @@ class Landscape:
         self.Mw = np.zeros((len(wins), H))
         for j, w in enumerate(wins):
             self.Mw[j, w] = 1.0 / len(w)
+        # each demand group's windows (a URDB demand period within a month): its own peak, its rate
+        first = np.array([w[0] for w in wins])
+        self.groups = [(rate, self.Mw[mask[first]]) for _, rate, mask in problem.demand_groups if mask[first].any()]
         # cost of every actuator at full power (COP at its value for the initial state)
         w_ref = self.W.copy()
         for a_i, node, act, other in self.cops:
             w_ref[:, a_i] = inverse_cop_and_slope(act, np.full(H, problem.x0[node]), other)[0]
         p_ref = np.abs(self.p0) + (np.abs(w_ref) * problem.u_hi).sum(axis=1)
-        self.c_ref = max(float(self.dt * np.sum(problem.price * p_ref) + problem.demand_charge * p_ref.max()), 1e-9)
+        charges = problem.demand_charge + sum(rate for rate, _ in self.groups)
+        self.c_ref = max(float(self.dt * np.sum(problem.price * p_ref) + charges * p_ref.max()), 1e-9)
         self.p_ref = max(float(p_ref.max()), 1e-9)
 
     def states(self, U: np.ndarray) -> np.ndarray:
@@ -160,6 +164,12 @@ class Landscape:
                 pen += v * v
                 dpen += 2 * v[:, None] * dpeak
                 viol = np.maximum(viol, v)
+        for rate, Mg in self.groups:
+            means = P @ Mg.T
+            j = np.argmax(means, axis=1)
+            peak = np.maximum(means[np.arange(Pn), j], 0.0)
+            cost = cost + rate * peak
+            dcost = dcost + rate * Mg[j] * (peak > 0)[:, None]
         vhi = np.maximum(X - self.hi, 0.0)
         vlo = np.maximum(self.lo - X, 0.0)
         pen += (vhi * vhi + vlo * vlo).sum(axis=(1, 2))

@@ -9,6 +9,8 @@ Variables (per step ``k = 0..H-1`` of ``dt_h`` hours)::
     imp   (H)        grid import   }  P_k = imp_k − exp_k  (site electric power, kW)
     exp   (H)        grid export   }  0 ≤ exp ≤ export_max (left out when export is forbidden)
     peak  (1)        15-minute peak, ≥ each window's mean of P (only with a demand charge or peak budget)
+    peak_g (1 each)  a demand group's peak (a URDB demand period within a month), ≥ the mean of P
+                     over each window of its steps, charged at its rate
 
 Constraints: the exact discretisation ``x[k+1] − Ad x[k] − Bd u[k] = Ed d[k]`` as sparse
 equalities (``n`` rows per step), the power balance (equality), the (tightened) envelope as
@@ -16,7 +18,7 @@ bounds on the state variables — a band in force over ``[t_k, t_{k+1})`` also b
 (its end approached from the left) — ramp limits, the energy budget (``Σ dt·imp``), the peak
 budget and import limit (bounds), and for a relaxation the sandwich ``g_lo·u ≤ q ≤ g_hi·u`` with
 perspective (tangent) cuts on ``(u, x)``.  Minimise ``Σ dt·(price·imp − export_price·exp) +
-demand_charge·peak``: exactly :func:`industriverse.model.kpis.energy_kpis`' cost of the plan.
+demand_charge·peak + Σ_g rate_g·peak_g``: exactly :func:`industriverse.model.kpis.energy_kpis`' cost of the plan.
 The model has O(H·(n² + m)) nonzeros: no prediction matrix is formed.
 
 The lower bound is computed from the dual values HiGHS returns, not taken from its primal
@@ -339,6 +341,9 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         if problem.peak_budget is not None and not elastic and soft_power is None:
             peak_hi = min(peak_hi, problem.peak_budget)
         asm.var("peak", 1, 0.0 if elastic else cost_scale * problem.demand_charge, 0.0, max(peak_hi, 0.0))
+    groups = [] if elastic else problem.demand_groups  # elastic: feasibility only, the charges cost nothing
+    for g, (_, rate, _) in enumerate(groups):
+        asm.var(f"peak_g{g}", 1, cost_scale * rate, 0.0, max(float(np.max(pmax)), 0.0))
     if soft_power is not None:
         asm.var("sig_lo", H, soft_power, 0.0, np.inf)
         asm.var("sig_hi", H, soft_power, 0.0, np.inf)
@@ -423,6 +428,21 @@ def build_planning_lp(problem, power: PowerModel, *, backoff: bool = True, u_lo:
         elif soft_power is not None and problem.peak_budget is not None:
             asm.rows_le("peak_budget", {"peak": sparse.csr_matrix([[1.0]]), "sig_peak": sparse.csr_matrix([[-1.0]])},
                         [problem.peak_budget], {"bound": np.array([problem.peak_budget])})
+
+    # each demand group: mean of P over each window of its steps ≤ its peak
+    if groups:
+        wins = peak_windows(problem)
+        for g, (_, _, mask) in enumerate(groups):
+            sel = [w for w in wins if mask[w[0]]]
+            if not sel:
+                continue
+            rows_i = np.concatenate([np.full(len(w), j) for j, w in enumerate(sel)])
+            vals = np.concatenate([np.full(len(w), 1.0 / len(w)) for w in sel])
+            Mw = sparse.csr_matrix((vals, (rows_i, np.concatenate(sel))), shape=(len(sel), H))
+            parts = {"imp": Mw, f"peak_g{g}": -sparse.csr_matrix(np.ones((len(sel), 1)))}
+            if export:
+                parts["exp"] = -Mw
+            asm.rows_le(f"peak_group_{g}", parts, np.zeros(len(sel)), {"k": np.array([w[0] for w in sel])})
 
     if problem.energy_budget is not None:
         parts = {"imp": sparse.csr_matrix(np.full((1, H), dt))}

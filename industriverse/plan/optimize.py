@@ -150,7 +150,13 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
         "power_kw": _floats(power),
         "objective": {"cost": cost, "energy_kwh": float(k["energy_kwh"]), "emissions_kg": float(k["emissions_kg"]),
                       "peak_kw": float(k["peak_kw"]), "export_kwh": float(k["export_kwh"]),
-                      "currency": problem.constraint.tariff.currency},
+                      "currency": problem.constraint.tariff.currency,
+                      # a URDB tariff's charges: each demand period's peak and rate (in the cost), and
+                      # the fixed charge per month (reported only: no plan changes it)
+                      "demand_charges": [{"name": name, "rate_per_kw": rate, "peak_kw": float(pk)} for (name, rate, _), pk
+                                         in zip(problem.demand_groups, k.get("demand_peaks_kw", []))],
+                      "fixed_monthly_charge": problem.constraint.tariff.fixed_monthly_charge,
+                      "tariff": problem.constraint.tariff.name},
         "lower_bound": lb,
         "lower_bound_method": bound_method,
         "gap": gap,

@@ -97,7 +97,7 @@ def series_context(run: dict) -> SeriesContext:
             if np.isfinite(lo[1:]).any() or np.isfinite(hi[1:]).any():
                 ctx.envelope[node.name] = (lo, hi)
         ctx.price, ctx.export_price = problem.price, problem.export_price
-        ctx.demand_charge = float(problem.demand_charge)
+        ctx.demand_charge = float(problem.demand_charge) + sum(rate for _, rate, _ in problem.demand_groups)
         ctx.currency = problem.constraint.tariff.currency or currency
     return ctx
 
@@ -297,7 +297,7 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
 def cumulative_cost(power_kw: np.ndarray, price: np.ndarray, export_price: np.ndarray, dt_h: float) -> np.ndarray:
     """Cumulative energy cost (H+1,), currency, of site power (H,) kW: import × price − export × export price.
 
-    The demand charge (on the horizon's peak) is not spread over time and is left out.
+    The demand charges (on the horizon's or a demand period's peak) are not spread over time and are left out.
     """
     p = np.asarray(power_kw, dtype=float)
     step = (np.maximum(p, 0.0) * price - np.maximum(-p, 0.0) * export_price) * dt_h
@@ -333,7 +333,7 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     kpis = {side: ((sim[side].get("kpis") or {}).get("cost") or {}).get("mean") for side in ("plan", "baseline")}
     note = "noise-free trajectories × price"
     if ctx.demand_charge > 0:
-        note += ", without the demand charge"
+        note += ", without the demand charges"
     title = f"Cumulative energy cost ({note})"
     if all(v is not None for v in kpis.values()):  # in the title: text inside the axes would sit on a curve
         d = spread_decimals({"mean": max(abs(kpis["plan"]), abs(kpis["baseline"])), "p5": 0.0, "p95": 0.0})

@@ -268,6 +268,22 @@ def build_document(value: dict, plots: dict[str, Path]) -> list[Block]:
     blocks.append(Block("note", "Mean over the ensemble, and the range in which 90 % of the simulated trajectories fall "
                                 "(for a skewed quantity the mean can lie outside that range)."))
 
+    tariff = value.get("tariff")
+    if tariff:
+        blocks.append(Block("h2", "Tariff" + (f": {tariff['name']}" if tariff.get("name") else "")))
+        rows = [[str(d.get("name")), _with_unit(format_number(d.get("rate_per_kw")), f"{cur}/kW"),
+                 _with_unit(format_number(d.get("peak_kw")), "kW"),
+                 _with_unit(format_number((d.get("rate_per_kw") or 0.0) * (d.get("peak_kw") or 0.0)), cur)]
+                for d in tariff.get("demand_charges") or []]
+        if rows:
+            blocks.append(Block("table", header=["Demand charge", "Rate", "Planned peak", "Charge"], items=rows))
+            blocks.append(Block("note", "Each demand period is charged on its own 15-minute peak within the month; these "
+                                        "charges are inside every cost above."))
+        if tariff.get("fixed_monthly_charge"):
+            blocks.append(Block("p", f"Fixed charge: {_with_unit(format_number(tariff['fixed_monthly_charge']), cur)} per month "
+                                     "(as billed, not prorated to the horizon). It is in none of the costs or savings above: "
+                                     "no plan changes it."))
+
     s = value["stability_score"]
     vp = value["violation_probability"]
     blocks.append(Block("h2", "Stability score"))

@@ -379,6 +379,7 @@ def compute_value(run: dict) -> dict:
     }
     value["violation_probability"]["limit"] = limit
 
+    value["tariff"] = tariff_summary(opt)
     value["optimizer"] = {
         "method": opt.get("method"),
         "cost": (opt.get("objective") or {}).get("cost"),
@@ -416,6 +417,24 @@ def compute_value(run: dict) -> dict:
     value["headline"] = headline_sentence(value)
     value["summary"] = summary_sentences(value)
     return value
+
+
+def tariff_summary(opt: dict) -> dict | None:
+    """The tariff's charges that the savings table does not show on their own, from the plan's
+    objective: a URDB rate's demand charges (each demand period's planned peak and rate; their
+    cost is inside every cost figure) and its fixed charge.
+
+    The fixed charge is stated **per month, as the utility bills it, not prorated** to the
+    horizon: no plan changes it, so it is in none of the costs or savings (plan and baseline pay
+    it alike).  ``None`` when the tariff has neither.
+    """
+    obj = opt.get("objective") or {}
+    fixed = obj.get("fixed_monthly_charge") or 0.0
+    demand = [d for d in obj.get("demand_charges") or [] if isinstance(d, dict)]
+    if not fixed and not demand:
+        return None
+    return {"name": obj.get("tariff") or "", "fixed_monthly_charge": float(fixed), "fixed_charge_basis": "per month, not prorated",
+            "demand_charges": demand}
 
 
 def horizon_hours(value: dict) -> float | None:

@@ -157,7 +157,7 @@ def _kpi_block_steps(problem, h: float, S: int) -> int:
 
 def _add_energy(acc: dict, block: dict) -> None:
     for name, v in block.items():
-        if name == "peak_kw":
+        if name in ("peak_kw", "demand_peaks_kw"):  # peaks: the largest over the blocks
             acc[name] = np.maximum(acc[name], v) if name in acc else v
         else:
             acc[name] = acc[name] + v if name in acc else v
@@ -263,6 +263,7 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     block = _kpi_block_steps(problem, model.h, S)
     rep = lambda a: np.repeat(np.asarray(a, dtype=float), S)  # noqa: E731  (held over the sub-steps)
     price, export_price, emission = rep(problem.price), rep(problem.export_price), rep(problem.emission)
+    group_masks = [np.repeat(mask, S) for _, _, mask in problem.demand_groups]  # demand periods, per sub-step
 
     x_out = np.empty((C, N, H + 1, n))
     sub_excess = np.zeros((C, N, H, n))
@@ -343,7 +344,8 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                 if kpis and ((k + 1) % block == 0 or k == H - 1):  # a whole block of 15-minute windows (or the tail)
                     T, t0 = b0 + S, (k - k % block) * S
                     _add_energy(acc, energy_kpis(p_blk[:T], h_h, price[t0:t0 + T], export_price[t0:t0 + T], emission[t0:t0 + T],
-                                                 0.0, axis=0))  # time first, as the block is laid out
+                                                 0.0, axis=0,  # time first, as the block is laid out
+                                                 demand_groups=[(0.0, m_[t0:t0 + T]) for m_ in group_masks]))
                     first = 1 if t0 == 0 else 0  # no set-point before the horizon
                     travel[:, c0:c1] += actuator_travel_kw(u_blk[first:T + 1], axis=0)
                     u_blk[0] = u_blk[T]
@@ -351,6 +353,9 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
                     progress((c0 + Nc * (k + 1) / H) / N)
             if kpis:
                 acc["cost"] = acc["cost"] + problem.demand_charge * acc["peak_kw"]  # the demand charge on the horizon's peak
+                for g, (_, rate, _) in enumerate(problem.demand_groups):  # each demand period's charge on its own peak
+                    acc["cost"] = acc["cost"] + rate * acc["demand_peaks_kw"][g]
+                acc.pop("demand_peaks_kw", None)
             for name, v in acc.items():
                 energy.setdefault(name, np.empty((C, N)))[:, c0:c1] = v
     finally:
