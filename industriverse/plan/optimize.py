@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy import sparse
 
 from industriverse.errors import BadInput, Infeasible
 from industriverse.plan.idf import FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish
 from industriverse.model.kpis import band_excess
 from industriverse.plan.infeasibility import explain_infeasible
 from industriverse.plan.lp import build_planning_lp, complementary_pairs, simultaneous_use, solve, substep_cuts
-from industriverse.plan.power import PowerModel, exact_power, relaxed_power
+from industriverse.plan.power import PowerModel, envelope_separator, exact_power, relaxed_power
 
 METHODS = ("auto", "idf", "lp")
 
@@ -232,6 +233,22 @@ class PlanningLPResult:
 
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
+ENVELOPE_ROUNDS = 20  # re-solves adding envelope cuts where the relaxed plan sits
+
+
+def _chain_cuts(*seps):
+    """One ``cuts`` callback of several: the rows of every separator that returns some."""
+    seps = [s for s in seps if s is not None]
+    if not seps:
+        return None
+
+    def cuts(z):
+        out = [r for r in (s(z) for s in seps) if r is not None and r[0].shape[0]]
+        if not out:
+            return None
+        return sparse.vstack([a for a, _ in out], format="csr"), np.concatenate([b for _, b in out])
+
+    return cuts
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
@@ -255,7 +272,9 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     power = relaxed_power(problem, backoff=backoff) if nonlinear else exact_power(problem)
     lp = build_planning_lp(problem, power, backoff=backoff, continuous=continuous)
     cuts = substep_cuts(problem, lp, backoff=backoff) if continuous and "substep" not in lp.rows else None
-    sol = solve(lp, cuts=cuts)
+    if power.relaxed:  # refine the COP envelope where the relaxed plan sits (and keep the sub-step rows)
+        cuts = _chain_cuts(cuts, envelope_separator(problem, power, lp.blocks))
+    sol = solve(lp, cuts=cuts, max_rounds=ENVELOPE_ROUNDS if power.relaxed else 20)
     if sol.status == 2:
         lines = explain_infeasible(problem, power, backoff=backoff, continuous=continuous)
         raise Infeasible(lines or ["the band cannot be held between the samples (at the control sub-steps) "
