@@ -276,6 +276,36 @@ def _bisect_increasing(fun, a: np.ndarray, b: np.ndarray, iters: int = 60) -> np
     return 0.5 * (a + b)
 
 
+def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray, t0: np.ndarray,
+              t1: np.ndarray) -> np.ndarray:
+    """A proven lower bound on ``min over T in [t0, t1] of ue·f(T) − β·T`` for a Carnot-fraction
+    chiller (all (H,) arrays).  ``f`` is the larger of two smooth convex branches (the lift, or its
+    clamp at ``min_lift_k``) that meet at the breakpoint; on each side of it the function is
+    smooth and convex, so its minimum there is bounded below by the tangent at the (approximate)
+    stationary point, whatever the error of that point."""
+    m = act.cop
+    hot = other + m.condenser_approach_k
+    bp = _cop_breakpoint(act, other)  # colder than this, the lift is above the clamp
+
+    def branch(t, clamped):
+        ref = t - m.evaporator_approach_k + KELVIN
+        lift = np.full(t.shape, m.min_lift_k) if clamped else hot - (t - m.evaporator_approach_k)
+        dlift = 0.0 if clamped else -1.0
+        return lift / (m.eta * ref), (dlift * ref - lift) / (m.eta * ref * ref)
+
+    out = np.full(t0.shape, np.inf)
+    for clamped, a, b in ((False, t0, np.minimum(t1, bp)), (True, np.maximum(t0, bp), t1)):
+        live = a <= b
+        a, b = np.where(live, a, t0), np.where(live, b, t0)
+        ts = _bisect_increasing(lambda t: ue * branch(t, clamped)[1] - beta, a.astype(float), b.astype(float))
+        fs, dfs = branch(ts, clamped)
+        h = ue * fs - beta * ts
+        dh = ue * dfs - beta
+        low = h + np.minimum(np.minimum(dh * (a - ts), dh * (b - ts)), 0.0)
+        out = np.where(live, np.minimum(out, low), out)
+    return out
+
+
 def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarray, t0: np.ndarray, t1: np.ndarray,
                  u_at: np.ndarray, t_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A plane ``q ≥ α·u + β·T + γ`` under the chiller power ``u·f(T)`` (``f = 1/COP``, convex in
@@ -316,13 +346,7 @@ def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarra
         alpha = np.where(span > 1e-12, (u1 * f1 - u0 * f0 - beta * (w1 - w0)) / np.where(span > 1e-12, span, 1.0), f1)
         gamma = np.full(u0.shape, np.inf)
         for ue in (u0, u1):
-            # min over T of h(T) = ue f(T) − β T, bounded below by the tangent at its stationary point
-            ts = _bisect_increasing(lambda t: ue * f(t)[1] - beta, t0.astype(float), t1.astype(float))
-            fs, dfs = f(ts)
-            h = ue * fs - beta * ts
-            dh = ue * dfs - beta
-            low = h + np.minimum(dh * (t0 - ts), dh * (t1 - ts))
-            gamma = np.minimum(gamma, low - alpha * ue)
+            gamma = np.minimum(gamma, _edge_min(act, other, ue, beta, t0, t1) - alpha * ue)
         scale = 1.0 + np.abs(gamma) + np.abs(alpha) * np.maximum(np.abs(u0), np.abs(u1)) \
             + np.abs(beta) * np.maximum(np.abs(t0), np.abs(t1))
         gamma = gamma - 1e-9 * scale
