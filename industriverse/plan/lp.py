@@ -256,6 +256,21 @@ def simultaneous_use(problem, u: np.ndarray) -> np.ndarray:
     return out
 
 
+def chain_cuts(*seps):
+    """One ``cuts`` callback of several: the rows of every separator that returns some."""
+    seps = [s for s in seps if s is not None]
+    if not seps:
+        return None
+
+    def cuts(z):
+        out = [r for r in (s(z) for s in seps) if r is not None and r[0].shape[0]]
+        if not out:
+            return None
+        return sparse.vstack([a for a, _ in out], format="csr"), np.concatenate([b for _, b in out])
+
+    return cuts
+
+
 def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 1e-9):
     """A ``cuts`` callback for :func:`solve`: the interior sub-step rows (and only those) that the
     LP solution violates by more than ``tol``, each at most once."""
@@ -501,6 +516,7 @@ class LPSolution:
     seconds: float
     basis: object | None = None
     mip_gap: float | None = None
+    duals: tuple[np.ndarray, np.ndarray] | None = None  # (y_ub, y_eq) row marginals of an LP (not a MILP)
 
 
 def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
@@ -669,4 +685,4 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
                           upper=SimpleNamespace(marginals=np.minimum(col_dual, 0.0)))
     bound, dual_obj, resid = dual_bound(lp, res)
     return LPSolution(0, message, z, objective, bound, dual_obj, resid, iters, time.perf_counter() - t0,
-                      None if extra_A else h.getBasis())
+                      None if extra_A else h.getBasis(), duals=(res.ineqlin.marginals, res.eqlin.marginals))

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import sparse
 
 from industriverse.errors import BadInput, Infeasible
 from industriverse.plan.idf import FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish
 from industriverse.model.kpis import band_excess
 from industriverse.plan.infeasibility import explain_infeasible
-from industriverse.plan.lp import build_planning_lp, complementary_pairs, simultaneous_use, solve, substep_cuts
-from industriverse.plan.power import PowerModel, envelope_separator, exact_power, relaxed_power
+from industriverse.plan.lp import (build_planning_lp, chain_cuts, complementary_pairs, simultaneous_use, solve,
+                                  substep_cuts)
+from industriverse.plan.power import ENVELOPE_ROUNDS, PowerModel, envelope_separator, exact_power, relaxed_power
 
 METHODS = ("auto", "idf", "lp")
 
@@ -120,10 +120,20 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
                           f"the {'relaxation' if nonlinear else 'LP'} is feasible, so this is not proven — "
                           f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
     lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
+    tightened = False
+    if lb is not None and nonlinear and lp.milp is None and lp.program is not None:
+        # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
+        from industriverse.plan.cutoff import cutoff_bound
+
+        lb2, cst = cutoff_bound(problem, lp.power, lp.program, lb, cost)
+        stats["cutoff"] = cst
+        tightened = lb2 > lb
+        lb = max(lb, lb2)
     gap = None
     if lb is not None:
         gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
-    bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature intervals)")
+    bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature intervals"
+                                            + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
     if lb is not None and lp.milp is not None:
         bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
     backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
@@ -230,25 +240,10 @@ class PlanningLPResult:
     power: PowerModel
     premise: dict | None = None
     milp: dict | None = None  # set when complementarity needed the MILP: binaries, B&B nodes, gap
+    program: object | None = None  # the solved LinearProgram (with the rows added while solving it)
 
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
-ENVELOPE_ROUNDS = 20  # re-solves adding envelope cuts where the relaxed plan sits
-
-
-def _chain_cuts(*seps):
-    """One ``cuts`` callback of several: the rows of every separator that returns some."""
-    seps = [s for s in seps if s is not None]
-    if not seps:
-        return None
-
-    def cuts(z):
-        out = [r for r in (s(z) for s in seps) if r is not None and r[0].shape[0]]
-        if not out:
-            return None
-        return sparse.vstack([a for a, _ in out], format="csr"), np.concatenate([b for _, b in out])
-
-    return cuts
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
@@ -273,7 +268,7 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     lp = build_planning_lp(problem, power, backoff=backoff, continuous=continuous)
     cuts = substep_cuts(problem, lp, backoff=backoff) if continuous and "substep" not in lp.rows else None
     if power.relaxed:  # refine the COP envelope where the relaxed plan sits (and keep the sub-step rows)
-        cuts = _chain_cuts(cuts, envelope_separator(problem, power, lp.blocks))
+        cuts = chain_cuts(cuts, envelope_separator(problem, power, lp.blocks))
     sol = solve(lp, cuts=cuts, max_rounds=ENVELOPE_ROUNDS if power.relaxed else 20)
     if sol.status == 2:
         lines = explain_infeasible(problem, power, backoff=backoff, continuous=continuous)
@@ -305,7 +300,7 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     if power.relaxed:
         premise = check_relaxation_premise(problem, power, u)
     return PlanningLPResult(u, sol.objective, sol.lower_bound, sol.dual_objective, sol.dual_residual, bool(power.relaxed),
-                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp)
+                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp, lp)
 
 
 def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: float = 1e-6) -> dict:

@@ -19,6 +19,7 @@ from scipy import sparse
 
 from industriverse.model.network import KELVIN, Actuator, carnot_terms, cop
 
+ENVELOPE_ROUNDS = 20  # re-solves adding envelope cuts where the relaxed plan sits
 HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-9, "dual_feasibility_tolerance": 1e-9}
 
 
