@@ -70,12 +70,30 @@ def full_ranges(lp, targets: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.
     return lo, hi
 
 
+def _costly_steps(problem, r, i: int, lp, z: np.ndarray, share: float) -> np.ndarray:
+    """The steps (sorted) whose cost error ``price·(u f(T) − q)`` at the LP solution ``z`` makes up
+    ``share`` of the total: where a tighter box can raise the bound."""
+    from industriverse.plan.power import inverse_cop_and_slope
+
+    H, n, m = problem.H, problem.n, problem.m
+    u = z[lp.blocks["u"]].reshape(H, m)[:, r.actuator]
+    t = z[lp.blocks["x"]].reshape(H + 1, n)[:-1, r.node]
+    q = z[lp.blocks[f"q{i}"]]
+    err = np.maximum(problem.price * (u * inverse_cop_and_slope(problem.network.actuators[r.actuator], t, r.other)[0] - q), 0.0)
+    order = np.argsort(err)[::-1]
+    cum = np.cumsum(err[order])
+    k = int(np.searchsorted(cum, share * cum[-1])) + 1 if cum[-1] > 0 else H
+    return np.sort(order[:k])
+
+
 def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float, *, rounds: int = 1,
-                 min_gain: float = 1e-3) -> tuple[float, dict]:
+                 min_gain: float = 1e-3, z: np.ndarray | None = None, share: float = 1.0) -> tuple[float, dict]:
     """A lower bound on the optimal cost ≥ ``lower_bound`` from bound tightening with the cutoff
     ``cost`` (the incumbent plan's true cost) on the solved relaxed planning LP ``lp`` (with any
     rows added while solving it).  Returns ``(bound, stats)``; the bound is never above ``cost``.
-    Rounds stop when the bound rises by less than ``min_gain`` of the remaining gap."""
+    Rounds stop when the bound rises by less than ``min_gain`` of the remaining gap.
+    ``z``: the LP's solution; with ``share < 1`` only the steps that make that share of the
+    relaxation's cost error (price × (true power − relaxed power) at ``z``) are tightened."""
     from industriverse.plan.lp import build_planning_lp, chain_cuts, solve, substep_cuts
     from industriverse.plan.power import ENVELOPE_ROUNDS, envelope_separator
 
@@ -93,11 +111,17 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
         new = list(relaxed)
         for i in chillers:
             r = relaxed[i]
-            tu = us.start + np.arange(H) * m + r.actuator
-            tt = xs.start + np.arange(1, H) * n + r.node  # x[0] is the given initial state
-            lo, hi = full_ranges(lp, np.concatenate([tu, tt]), cost)
+            steps = np.arange(H)
+            if z is not None and share < 1.0:
+                steps = _costly_steps(problem, r, i, lp, z, share)
+            tu = us.start + steps * m + r.actuator
+            sx = steps[steps >= 1]  # x[0] is the given initial state
+            tt = xs.start + sx * n + r.node
+            lo_s, hi_s = full_ranges(lp, np.concatenate([tu, tt]), cost)
             stats["lp_solves"] += 2 * (tu.size + tt.size)
-            lo, hi = np.insert(lo, H, -np.inf), np.insert(hi, H, np.inf)  # step 0's temperature: keep
+            lo, hi = np.full(2 * H, -np.inf), np.full(2 * H, np.inf)
+            lo[steps], hi[steps] = lo_s[:steps.size], hi_s[:steps.size]
+            lo[H + sx], hi[H + sx] = lo_s[steps.size:], hi_s[steps.size:]
             ulo, uhi = np.maximum(r.u_lo, lo[:H]), np.minimum(r.u_hi, hi[:H])
             tlo, thi = np.maximum(r.t_lo, lo[H:]), np.minimum(r.t_hi, hi[H:])
             if np.any(ulo > uhi) or np.any(tlo > thi):  # nothing cheaper than the plan: keep the proven bound
@@ -124,6 +148,7 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
         stats["lp_solves"] += 1
         if sol.status != 0 or sol.lower_bound is None:
             break
+        z = sol.z
         gain = sol.lower_bound - best
         stats["bounds"].append(float(sol.lower_bound))
         best = max(best, float(sol.lower_bound))

@@ -125,7 +125,7 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
         # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
         from industriverse.plan.cutoff import cutoff_bound
 
-        lb2, cst = cutoff_bound(problem, lp.power, lp.program, lb, cost)
+        lb2, cst = cutoff_bound(problem, lp.power, lp.program, lb, cost, z=lp.z, share=CUTOFF_SHARE)
         stats["cutoff"] = cst
         tightened = lb2 > lb
         lb = max(lb, lb2)
@@ -241,9 +241,11 @@ class PlanningLPResult:
     premise: dict | None = None
     milp: dict | None = None  # set when complementarity needed the MILP: binaries, B&B nodes, gap
     program: object | None = None  # the solved LinearProgram (with the rows added while solving it)
+    z: np.ndarray | None = None  # its solution
 
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
+CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
@@ -300,7 +302,7 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     if power.relaxed:
         premise = check_relaxation_premise(problem, power, u)
     return PlanningLPResult(u, sol.objective, sol.lower_bound, sol.dual_objective, sol.dual_residual, bool(power.relaxed),
-                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp, lp)
+                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp, lp, sol.z)
 
 
 def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: float = 1e-6) -> dict:
