@@ -117,3 +117,14 @@ def test_cold_storage_benchmark_gap_is_far_below_the_old_relaxation():
     assert doc["gap"] < 0.02  # with the plan's cost as cutoff
     assert doc["lower_bound_method"].startswith("relaxation-lp-dual (convex envelope")
     assert doc["lower_bound_method"].endswith("tightened with the plan's cost as cutoff)")
+
+
+def test_hourly_cold_storage_benchmark_gap_is_below_one_percent(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import benchmarks.optimizer as family
+
+    monkeypatch.setattr(family, "DAY", {**family.DAY, "step_minutes": 60})  # the 24-step family: old bound 2.8 %
+    problem, _, _ = family.cold_storage_instance(1)
+    doc = optimize(problem, "auto", seed=0)
+    assert problem.H == 24
+    assert doc["lower_bound"] <= doc["objective"]["cost"] and doc["gap"] < 0.01
