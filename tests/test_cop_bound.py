@@ -82,7 +82,8 @@ def _brute_force(problem, levels: int) -> float:
         out = polish(problem, u, land, IDFSettings())
         if out is not None:
             x = problem.predict(out[0])
-            if plan_violation(problem, out[0], x, problem.site_power(out[0], x)) <= 1e-9 and substep_violation(problem, out[0]) <= 1e-9:
+            feasible = plan_violation(problem, out[0], x, problem.site_power(out[0], x)) <= 1e-9
+            if feasible and substep_violation(problem, out[0]) <= 1e-9:
                 best = min(best, float(problem.kpis(out[0], x)["cost"]))
     assert np.isfinite(best), "no grid plan is feasible: the instance is too tight for this check"
     return best

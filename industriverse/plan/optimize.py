@@ -132,8 +132,12 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     gap = None
     if lb is not None:
         gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
-    bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature intervals"
-                                            + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
+    bound_method = None
+    if lb is not None and not nonlinear:
+        bound_method = "lp-dual"
+    elif lb is not None:
+        bound_method = ("relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature "
+                        "intervals" + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
     if lb is not None and lp.milp is not None:
         bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
     backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
