@@ -121,7 +121,7 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
                           f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
     lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
     tightened = False
-    if lb is not None and nonlinear and lp.milp is None and lp.program is not None:
+    if lb is not None and nonlinear and lp.milp is None and lp.program is not None and problem.H <= CUTOFF_MAX_STEPS:
         # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
         from industriverse.plan.cutoff import cutoff_bound
 
@@ -250,6 +250,7 @@ class PlanningLPResult:
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
 CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
+CUTOFF_MAX_STEPS = 192  # its LPs span the horizon (time ~ H²): longer plans keep the relaxation's bound
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
