@@ -32,7 +32,8 @@ Temperature-dependent COPs (``relax=True``): the power ``u·f(x)`` with ``f = 1/
 bounded below using a proven interval ``[lo_k, hi_k]`` of the node temperature over every plan
 that meets the envelope (:func:`state_intervals`, interval arithmetic through the exact
 discrete dynamics, intersected with the band): ``f ≥ 1/max COP`` over the interval, plus, where
-``f`` is convex (chillers), tangent cuts of the perspective of ``f``.  Every feasible plan of the
+``f`` is convex (chillers), planes of the convex envelope of ``u·f`` over the box of proven
+set-point and temperature intervals (:func:`industriverse.plan.power.envelope_cut`).  Every feasible plan of the
 real problem, lifted with its true power, is feasible for the relaxed LP, so the relaxed optimum
 and its dual bound are lower bounds on the real optimal cost.
 """

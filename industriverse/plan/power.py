@@ -1,13 +1,15 @@
 """Site electric power as a function of the plan: the exact affine model, the convex relaxation of
-temperature-dependent COPs over proven temperature intervals, and the linearisation at a plan.
+temperature-dependent COPs over proven intervals, and the linearisation at a plan.
 
-Temperature-dependent COPs: the power ``u·f(x)`` with ``f = 1/COP`` is bounded below using a
-proven interval ``[lo_k, hi_k]`` of the node temperature over every plan that meets the envelope
-(:func:`state_intervals`, interval arithmetic through the exact discrete dynamics, intersected with
-the band): ``f ≥ 1/max COP`` over the interval, plus, where ``f`` is convex (chillers), tangent cuts
-of the perspective of ``f``.  Every feasible plan of the real problem, lifted with its true power,
-is feasible for the relaxed LP (:mod:`industriverse.plan.lp`), so the relaxed optimum and its dual
-bound are lower bounds on the real optimal cost.
+Temperature-dependent COPs: the power ``u·f(x)`` with ``f = 1/COP`` is bounded below using proven
+intervals of the node temperature ``[lo_k, hi_k]`` (:func:`state_intervals`, interval arithmetic
+through the exact discrete dynamics intersected with the band, then window LPs) and, for chillers,
+of the set-point (:func:`window_bounds`), valid for every plan that meets the envelope:
+``f ≥ 1/max COP`` over the interval, plus, where ``f`` is convex (chillers), planes of the convex
+envelope of ``u·f(x)`` over the box (:func:`envelope_cut`), more of them where the LP's solution
+sits (:func:`envelope_separator`).  Every feasible plan of the real problem, lifted with its true
+power, is feasible for the relaxed LP (:mod:`industriverse.plan.lp`), so the relaxed optimum and
+its dual bound are lower bounds on the real optimal cost.
 """
 from __future__ import annotations
 
