@@ -114,15 +114,18 @@ def test_lower_bound_never_above_the_cost_of_any_plan_found(name, problem):
     costs = []
     lp_doc = optimize(problem, method="lp")
     costs.append(lp_doc["objective"]["cost"])
+    bounds = [lp_doc["lower_bound"]]
     for seed in (0, 1):
         doc = optimize(problem, method="idf", seed=seed, settings=IDFSettings(particles=16, iterations=150, polish=2))
         assert doc["feasible"]
         costs.append(doc["objective"]["cost"])
-        assert doc["lower_bound"] == pytest.approx(lp_doc["lower_bound"], rel=1e-9, abs=1e-12)
+        bounds.append(doc["lower_bound"])
+        if problem.is_linear:  # the LP's dual bound alone (a nonlinear bound also uses the plan's cost as cutoff)
+            assert doc["lower_bound"] == pytest.approx(lp_doc["lower_bound"], rel=1e-9, abs=1e-12)
     lb = lp_doc["lower_bound"]
-    assert lb is not None and np.isfinite(lb)
-    for c in costs:
-        assert lb <= c + 1e-9 * max(abs(c), 1.0)
+    assert all(b is not None and np.isfinite(b) for b in bounds)
+    for c in costs:  # every run's bound lies below every plan any run found
+        assert max(bounds) <= c + 1e-9 * max(abs(c), 1.0)
     if problem.is_linear:
         assert min(costs) == pytest.approx(lb, rel=1e-6, abs=1e-9)
 

@@ -34,7 +34,8 @@ Temperature-dependent COPs (``relax=True``): the power ``u·f(x)`` with ``f = 1/
 bounded below using a proven interval ``[lo_k, hi_k]`` of the node temperature over every plan
 that meets the envelope (:func:`state_intervals`, interval arithmetic through the exact
 discrete dynamics, intersected with the band): ``f ≥ 1/max COP`` over the interval, plus, where
-``f`` is convex (chillers), tangent cuts of the perspective of ``f``.  Every feasible plan of the
+``f`` is convex (chillers), planes of the convex envelope of ``u·f`` over the box of proven
+set-point and temperature intervals (:func:`industriverse.plan.power.envelope_cut`).  Every feasible plan of the
 real problem, lifted with its true power, is feasible for the relaxed LP, so the relaxed optimum
 and its dual bound are lower bounds on the real optimal cost.
 """
@@ -256,6 +257,21 @@ def simultaneous_use(problem, u: np.ndarray) -> np.ndarray:
     for a, b in complementary_pairs(problem):
         out = np.maximum(out, np.minimum(u[:, a], u[:, b]))
     return out
+
+
+def chain_cuts(*seps):
+    """One ``cuts`` callback of several: the rows of every separator that returns some."""
+    seps = [s for s in seps if s is not None]
+    if not seps:
+        return None
+
+    def cuts(z):
+        out = [r for r in (s(z) for s in seps) if r is not None and r[0].shape[0]]
+        if not out:
+            return None
+        return sparse.vstack([a for a, _ in out], format="csr"), np.concatenate([b for _, b in out])
+
+    return cuts
 
 
 def substep_cuts(problem, lp: LinearProgram, backoff: bool = True, tol: float = 1e-9):
@@ -521,6 +537,7 @@ class LPSolution:
     seconds: float
     basis: object | None = None
     mip_gap: float | None = None
+    duals: tuple[np.ndarray, np.ndarray] | None = None  # (y_ub, y_eq) row marginals of an LP (not a MILP)
 
 
 def dual_bound(lp: LinearProgram, res) -> tuple[float, float, float]:
@@ -689,4 +706,4 @@ def solve(lp: LinearProgram, options: dict | None = None, warm_start: LPSolution
                           upper=SimpleNamespace(marginals=np.minimum(col_dual, 0.0)))
     bound, dual_obj, resid = dual_bound(lp, res)
     return LPSolution(0, message, z, objective, bound, dual_obj, resid, iters, time.perf_counter() - t0,
-                      None if extra_A else h.getBasis())
+                      None if extra_A else h.getBasis(), duals=(res.ineqlin.marginals, res.eqlin.marginals))

@@ -27,8 +27,9 @@ from industriverse.errors import BadInput, Infeasible
 from industriverse.plan.idf import FEAS_TOL, IDFSettings, Landscape, actuator_violation, idf, polish
 from industriverse.model.kpis import band_excess
 from industriverse.plan.infeasibility import explain_infeasible
-from industriverse.plan.lp import build_planning_lp, complementary_pairs, simultaneous_use, solve, substep_cuts
-from industriverse.plan.power import PowerModel, exact_power, relaxed_power
+from industriverse.plan.lp import (build_planning_lp, chain_cuts, complementary_pairs, simultaneous_use, solve,
+                                  substep_cuts)
+from industriverse.plan.power import ENVELOPE_ROUNDS, PowerModel, envelope_separator, exact_power, relaxed_power
 
 METHODS = ("auto", "idf", "lp")
 
@@ -119,10 +120,24 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
                           f"the {'relaxation' if nonlinear else 'LP'} is feasible, so this is not proven — "
                           f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
     lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
+    tightened = False
+    if lb is not None and nonlinear and lp.milp is None and lp.program is not None and problem.H <= CUTOFF_MAX_STEPS:
+        # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
+        from industriverse.plan.cutoff import cutoff_bound
+
+        lb2, cst = cutoff_bound(problem, lp.power, lp.program, lb, cost, z=lp.z, share=CUTOFF_SHARE)
+        stats["cutoff"] = cst
+        tightened = lb2 > lb
+        lb = max(lb, lb2)
     gap = None
     if lb is not None:
         gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
-    bound_method = None if lb is None else ("lp-dual" if not nonlinear else "relaxation-lp-dual (COP at its maximum over proven temperature intervals)")
+    bound_method = None
+    if lb is not None and not nonlinear:
+        bound_method = "lp-dual"
+    elif lb is not None:
+        bound_method = ("relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature "
+                        "intervals" + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
     if lb is not None and lp.milp is not None:
         bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
     backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
@@ -235,9 +250,13 @@ class PlanningLPResult:
     power: PowerModel
     premise: dict | None = None
     milp: dict | None = None  # set when complementarity needed the MILP: binaries, B&B nodes, gap
+    program: object | None = None  # the solved LinearProgram (with the rows added while solving it)
+    z: np.ndarray | None = None  # its solution
 
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
+CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
+CUTOFF_MAX_STEPS = 192  # its LPs span the horizon (time ~ H²): longer plans keep the relaxation's bound
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
@@ -261,7 +280,9 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     power = relaxed_power(problem, backoff=backoff) if nonlinear else exact_power(problem)
     lp = build_planning_lp(problem, power, backoff=backoff, continuous=continuous)
     cuts = substep_cuts(problem, lp, backoff=backoff) if continuous and "substep" not in lp.rows else None
-    sol = solve(lp, cuts=cuts)
+    if power.relaxed:  # refine the COP envelope where the relaxed plan sits (and keep the sub-step rows)
+        cuts = chain_cuts(cuts, envelope_separator(problem, power, lp.blocks))
+    sol = solve(lp, cuts=cuts, max_rounds=ENVELOPE_ROUNDS if power.relaxed else 20)
     if sol.status == 2:
         lines = explain_infeasible(problem, power, backoff=backoff, continuous=continuous)
         raise Infeasible(lines or ["the band cannot be held between the samples (at the control sub-steps) "
@@ -292,7 +313,7 @@ def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, con
     if power.relaxed:
         premise = check_relaxation_premise(problem, power, u)
     return PlanningLPResult(u, sol.objective, sol.lower_bound, sol.dual_objective, sol.dual_residual, bool(power.relaxed),
-                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp)
+                            sol.iterations, time.perf_counter() - t0, solves, power, premise, milp, lp, sol.z)
 
 
 def check_relaxation_premise(problem, power: PowerModel, u: np.ndarray, tol: float = 1e-6) -> dict:
