@@ -649,12 +649,15 @@ def parse_formats(text: str | list | tuple) -> tuple[str, ...]:
 
 
 def write_report(run_dir: str | Path | None, output_dir: str | Path | None = None,
-                 formats=FORMATS, *, run: dict | None = None) -> dict[str, str]:
+                 formats=FORMATS, *, run: dict | None = None, plots_key: tuple | None = None) -> dict[str, str]:
     """Write value.json and the report files of a run; ``{"value"|"md"|"html"|"pdf": path}``.
 
     ``run_dir``: the run directory (read with :func:`read_run` unless ``run`` holds the
     documents already).  ``output_dir`` defaults to ``run_dir/report``.  The plots (PNG)
-    are written into ``output_dir`` beside report.md.
+    are written into ``output_dir`` beside report.md.  Where this process started render
+    processes (:mod:`industriverse.report.pool`), the plots and the PDF are made there;
+    ``plots_key`` (the store keys of the optimization and simulation) collects plots
+    started ahead with :func:`industriverse.report.pool.prerender`.
     """
     formats = parse_formats(formats)
     if run is None:
@@ -674,11 +677,13 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
     write_json_file(value_path, value)
     paths["value"] = str(value_path)
 
-    from industriverse.report.plots import make_plots
+    from industriverse.report import pool
 
-    plots = make_plots(run, value, out)
+    plots = pool.draw(run, value, out, key=plots_key)
     blocks = build_document(value, plots)
     title = blocks[0].text
+    # the PDF is set in a render process (when they run) while the Markdown and HTML are written here
+    pdf = pool.submit(render_pdf, blocks, out / "report.pdf", title=title) if "pdf" in formats else None
     if "md" in formats:
         p = out / "report.md"
         p.write_text(render_markdown(blocks, out), encoding="utf-8")
@@ -688,7 +693,7 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
         p.write_text(render_html(blocks, value["outcome"]), encoding="utf-8")
         paths["html"] = str(p)
     if "pdf" in formats:
-        paths["pdf"] = str(render_pdf(blocks, out / "report.pdf", title=title))
+        paths["pdf"] = str(pool.result(pdf, render_pdf, blocks, out / "report.pdf", title=title))
     return paths
 
 

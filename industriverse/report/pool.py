@@ -1,0 +1,212 @@
+"""Render processes for the report: the plots drawn in parallel, the PDF set, off the caller's process.
+
+A strike's report is mostly matplotlib and fpdf: importing them (~0.5-0.7 s), drawing four
+plots (~0.15-0.3 s each) and setting the PDF.  :func:`start` starts, in the background, a
+``multiprocessing`` fork server that imports the renderers once (:mod:`industriverse.report.preload`)
+and a pool of processes forked from it, so
+
+* a fresh command (the command-line strike) pays those imports on the other core while it
+  imports and runs the strike itself;
+* the four plots of a report are drawn side by side (one process each while there are free
+  processes), and a worker's thread waiting for them holds no GIL, so the worker handles the
+  next strike's stages meanwhile;
+* :func:`prerender` starts a strike's plots as soon as its simulation exists, while the shield,
+  signing and deployment run: the plots depend on the optimization and the simulation only.
+
+Without :func:`start` (tests, the report script, the console) everything is drawn in the
+calling process exactly as before.  An error in a render process is raised in the caller as
+itself (its message and type); a render process that dies is replaced by drawing in-process,
+so a report is never lost to the pool.  The files written are the same either way.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+PROCESSES = 2  # the machines this runs on have 2 cores; more processes only share them
+PRELOAD = ["industriverse.report.preload"]
+
+_lock = threading.Lock()
+_executor = None  # concurrent.futures.ProcessPoolExecutor once started
+_pending: dict[tuple, tuple[Path, dict[str, Future]]] = {}  # key -> (scratch dir, {plot name: future})
+
+# plots by cost, most expensive first: with two processes the four finish together
+_ORDER = ("states", "savings", "power", "cumulative_cost")
+
+
+def start(processes: int = PROCESSES) -> None:
+    """Start the render processes in the background (idempotent; returns at once).
+
+    Call it early in a process that will render, before its own heavy imports: the fork
+    server's imports then run on the other core meanwhile.
+    """
+    global _executor
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from multiprocessing import forkserver
+
+    with _lock:
+        if _executor is not None:
+            return
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        # the fork server starts now and imports the renderers while the caller goes on; the pool
+        # forks its processes from it on the first tasks (waiting, if need be, for those imports)
+        forkserver.ensure_running()
+        _executor = ProcessPoolExecutor(processes, mp_context=ctx)
+
+
+def running() -> bool:
+    """Whether :func:`start` was called (and the pool not stopped)."""
+    return _executor is not None
+
+
+def stop() -> None:
+    """Stop the render processes (pending prerenders are dropped)."""
+    global _executor
+    with _lock:
+        executor, _executor = _executor, None
+        pending = list(_pending.values())
+        _pending.clear()
+    for scratch, futures in pending:
+        for f in futures.values():
+            f.cancel()
+        shutil.rmtree(scratch, ignore_errors=True)
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _broken() -> None:
+    """Forget a pool whose process died: this report is drawn in-process, the next one gets a new pool."""
+    global _executor
+    with _lock:
+        executor, _executor = _executor, None
+    if executor is not None:
+        executor.shutdown(wait=False, cancel_futures=True)
+        start(executor._max_workers)
+
+
+def _forget_if_broken(exc: BaseException) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, BrokenProcessPool):
+        _broken()
+
+
+def _submit_plots(run: dict, value: dict, out_dir: Path, ctx) -> dict[str, Future]:
+    from industriverse.report import plots
+
+    run = {"optimization": run.get("optimization"), "simulation": run.get("simulation")}  # all a plot reads
+    jobs = {
+        "states": (plots.plot_state_bands, run, out_dir / plots.PLOT_FILES["states"], ctx),
+        "savings": (plots.plot_savings_distribution, run, value, out_dir / plots.PLOT_FILES["savings"]),
+        "power": (plots.plot_power_and_tariff, run, out_dir / plots.PLOT_FILES["power"], ctx),
+        "cumulative_cost": (plots.plot_cumulative_cost, run, out_dir / plots.PLOT_FILES["cumulative_cost"], ctx),
+    }
+    return {name: _executor.submit(*jobs[name]) for name in _ORDER}
+
+
+def prerender(key: tuple, run: dict) -> None:
+    """Start drawing the plots of ``run`` (its optimization and simulation documents) ahead of its report.
+
+    ``key`` names those two documents (their store keys); :func:`draw` with the same key
+    collects the plots.  Does nothing unless the render processes run.  The envelope and the
+    tariff are re-derived here (the caller may read CSV series a render process may not).
+    """
+    if _executor is None or key in _pending:
+        return
+    from industriverse.report.plots import series_context
+    from industriverse.report.value import compute_value
+
+    ctx = series_context(run)
+    value = compute_value({"optimization": run["optimization"], "simulation": run["simulation"]})
+    scratch = Path(tempfile.mkdtemp(prefix="industriverse-plots-"))
+    try:
+        _pending[key] = (scratch, _submit_plots(run, value, scratch, ctx))
+    except RuntimeError as exc:  # the pool was shut down or broke meanwhile: the report draws them
+        _forget_if_broken(exc)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def forget(key: tuple) -> None:
+    """Drop the prerendered plots of ``key`` (a strike that ended without using them)."""
+    entry = _pending.pop(key, None)
+    if entry is not None:
+        scratch, futures = entry
+        for f in futures.values():
+            f.cancel()
+        for f in futures.values():
+            if not f.cancelled():
+                try:
+                    f.result()
+                except Exception:  # noqa: BLE001 - unused plots: their errors do not matter
+                    pass
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def draw(run: dict, value: dict, out_dir: str | Path, *, key: tuple | None = None) -> dict[str, Path]:
+    """The four plots of ``run`` in ``out_dir``: ``{name: path}`` like :func:`industriverse.report.plots.make_plots`.
+
+    Collects the plots :func:`prerender` started for ``key``; else draws them in the render
+    processes when they run, else here.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    from industriverse.report.plots import PLOT_FILES, make_plots, series_context
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entry = _pending.pop(key, None) if key is not None else None
+    if entry is not None:
+        scratch, futures = entry
+        try:
+            for f in futures.values():
+                f.result()
+            return {name: Path(shutil.copyfile(scratch / PLOT_FILES[name], out_dir / PLOT_FILES[name])) for name in PLOT_FILES}
+        except BrokenProcessPool:
+            _broken()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if _executor is not None:
+        try:
+            futures = _submit_plots(run, value, out_dir, series_context(run))
+        except RuntimeError as exc:  # shut down or broken meanwhile: drawn here
+            _forget_if_broken(exc)
+            futures = None
+        if futures is not None:
+            try:
+                for f in futures.values():
+                    f.result()
+                return {name: out_dir / PLOT_FILES[name] for name in PLOT_FILES}
+            except BrokenProcessPool:
+                _broken()
+    return make_plots(run, value, out_dir)
+
+
+def submit(fn, *args, **kwargs) -> Future | None:
+    """Start ``fn(*args, **kwargs)`` in a render process (``fn`` importable there); None when they do not run."""
+    executor = _executor
+    if executor is None:
+        return None
+    try:
+        return executor.submit(fn, *args, **kwargs)
+    except RuntimeError as exc:  # shut down or broken meanwhile: :func:`result` runs it here
+        _forget_if_broken(exc)
+        return None
+
+
+def result(future: Future | None, fn, *args, **kwargs):
+    """What :func:`submit` started (its error raised here), or ``fn(*args, **kwargs)`` run here when it
+    could not start or its process died."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if future is not None:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            _broken()
+    return fn(*args, **kwargs)
