@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from industriverse.report.plots import PLOT_FILES
 from industriverse.report.render import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,3 +308,49 @@ def test_figures_carry_no_more_digits_than_their_interval_supports(runs):
             cells = [c.strip() for c in row.strip("|").split("|")]
             assert all(cell == "n/a" or re.search(r"[A-Za-z%]", cell) for cell in cells[1:3]), row
         assert "0.00000" not in md
+
+
+# --- the render processes (industriverse.report.pool) ------------------------------------------
+@pytest.fixture()
+def render_pool():
+    from industriverse.report import pool
+
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+def test_render_processes_write_the_same_report(runs, tmp_path, render_pool):
+    """Plots drawn in the render processes (in parallel) and the PDF set there: the same PNG bytes as
+    drawn in this process, and a PDF with the same text."""
+    run_dir = runs["hvac"]
+    paths = write_report(run_dir, tmp_path / "pooled")
+    here = run_dir / "report"
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "pooled" / name).read_bytes() == (here / name).read_bytes(), name
+    assert pdf_text(Path(paths["pdf"])) == pdf_text(here / "report.pdf")
+    assert (tmp_path / "pooled" / "report.md").read_text() == (here / "report.md").read_text()
+
+
+def test_plots_started_ahead_are_collected_by_key(runs, tmp_path, render_pool):
+    from industriverse.report.render import read_run
+
+    run = read_run(runs["microgrid"])
+    render_pool.prerender(("opt", "sim"), run)
+    write_report(runs["microgrid"], tmp_path / "ahead", formats=("md",), plots_key=("opt", "sim"))
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "ahead" / name).read_bytes() == (runs["microgrid"] / "report" / name).read_bytes(), name
+    assert render_pool._pending == {}  # collected, scratch removed
+
+
+def test_an_error_in_a_render_process_is_raised_here(runs, tmp_path, render_pool):
+    from industriverse.report.render import read_run
+
+    run = read_run(runs["hvac"])
+    del run["simulation"]["baseline"]["bands"]  # what a plot needs and the value does not
+    with pytest.raises(KeyError, match="bands") as error:
+        write_report(None, tmp_path / "broken", run=run)
+    assert "Traceback" in str(error.value.__cause__)  # the render process's traceback, carried over
+    # the processes survive a task's error: the next report is drawn there again
+    write_report(runs["hvac"], tmp_path / "after", formats=("md",))
+    assert (tmp_path / "after" / PLOT_FILES["states"]).is_file()
