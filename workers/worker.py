@@ -38,7 +38,14 @@ def run_workers(
     """
     configure_logging()
     broker_url = resolve_url(broker_url)
-    actors = load_actors(list(kinds), registry)
+    kinds = list(kinds)
+    if "reporter" in kinds or "all" in kinds:
+        # reports are drawn in render processes (plots side by side): the reporter's thread waits
+        # without the GIL while this process handles the other stages of the next strikes
+        from industriverse.report import pool
+
+        pool.start()
+    actors = load_actors(kinds, registry)
     bus = RabbitBus(broker_url, actors, prefix=prefix, concurrency=concurrency,
                     policy=policy or RetryPolicy(), grace=grace)
     if metrics_port:
@@ -56,4 +63,7 @@ def run_workers(
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        from industriverse.report import pool
+
+        pool.stop()
     return 0
