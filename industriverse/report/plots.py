@@ -162,11 +162,15 @@ def _save(fig: Figure, path: Path) -> Path:
     no alpha scan or soft mask.  PIL writes no "Software" entry (the HTML report carries no web address)."""
     from PIL import Image
 
+    import os
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
-    Image.fromarray(rgba[..., :3]).save(path, format="png", dpi=(fig.dpi, fig.dpi))
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    Image.fromarray(rgba[..., :3]).save(part, format="png", dpi=(fig.dpi, fig.dpi))
+    os.replace(part, path)  # whole or absent: the PDF may be set in another process meanwhile
     return path
 
 

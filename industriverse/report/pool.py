@@ -20,13 +20,17 @@ so a report is never lost to the pool.  The files written are the same either wa
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
-PROCESSES = 2  # the machines this runs on have 2 cores; more processes only share them
+# 2 cores: the four plots on two processes, the PDF on a third (its text set while they draw,
+# each plot embedded once written), so both cores stay busy until the report is done
+PROCESSES = 3
 PRELOAD = ["industriverse.report.preload"]
 
 _lock = threading.Lock()
@@ -148,43 +152,58 @@ def forget(key: tuple) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def draw(run: dict, value: dict, out_dir: str | Path, *, key: tuple | None = None) -> dict[str, Path]:
-    """The four plots of ``run`` in ``out_dir``: ``{name: path}`` like :func:`industriverse.report.plots.make_plots`.
-
-    Collects the plots :func:`prerender` started for ``key``; else draws them in the render
-    processes when they run, else here.
-    """
-    from concurrent.futures.process import BrokenProcessPool
-
-    from industriverse.report.plots import PLOT_FILES, make_plots, series_context
+def start_plots(run: dict, value: dict, out_dir: str | Path, *, key: tuple | None = None):
+    """Start the four plots of ``run`` in the render processes: the ones :func:`prerender` started for
+    ``key``, else new ones writing into ``out_dir``.  A handle for :func:`finish_plots` (None: not
+    started, they are drawn there in this process)."""
+    from industriverse.report.plots import series_context
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entry = _pending.pop(key, None) if key is not None else None
     if entry is not None:
-        scratch, futures = entry
+        return entry
+    if _executor is None:
+        return None
+    try:
+        return None, _submit_plots(run, value, out_dir, series_context(run))
+    except RuntimeError as exc:  # shut down or broken meanwhile: drawn in this process
+        _forget_if_broken(exc)
+        return None
+
+
+def finish_plots(handle, run: dict, value: dict, out_dir: str | Path) -> dict[str, Path]:
+    """The plots in ``out_dir`` (``{name: path}`` like :func:`industriverse.report.plots.make_plots`):
+    waits for those :func:`start_plots` started (copying prerendered ones into ``out_dir`` as each is
+    done), or draws them here.  A plot's error is raised here."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from industriverse.report.plots import PLOT_FILES, make_plots
+
+    out_dir = Path(out_dir)
+    if handle is not None:
+        scratch, futures = handle
         try:
-            for f in futures.values():
+            paths = {}
+            for name, f in futures.items():  # each as soon as it is drawn: the PDF being set may wait for it
                 f.result()
-            return {name: Path(shutil.copyfile(scratch / PLOT_FILES[name], out_dir / PLOT_FILES[name])) for name in PLOT_FILES}
+                paths[name] = out_dir / PLOT_FILES[name]
+                if scratch is not None:
+                    part = out_dir / f".{PLOT_FILES[name]}.part"
+                    shutil.copyfile(scratch / PLOT_FILES[name], part)
+                    os.replace(part, paths[name])
+            return {name: paths[name] for name in PLOT_FILES}
         except BrokenProcessPool:
             _broken()
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if _executor is not None:
-        try:
-            futures = _submit_plots(run, value, out_dir, series_context(run))
-        except RuntimeError as exc:  # shut down or broken meanwhile: drawn here
-            _forget_if_broken(exc)
-            futures = None
-        if futures is not None:
-            try:
-                for f in futures.values():
-                    f.result()
-                return {name: out_dir / PLOT_FILES[name] for name in PLOT_FILES}
-            except BrokenProcessPool:
-                _broken()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
     return make_plots(run, value, out_dir)
+
+
+def draw(run: dict, value: dict, out_dir: str | Path, *, key: tuple | None = None) -> dict[str, Path]:
+    """The four plots of ``run`` in ``out_dir``: :func:`start_plots` then :func:`finish_plots`."""
+    return finish_plots(start_plots(run, value, out_dir, key=key), run, value, out_dir)
 
 
 def submit(fn, *args, **kwargs) -> Future | None:
@@ -210,3 +229,40 @@ def result(future: Future | None, fn, *args, **kwargs):
         except BrokenProcessPool:
             _broken()
     return fn(*args, **kwargs)
+
+
+FAILED_SUFFIX = ".failed"
+WAIT_LIMIT_S = 600.0
+
+
+def wait_for_file(path: str | Path, *, limit: float = WAIT_LIMIT_S) -> None:
+    """Wait until ``path`` exists (a plot another process is drawing; written whole by a rename).
+
+    Raises ``RuntimeError`` when a ``<path>.failed`` marker appears instead (the plot's error is
+    raised by whoever drew it) and ``TimeoutError`` after ``limit`` s."""
+    path = Path(path)
+    failed = path.with_name(path.name + FAILED_SUFFIX)
+    deadline = time.monotonic() + limit
+    delay = 0.002
+    while not path.exists():
+        if failed.exists():
+            raise RuntimeError(f"{path.name} was not drawn")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} was not drawn within {limit:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.02)
+
+
+def abandon(future: Future | None, paths) -> None:
+    """The plots ``paths`` will not be drawn: let the PDF ``future`` waiting for them end, then clean up."""
+    if future is None:
+        return
+    markers = [Path(p).with_name(Path(p).name + FAILED_SUFFIX) for p in paths if not Path(p).exists()]
+    for m in markers:
+        m.touch()
+    try:
+        future.result()
+    except BaseException:  # noqa: BLE001 - the plot's error is the one reported
+        pass
+    for m in markers:
+        m.unlink(missing_ok=True)

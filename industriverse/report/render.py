@@ -518,11 +518,12 @@ def _image_height(path: Path, width: float) -> float:
     return width * h_px / w_px
 
 
-def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
+def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Path:
     """The PDF report (A4): headline page, detail, plots, appendix with the proof's hashes and signature key ID.
 
     Pages are filled: a plot that does not fit the rest of a page is shrunk to fit (down to
-    60 % of the text width) before it is moved to the next page."""
+    60 % of the text width) before it is moved to the next page.  ``wait(path)``, when given,
+    is called before a plot file is read (plots still being drawn in other processes)."""
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 
@@ -622,6 +623,8 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
             pdf.ln(2)
         elif b.kind == "image":
             w = width
+            if wait is not None:
+                wait(b.path)
             h_mm = _image_height(b.path, w)
             room = pdf.h - pdf.b_margin - pdf.get_y() - 8  # 8 mm: the plot's title line
             if h_mm > room:
@@ -678,12 +681,20 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
     paths["value"] = str(value_path)
 
     from industriverse.report import pool
+    from industriverse.report.plots import PLOT_FILES
 
-    plots = pool.draw(run, value, out, key=plots_key)
+    plots = {name: out / file for name, file in PLOT_FILES.items()}
     blocks = build_document(value, plots)
     title = blocks[0].text
-    # the PDF is set in a render process (when they run) while the Markdown and HTML are written here
-    pdf = pool.submit(render_pdf, blocks, out / "report.pdf", title=title) if "pdf" in formats else None
+    handle = pool.start_plots(run, value, out, key=plots_key)
+    pdf = None
+    if "pdf" in formats and handle is not None:  # set in a render process while the plots are drawn
+        pdf = pool.submit(render_pdf, blocks, out / "report.pdf", title=title, wait=pool.wait_for_file)
+    try:
+        pool.finish_plots(handle, run, value, out)
+    except BaseException:
+        pool.abandon(pdf, plots.values())
+        raise
     if "md" in formats:
         p = out / "report.md"
         p.write_text(render_markdown(blocks, out), encoding="utf-8")
