@@ -7,9 +7,10 @@ and a pool of processes forked from it, so
 
 * a fresh command (the command-line strike) pays those imports on the other core while it
   imports and runs the strike itself;
-* the four plots of a report are drawn side by side (one process each while there are free
-  processes), and a worker's thread waiting for them holds no GIL, so the worker handles the
-  next strike's stages meanwhile;
+* the four plots of a report are drawn side by side, and the PDF is set in another process
+  meanwhile (its text first; each plot is embedded once its file is written whole, by a
+  rename), so both cores stay busy until the report is done; a worker's thread waiting for
+  them holds no GIL, so the worker handles the next strike's stages meanwhile;
 * :func:`prerender` starts a strike's plots as soon as its simulation exists, while the shield,
   signing and deployment run: the plots depend on the optimization and the simulation only.
 
@@ -35,6 +36,7 @@ PRELOAD = ["industriverse.report.preload"]
 
 _lock = threading.Lock()
 _executor = None  # concurrent.futures.ProcessPoolExecutor once started
+_processes = PROCESSES
 _pending: dict[tuple, tuple[Path, dict[str, Future]]] = {}  # key -> (scratch dir, {plot name: future})
 
 # plots by cost, most expensive first: with two processes the four finish together
@@ -47,21 +49,27 @@ def start(processes: int = PROCESSES) -> None:
     Call it early in a process that will render, before its own heavy imports: the fork
     server's imports then run on the other core meanwhile.
     """
-    global _executor
+    global _executor, _processes
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-
     from multiprocessing import forkserver
 
     with _lock:
         if _executor is not None:
             return
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
-        # the fork server starts now and imports the renderers while the caller goes on; the pool
-        # forks its processes from it on the first tasks (waiting, if need be, for those imports)
-        forkserver.ensure_running()
-        _executor = ProcessPoolExecutor(processes, mp_context=ctx)
+        try:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            # the fork server starts now and imports the renderers while the caller goes on; the pool
+            # forks its processes from it on the first tasks (waiting, if need be, for those imports)
+            forkserver.ensure_running()
+            _executor = ProcessPoolExecutor(processes, mp_context=ctx)
+            _processes = processes
+        except (OSError, ValueError) as exc:  # no fork server here (platform, sockets): render in-process
+            import logging
+
+            logging.getLogger(__name__).warning("render processes unavailable (%s): reports are drawn in-process",
+                                                exc.__class__.__name__)
 
 
 def running() -> bool:
@@ -91,7 +99,7 @@ def _broken() -> None:
         executor, _executor = _executor, None
     if executor is not None:
         executor.shutdown(wait=False, cancel_futures=True)
-        start(executor._max_workers)
+        start(_processes)
 
 
 def _forget_if_broken(exc: BaseException) -> None:
