@@ -29,13 +29,14 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
-# 2 cores: the four plots on two processes, the PDF on a third (its text set while they draw,
-# each plot embedded once written), so both cores stay busy until the report is done
-PROCESSES = 3
+# 2 cores: the four plots on two processes and the PDF on a third of its own, so the PDF's text is
+# set while the plots draw (each plot embedded once written) and both cores stay busy to the end
+PROCESSES = 2
 PRELOAD = ["industriverse.report.preload"]
 
 _lock = threading.Lock()
-_executor = None  # concurrent.futures.ProcessPoolExecutor once started
+_executor = None  # concurrent.futures.ProcessPoolExecutor of the plots once started
+_documents = None  # the PDF's process (a pool of one), so a PDF never waits behind plots
 _processes = PROCESSES
 _pending: dict[tuple, tuple[Path, dict[str, Future]]] = {}  # key -> (scratch dir, {plot name: future})
 
@@ -49,7 +50,7 @@ def start(processes: int = PROCESSES) -> None:
     Call it early in a process that will render, before its own heavy imports: the fork
     server's imports then run on the other core meanwhile.
     """
-    global _executor, _processes
+    global _executor, _documents, _processes
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import forkserver
@@ -64,6 +65,7 @@ def start(processes: int = PROCESSES) -> None:
             # forks its processes from it on the first tasks (waiting, if need be, for those imports)
             forkserver.ensure_running()
             _executor = ProcessPoolExecutor(processes, mp_context=ctx)
+            _documents = ProcessPoolExecutor(1, mp_context=ctx)
             _processes = processes
         except (OSError, ValueError) as exc:  # no fork server here (platform, sockets): render in-process
             import logging
@@ -79,27 +81,29 @@ def running() -> bool:
 
 def stop() -> None:
     """Stop the render processes (pending prerenders are dropped)."""
-    global _executor
+    global _executor, _documents
     with _lock:
-        executor, _executor = _executor, None
+        executors, _executor, _documents = (_executor, _documents), None, None
         pending = list(_pending.values())
         _pending.clear()
     for scratch, futures in pending:
         for f in futures.values():
             f.cancel()
         shutil.rmtree(scratch, ignore_errors=True)
-    if executor is not None:
-        executor.shutdown(wait=True, cancel_futures=True)
+    for executor in executors:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _broken() -> None:
     """Forget a pool whose process died: this report is drawn in-process, the next one gets a new pool."""
-    global _executor
+    global _executor, _documents
     with _lock:
-        executor, _executor = _executor, None
-    if executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
-        start(_processes)
+        executors, _executor, _documents = (_executor, _documents), None, None
+    for executor in executors:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+    start(_processes)
 
 
 def _forget_if_broken(exc: BaseException) -> None:
@@ -215,8 +219,9 @@ def draw(run: dict, value: dict, out_dir: str | Path, *, key: tuple | None = Non
 
 
 def submit(fn, *args, **kwargs) -> Future | None:
-    """Start ``fn(*args, **kwargs)`` in a render process (``fn`` importable there); None when they do not run."""
-    executor = _executor
+    """Start ``fn(*args, **kwargs)`` in the document process (``fn`` importable there: the PDF); None
+    when the render processes do not run."""
+    executor = _documents
     if executor is None:
         return None
     try:
