@@ -74,6 +74,29 @@ def start(processes: int = PROCESSES) -> None:
                                                 exc.__class__.__name__)
 
 
+def ready() -> bool:
+    """A task that does nothing: submitting it makes a pool fork a process (named here, in this light module)."""
+    return True
+
+
+def warm() -> None:
+    """Fork the render processes now, on a thread (each waits for the fork server's imports), so a
+    strike about to run finds them forked when its plots start; returns at once."""
+    plots, documents, n = _executor, _documents, _processes
+    if plots is None or documents is None:
+        return
+
+    def fork() -> None:
+        try:
+            for _ in range(n):  # a pool forks a process per task while none is idle
+                plots.submit(ready)
+            documents.submit(ready)
+        except RuntimeError:  # stopped meanwhile
+            pass
+
+    threading.Thread(target=fork, name="render-processes", daemon=True).start()
+
+
 def running() -> bool:
     """Whether :func:`start` was called (and the pool not stopped)."""
     return _executor is not None
