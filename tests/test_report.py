@@ -354,3 +354,14 @@ def test_an_error_in_a_render_process_is_raised_here(runs, tmp_path, render_pool
     # the processes survive a task's error: the next report is drawn there again
     write_report(runs["hvac"], tmp_path / "after", formats=("md",))
     assert (tmp_path / "after" / PLOT_FILES["states"]).is_file()
+
+
+def test_render_processes_can_be_turned_off(monkeypatch):
+    from industriverse.report import pool
+
+    monkeypatch.setenv("INDUSTRIVERSE_RENDER_PROCESSES", "0")
+    pool.start()
+    try:
+        assert not pool.running()
+    finally:
+        pool.stop()

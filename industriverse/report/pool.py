@@ -48,13 +48,16 @@ def start(processes: int = PROCESSES) -> None:
     """Start the render processes in the background (idempotent; returns at once).
 
     Call it early in a process that will render, before its own heavy imports: the fork
-    server's imports then run on the other core meanwhile.
+    server's imports then run on the other core meanwhile.  ``INDUSTRIVERSE_RENDER_PROCESSES=0``
+    keeps all drawing in the calling process (one core per process, as before).
     """
     global _executor, _documents, _processes
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import forkserver
 
+    if os.environ.get("INDUSTRIVERSE_RENDER_PROCESSES", "").strip() == "0":
+        return
     with _lock:
         if _executor is not None:
             return
