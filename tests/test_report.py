@@ -365,3 +365,21 @@ def test_render_processes_can_be_turned_off(monkeypatch):
         assert not pool.running()
     finally:
         pool.stop()
+
+
+def test_a_render_process_that_dies_loses_no_report(runs, tmp_path, render_pool):
+    """A render process killed (OOM killer, a crash): that report is drawn in this process, whole,
+    and the render processes are started anew for the next one."""
+    import os
+    import signal
+
+    write_report(runs["cold_storage"], tmp_path / "first", formats=("md",))  # the plot processes exist now
+    victim = next(iter(render_pool._executor._processes))
+    os.kill(victim, signal.SIGKILL)
+    paths = write_report(runs["cold_storage"], tmp_path / "after-kill")
+    here = runs["cold_storage"] / "report"
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "after-kill" / name).read_bytes() == (here / name).read_bytes(), name
+    assert Path(paths["pdf"]).is_file()
+    assert not list((tmp_path / "after-kill").glob(".*"))  # no partial file left behind
+    assert render_pool.running() and victim not in render_pool._executor._processes

@@ -31,6 +31,7 @@ def run_embedded(message, *, log_level: str | None = None, on_progress=None, dat
     started: list[tuple] = []
     if pool.running():  # one process runs every stage: the plots start while the shield, signing and deployment run
         pool.warm()
+
         def prerender(m) -> None:
             if m.type != "plan.simulated":
                 return

@@ -233,6 +233,8 @@ def finish_plots(handle, run: dict, value: dict, out_dir: str | Path) -> dict[st
             return {name: paths[name] for name in PLOT_FILES}
         except BrokenProcessPool:
             _broken()
+            for part in out_dir.glob(".*.part"):  # a file a dead process was writing: not part of the report
+                part.unlink(missing_ok=True)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
