@@ -68,6 +68,21 @@ def _progress(quiet: bool):
 @one_line_errors
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
+    broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
+    if broker:
+        return strike(args, broker)
+    # the report is made here: its renderers load in render processes on the other core while this one works
+    from industriverse.report import pool
+
+    pool.start()
+    try:
+        return strike(args, None)
+    finally:
+        pool.stop()
+
+
+def strike(args: argparse.Namespace, broker: str | None) -> int:
+    """The strike of parsed ``args`` on ``broker`` (None: the embedded bus); the exit code."""
     from industriverse.fleet import store
     from industriverse.fleet.rundir import check_run_dir
     from industriverse.model.constraint import absolute_csv_paths, freeze_horizon, past_start, read_constraint_file
@@ -87,7 +102,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                        "plan from now, next_hour or tomorrow, or give --allow-past to replay history")
     request = absolute_csv_paths(raw, path.parent)
     seed = args.seed if args.seed is not None else problem.constraint.uncertainty.seed
-    broker = None if args.embedded else (args.broker or os.environ.get("INDUSTRIVERSE_AMQP_URL"))
     # on the broker the request expires when the client stops waiting (embedded: it runs here, now)
     expires_at = datetime.now(timezone.utc) + timedelta(seconds=args.timeout) if broker else None
     message = Message.start(StrikeRequested(domain=args.domain, constraint=request, method=args.method, seed=seed,

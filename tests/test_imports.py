@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("matplotlib", "fpdf", "scipy.stats", "scipy.signal")
 
 
-def imported_after(code: str) -> list[str]:
+def imported_after(code: str, env: dict | None = None) -> list[str]:
     probe = f"import sys\n{code}\nprint(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(env or os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
@@ -42,3 +42,18 @@ def test_statistics_need_no_scipy_stats():
             "import industriverse.operate.monitor, industriverse.plan.idf\n"
             "clopper_pearson_upper(3, 200); t_interval([1.0, 2.0, 4.0])")
     assert imported_after(code) == []
+
+
+def test_the_command_line_strike_renders_in_render_processes(tmp_path):
+    """The strike's own process imports no renderer: plots and PDF are made in the render processes."""
+    out = tmp_path / "run"
+    code = ("import contextlib, io\nfrom cli.run_client_strike_loop import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['--domain', 'hvac', '--constraint_json', 'examples/hvac_testcase1.json', '--allow-past',"
+            f" '--quiet', '--embedded', '--output_dir', {str(out)!r}]) == 0")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, INDUSTRIVERSE_HOME=str(home))
+    env.pop("INDUSTRIVERSE_DB_URL", None)
+    assert imported_after(code, env) == []
+    assert {p.name for p in (out / "report").glob("*.p*")} == {
+        "report.pdf", "states.png", "power_tariff.png", "cumulative_cost.png", "savings_distribution.png"}

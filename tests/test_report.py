@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from industriverse.report.plots import PLOT_FILES
 from industriverse.report.render import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,3 +327,78 @@ def test_a_urdb_tariff_s_charges_are_in_the_report(tmp_path, home, monkeypatch):
     for fmt, text in texts.items():
         assert "Fixed charge: 259 USD per month" in text, fmt
         assert "not prorated" in text and "flat demand, 2026-01" in text, fmt
+
+
+# --- the render processes (industriverse.report.pool) ------------------------------------------
+@pytest.fixture()
+def render_pool():
+    from industriverse.report import pool
+
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+def test_render_processes_write_the_same_report(runs, tmp_path, render_pool):
+    """Plots drawn in the render processes (in parallel) and the PDF set there: the same PNG bytes as
+    drawn in this process, and a PDF with the same text."""
+    run_dir = runs["hvac"]
+    paths = write_report(run_dir, tmp_path / "pooled")
+    here = run_dir / "report"
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "pooled" / name).read_bytes() == (here / name).read_bytes(), name
+    assert pdf_text(Path(paths["pdf"])) == pdf_text(here / "report.pdf")
+    assert (tmp_path / "pooled" / "report.md").read_text() == (here / "report.md").read_text()
+
+
+def test_plots_started_ahead_are_collected_by_key(runs, tmp_path, render_pool):
+    from industriverse.report.render import read_run
+
+    run = read_run(runs["microgrid"])
+    render_pool.prerender(("opt", "sim"), run)
+    write_report(runs["microgrid"], tmp_path / "ahead", formats=("md",), plots_key=("opt", "sim"))
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "ahead" / name).read_bytes() == (runs["microgrid"] / "report" / name).read_bytes(), name
+    assert render_pool._pending == {}  # collected, scratch removed
+
+
+def test_an_error_in_a_render_process_is_raised_here(runs, tmp_path, render_pool):
+    from industriverse.report.render import read_run
+
+    run = read_run(runs["hvac"])
+    del run["simulation"]["baseline"]["bands"]  # what a plot needs and the value does not
+    with pytest.raises(KeyError, match="bands") as error:
+        write_report(None, tmp_path / "broken", run=run)
+    assert "Traceback" in str(error.value.__cause__)  # the render process's traceback, carried over
+    # the processes survive a task's error: the next report is drawn there again
+    write_report(runs["hvac"], tmp_path / "after", formats=("md",))
+    assert (tmp_path / "after" / PLOT_FILES["states"]).is_file()
+
+
+def test_render_processes_can_be_turned_off(monkeypatch):
+    from industriverse.report import pool
+
+    monkeypatch.setenv("INDUSTRIVERSE_RENDER_PROCESSES", "0")
+    pool.start()
+    try:
+        assert not pool.running()
+    finally:
+        pool.stop()
+
+
+def test_a_render_process_that_dies_loses_no_report(runs, tmp_path, render_pool):
+    """A render process killed (OOM killer, a crash): that report is drawn in this process, whole,
+    and the render processes are started anew for the next one."""
+    import os
+    import signal
+
+    write_report(runs["cold_storage"], tmp_path / "first", formats=("md",))  # the plot processes exist now
+    victim = next(iter(render_pool._executor._processes))
+    os.kill(victim, signal.SIGKILL)
+    paths = write_report(runs["cold_storage"], tmp_path / "after-kill")
+    here = runs["cold_storage"] / "report"
+    for name in PLOT_FILES.values():
+        assert (tmp_path / "after-kill" / name).read_bytes() == (here / name).read_bytes(), name
+    assert Path(paths["pdf"]).is_file()
+    assert not list((tmp_path / "after-kill").glob(".*"))  # no partial file left behind
+    assert render_pool.running() and victim not in render_pool._executor._processes

@@ -23,7 +23,7 @@ def _report(message: Message, body, deployment: dict | None) -> StrikeCompleted:
         write_scratch_run(run_dir, body, deployment)
         if deployment is not None and body.capsule_ref:
             restore_files(store.get_json_artifact(body.capsule_ref), run_dir / "capsule")
-        paths = write_report(run_dir)
+        paths = write_report(run_dir, plots_key=(body.optimization_ref, body.simulation_ref))
         value_ref = store.put_json_artifact(read_json(paths["value"]))
         report_ref = store.put_json_artifact(bundle_files(run_dir / "report"))
     finally:

@@ -22,10 +22,36 @@ def run_embedded(message, *, log_level: str | None = None, on_progress=None, dat
     from workers.logging import configure_logging
 
     from industriverse.model.series import data_roots_allowed
+    from messages.routing import strike_key
 
     configure_logging(log_level or os.environ.get("INDUSTRIVERSE_LOG_LEVEL", "CRITICAL"))
-    with data_roots_allowed(data_dirs):
-        return EmbeddedBus(load_actors(["all"])).request(message, on_progress=on_progress)
+    bus = EmbeddedBus(load_actors(["all"]))
+    from industriverse.report import pool
+
+    started: list[tuple] = []
+    if pool.running():  # one process runs every stage: the plots start while the shield, signing and deployment run
+        pool.warm()
+
+        def prerender(m) -> None:
+            if m.type != "plan.simulated":
+                return
+            from industriverse.fleet import store
+
+            key = (m.body.optimization_ref, m.body.simulation_ref)
+            started.append(key)
+            try:
+                pool.prerender(key, {"optimization": store.get_json_artifact(key[0]),
+                                     "simulation": store.get_json_artifact(key[1])})
+            except Exception:  # noqa: BLE001 - only a head start: the reporter draws them and reports any error
+                pool.forget(key)
+
+        bus.subscribe(strike_key(message.strike_id), prerender)
+    try:
+        with data_roots_allowed(data_dirs):
+            return bus.request(message, on_progress=on_progress)
+    finally:
+        for key in started:  # a round the shield sent back, or a strike that failed: its plots are not needed
+            pool.forget(key)
 
 
 def materialize(outcome, run_dir: Path, request: dict) -> dict[str, Path]:

@@ -39,8 +39,6 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from industriverse import data_home
@@ -317,13 +315,15 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict, conflict_colu
     Uses ``RETURNING`` rather than ``rowcount``, which some drivers leave at -1 here.
     """
     name = conn.dialect.name
+    # each dialect's module is imported where it is used: PostgreSQL's (with asyncio and its
+    # async drivers) costs a process on SQLite ~50 ms at start
     if name == "postgresql":
-        stmt = pg_dialect.insert(table)
+        from sqlalchemy.dialects.postgresql import insert
     elif name == "sqlite":
-        stmt = sqlite_dialect.insert(table)
+        from sqlalchemy.dialects.sqlite import insert
     else:
         raise NotImplementedError(f"store supports sqlite and postgresql, not {name}")
-    stmt = stmt.values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
     returned = conn.execute(stmt.returning(*[table.c[name] for name in conflict_columns])).first()
     return returned is not None
 

@@ -42,6 +42,9 @@ ENVELOPE_COLOR = "#2e9e4a"
 # PNG metadata for savefig elsewhere (report.fit): drop matplotlib's "Software" entry (it carries a web address)
 PNG_METADATA = {"Software": None}
 PRICE_COLOR = "#555555"
+# Axes titles at a fixed height: matplotlib otherwise measures every axis's tick labels once more per
+# title at draw time to lift the title over them (nothing sits above our axes; ~20 % of a plot's time)
+TITLE_Y = 1.0
 
 
 @dataclass
@@ -159,11 +162,15 @@ def _save(fig: Figure, path: Path) -> Path:
     no alpha scan or soft mask.  PIL writes no "Software" entry (the HTML report carries no web address)."""
     from PIL import Image
 
+    import os
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()
     rgba = np.asarray(fig.canvas.buffer_rgba())
-    Image.fromarray(rgba[..., :3]).save(path, format="png", dpi=(fig.dpi, fig.dpi))
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    Image.fromarray(rgba[..., :3]).save(part, format="png", dpi=(fig.dpi, fig.dpi))
+    os.replace(part, path)  # whole or absent: the PDF may be set in another process meanwhile
     return path
 
 
@@ -227,7 +234,7 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
                 title += f"  ({by_node[node]} of {n} trajectories leave this band)"
             elif violations.get("count") is not None and n:
                 title += f"  ({violations['count']} of {n} trajectories leave the envelope)"
-            ax.set_title(title, fontsize=10)
+            ax.set_title(title, fontsize=10, y=TITLE_Y)
             ax.set_ylim(y_min, y_max)
             quantity = {"°C": "temperature", "kWh": "stored energy"}.get(unit, "")
             ax.set_ylabel(f"{node} {quantity} ({unit})".replace("  ", " ") if unit else node)
@@ -273,7 +280,7 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
         ax.step(t, _held(scheduled), where="post", color=PLAN_COLOR, lw=1.8, label="plan: scheduled power")
     ax.axhline(0.0, color="black", lw=0.6)
     ax.set_ylabel("site electric power (kW)\n+ import / − export")
-    ax.set_title("Power schedule: plan against baseline", fontsize=11)
+    ax.set_title("Power schedule: plan against baseline", fontsize=11, y=TITLE_Y)
     ax.legend(loc="upper left", fontsize=7.5, framealpha=0.85, ncol=2)
     lo_y, hi_y = ax.get_ylim()
     ax.set_ylim(lo_y, hi_y + 0.3 * (hi_y - lo_y))  # headroom: the legend sits above the curves, not on them
@@ -339,7 +346,7 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
         d = spread_decimals({"mean": max(abs(kpis["plan"]), abs(kpis["baseline"])), "p5": 0.0, "p95": 0.0})
         title += (f"\nensemble means (all charges): plan {format_number(kpis['plan'], d)}, "
                   f"baseline {format_number(kpis['baseline'], d)} {ctx.currency}")
-    ax.set_title(title, fontsize=9.5)
+    ax.set_title(title, fontsize=9.5, y=TITLE_Y)
     ax.set_ylabel(f"cumulative cost ({ctx.currency})")
     ax.legend(loc="upper left", fontsize=8.5)
     _time_axis(ax, t)
@@ -395,7 +402,7 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
             where = "\n(zero is off to the left: all save)" if lo_x > 0 else "\n(zero is off to the right: all lose)"
         f = format_figure(fig_v, unit)
         verdict = "significant" if fig_v["significant"] else "not significant"
-        ax.set_title(f"{f['mean']} {unit} ({f['lo']} to {f['hi']})\n{verdict}", fontsize=9)
+        ax.set_title(f"{f['mean']} {unit} ({f['lo']} to {f['hi']})\n{verdict}", fontsize=9, y=TITLE_Y)
         ax.set_xlabel(label + where, fontsize=9)
         ax.set_ylabel("trajectories")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole trajectories

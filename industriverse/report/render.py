@@ -534,11 +534,12 @@ def _image_height(path: Path, width: float) -> float:
     return width * h_px / w_px
 
 
-def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
+def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Path:
     """The PDF report (A4): headline page, detail, plots, appendix with the proof's hashes and signature key ID.
 
     Pages are filled: a plot that does not fit the rest of a page is shrunk to fit (down to
-    60 % of the text width) before it is moved to the next page."""
+    60 % of the text width) before it is moved to the next page.  ``wait(path)``, when given,
+    is called before a plot file is read (plots still being drawn in other processes)."""
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 
@@ -638,6 +639,8 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str) -> Path:
             pdf.ln(2)
         elif b.kind == "image":
             w = width
+            if wait is not None:
+                wait(b.path)
             h_mm = _image_height(b.path, w)
             room = pdf.h - pdf.b_margin - pdf.get_y() - 8  # 8 mm: the plot's title line
             if h_mm > room:
@@ -665,12 +668,15 @@ def parse_formats(text: str | list | tuple) -> tuple[str, ...]:
 
 
 def write_report(run_dir: str | Path | None, output_dir: str | Path | None = None,
-                 formats=FORMATS, *, run: dict | None = None) -> dict[str, str]:
+                 formats=FORMATS, *, run: dict | None = None, plots_key: tuple | None = None) -> dict[str, str]:
     """Write value.json and the report files of a run; ``{"value"|"md"|"html"|"pdf": path}``.
 
     ``run_dir``: the run directory (read with :func:`read_run` unless ``run`` holds the
     documents already).  ``output_dir`` defaults to ``run_dir/report``.  The plots (PNG)
-    are written into ``output_dir`` beside report.md.
+    are written into ``output_dir`` beside report.md.  Where this process started render
+    processes (:mod:`industriverse.report.pool`), the plots and the PDF are made there;
+    ``plots_key`` (the store keys of the optimization and simulation) collects plots
+    started ahead with :func:`industriverse.report.pool.prerender`.
     """
     formats = parse_formats(formats)
     if run is None:
@@ -690,11 +696,21 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
     write_json_file(value_path, value)
     paths["value"] = str(value_path)
 
-    from industriverse.report.plots import make_plots
+    from industriverse.report import pool
+    from industriverse.report.plots import PLOT_FILES
 
-    plots = make_plots(run, value, out)
+    plots = {name: out / file for name, file in PLOT_FILES.items()}
     blocks = build_document(value, plots)
     title = blocks[0].text
+    handle = pool.start_plots(run, value, out, key=plots_key)
+    pdf = None
+    if "pdf" in formats and handle is not None:  # set in a render process while the plots are drawn
+        pdf = pool.submit(render_pdf, blocks, out / "report.pdf", title=title, wait=pool.wait_for_file)
+    try:
+        pool.finish_plots(handle, run, value, out)
+    except BaseException:
+        pool.abandon(pdf, plots.values())
+        raise
     if "md" in formats:
         p = out / "report.md"
         p.write_text(render_markdown(blocks, out), encoding="utf-8")
@@ -704,7 +720,7 @@ def write_report(run_dir: str | Path | None, output_dir: str | Path | None = Non
         p.write_text(render_html(blocks, value["outcome"]), encoding="utf-8")
         paths["html"] = str(p)
     if "pdf" in formats:
-        paths["pdf"] = str(render_pdf(blocks, out / "report.pdf", title=title))
+        paths["pdf"] = str(pool.result(pdf, render_pdf, blocks, out / "report.pdf", title=title))
     return paths
 
 
