@@ -90,17 +90,18 @@ class Regiment:
         from industriverse.fleet.regiment import due_requests
         from messages import Message, StrikeRequested, to_dict
 
-        claimed = 0
+        claims = []
         for due in due_requests(self.contracts, self.base, now or datetime.now()):
             self._due[due.strike_id] = due
             message = Message.start(
                 StrikeRequested(domain=due.contract.domain, constraint=due.request,
                                 seed=due.request.get("uncertainty", {}).get("seed", 0), backoff_k=1.0),
                 strike_id=due.strike_id, contract_id=due.contract.id)
-            if store.claim_contract_period(due.contract.id, due.period_key, due.strike_id, domain=due.contract.domain,
-                                           message=to_dict(message)):
-                claimed += 1  # else already claimed (by us before a restart, or by another daemon)
-        return claimed
+            claims.append({"contract_id": due.contract.id, "period_key": due.period_key, "strike_id": due.strike_id,
+                           "domain": due.contract.domain, "message": to_dict(message)})
+        # one transaction for the whole pass; a period already claimed (by us before a restart, or by
+        # another daemon) is not new
+        return len(store.claim_contract_periods(claims))
 
     def relay(self):
         """Send the outbox's pending requests (see :func:`workers.outbox.relay_outbox`)."""
