@@ -90,6 +90,8 @@ def check_ensemble_memory(problem, N: int, C: int = 2, *, file: str | None = Non
                        f"over the limit of {limit / 2**20:,.0f} MiB (${MAX_MEMORY_ENV}); use fewer trajectories or steps")
 KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
 HELPER_THREAD = True        # prepare the next step's noise on a helper thread (False: everything on one core)
+FUSED = "auto"              # the compiled kernel: "auto" (large ensembles), "always" or "never" (the numpy path)
+FUSED_MIN_PATH_STEPS = 1_000_000  # below this the numpy path is as fast as importing numba and loading the kernel
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
 
 
@@ -234,6 +236,100 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
         yield D, W, (xi if nonlinear else None)
 
 
+def _draws(problem, model: SubstepModel, rng, Nc: int, noise: bool):
+    """Per plan step k the standard normals of :func:`_exogenous`, drawn in the same order (process noise
+    (S, 1, Nc, n) then forecast-error innovations (S, Nc, q), float32; ``None`` where a term is zero):
+    the fused kernel (:mod:`industriverse.verify.fused`) does the rest of the arithmetic."""
+    S, n, q = model.S, problem.n, len(model.fe_index)
+    noisy_state = noise and bool(np.any(model.Qd))
+    noisy_dist = noise and q > 0
+    for _ in range(problem.H):
+        xi = rng.standard_normal((S, 1, Nc, n), dtype=np.float32) if noisy_state else None
+        kicks = rng.standard_normal((S, Nc, q), dtype=np.float32) if noisy_dist else None
+        yield xi, kicks
+
+
+def _use_fused(problem, controllers, path_steps: int) -> bool:
+    if FUSED == "never" or (FUSED == "auto" and path_steps < FUSED_MIN_PATH_STEPS):
+        return False
+    from industriverse.verify import fused
+
+    return fused.supported(problem, controllers)
+
+
+def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: int, noise: bool, kpis: bool, helper,
+                 x_out, sub_excess, discomfort, p_out, u_mean, energy, travel, progress, N: int) -> None:
+    """Trajectories ``c0:c1`` of :func:`run_ensemble` through the compiled kernel (:mod:`industriverse.verify.fused`):
+    the same draws, the same arithmetic, one compiled pass per plan step; writes the same outputs."""
+    from industriverse.verify import fused
+
+    H, S, n, m, C, Nc = problem.H, model.S, problem.n, problem.m, len(controllers), c1 - c0
+    q = len(model.fe_index)
+    f64 = lambda a: np.ascontiguousarray(a, dtype=float)  # noqa: E731
+    d_lo, d_hi = disturbance_limits(problem)
+    clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
+    noisy_state = noise and bool(np.any(model.Qd))
+    noisy_dist = noise and q > 0
+    AdT, BdT, LT, EdT = f64(model.Ad.T), f64(model.Bd.T), f64(model.noise_factor.T), f64(model.Ed.T)
+    err_drive = f64(EdT[model.fe_index]) if q else np.zeros((0, n))
+    fe = np.ascontiguousarray(model.fe_index, dtype=np.int64)
+    ou_a, ou_s = (f64(model.ou_a), f64(model.ou_s)) if q else (np.zeros(0), np.zeros(0))
+    forecast_drive = f64(problem.d @ model.Ed.T)
+    d = f64(problem.d)
+    ctl, pw = fused.Controllers(problem, model, controllers, Nc), fused.Power(problem)
+    need_d = clip_d or pw.load >= 0 or pw.pv >= 0 or bool(np.any(pw.other >= 0))  # does anything read the true d?
+    comfort = np.flatnonzero(problem.thermal & problem.banded).astype(np.int64)
+    h_h = model.h / 3600.0
+    per = 1 if model.h >= PEAK_WINDOW_S - 1e-9 else int(round(PEAK_WINDOW_S / model.h))
+    ramp = f64(np.broadcast_to(problem.ramp, (m,)))
+    x_lo, x_hi, u_lo, u_hi = f64(problem.x_lo), f64(problem.x_hi), f64(problem.u_lo), f64(problem.u_hi)
+    X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
+    x_out[:, c0:c1, 0] = X
+    err = np.zeros((Nc, q))
+    sums = np.zeros((8, C, Nc))  # import, export, price × import, export price × export, emissions, peak, window, travel
+    sums[5] = -np.inf
+    u_last = np.zeros((C, Nc, m))
+    disc = np.zeros((C, Nc))
+    no_xi, no_kicks = np.zeros((0, 1, 0, n), dtype=np.float32), np.zeros((0, 0, q), dtype=np.float32)
+    # the step outputs, time first (each step's block contiguous), laid out as the Ensemble's once per chunk:
+    # writing a time column of the (C, N, H, ...) arrays every step costs more than the kernel
+    xs, excess, p_k, u_k = np.empty((H, C, Nc, n)), np.empty((H, C, Nc, n)), np.empty((H, C, Nc)), np.empty((H, C, Nc, m))
+    exo = _draws(problem, model, rng, Nc, noise)
+    pending = helper.submit(next, exo) if helper else None
+    for k in range(H):
+        if helper:  # step k's draws are ready; the helper draws step k+1's while the kernel runs (it releases the GIL)
+            xi, kicks = pending.result()
+            if k + 1 < H:
+                pending = helper.submit(next, exo)
+        else:
+            xi, kicks = next(exo)
+        fused.step(k, S, X, err, no_xi if xi is None else xi, no_kicks if kicks is None else kicks, noisy_state, noisy_dist,
+                   AdT, BdT, forecast_drive[k], LT, EdT, err_drive, ou_a, ou_s, fe, d[k], d_lo, f64(d_hi[k]), clip_d,
+                   clip_d or noisy_dist or noisy_state, need_d,
+                   ctl.kind, ctl.K, ctl.x_ref, ctl.plan, ctl.ramped, ctl.history, ctl.role, ctl.node, ctl.params, ctl.on,
+                   ctl.act_node, u_lo[k], u_hi[k], ramp, x_lo[k], x_hi[k],
+                   pw.kind, pw.node, pw.other, pw.coef, pw.load, pw.pv, -float(problem.export_max),
+                   kpis, comfort, h_h, per, H * S - 1,
+                   float(problem.price[k]), float(problem.export_price[k]), float(problem.emission[k]),
+                   xs[k], excess[k], disc, p_k[k], u_k[k], *sums, u_last)
+        if progress is not None:
+            progress((c0 + Nc * (k + 1) / H) / N)
+    x_out[:, c0:c1, 1:] = xs.transpose(1, 2, 0, 3)
+    sub_excess[:, c0:c1] = excess.transpose(1, 2, 0, 3)
+    p_out[:, c0:c1] = p_k.transpose(1, 2, 0)
+    u_mean[:, c0:c1] = u_k.transpose(1, 2, 0, 3)
+    discomfort[:, c0:c1] = disc
+    if kpis:
+        imp, exp_, cost_imp, cost_exp, emis, peak, _win, trav = sums
+        peak = np.maximum(peak, 0.0)
+        acc = {"energy_kwh": imp * h_h, "export_kwh": exp_ * h_h,
+               "cost": (cost_imp - cost_exp) * h_h + problem.demand_charge * peak,
+               "emissions_kg": emis * h_h, "peak_kw": peak}
+        for name, v in acc.items():
+            energy.setdefault(name, np.empty((C, N)))[:, c0:c1] = v
+        travel[:, c0:c1] = trav
+
+
 def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, model: SubstepModel | None = None,
                  noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
     """Simulate ``controllers`` (each ``start(N)``, ``__call__(j, x, d) -> u``) on the same draws.
@@ -275,10 +371,15 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     u_mean = np.empty((C, N, H, m))
     children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
     helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise and HELPER_THREAD else None
+    fused = _use_fused(problem, controllers, C * N * H * S)
     try:
         for c_i, c0 in enumerate(range(0, N, CHUNK)):
             c1 = min(N, c0 + CHUNK)
             Nc = c1 - c0
+            if fused:
+                _fused_chunk(problem, model, controllers, np.random.default_rng(children[c_i]), c0, c1, noise, kpis, helper,
+                             x_out, sub_excess, discomfort, p_out, u_mean, energy, travel, progress, N)
+                continue
             exo = _exogenous(problem, model, np.random.default_rng(children[c_i]), Nc, noise, J)
             pending = helper.submit(next, exo) if helper else None
             X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()

@@ -1,0 +1,408 @@
+"""The fused integration kernel: one compiled pass per plan step for linear networks.
+
+:func:`industriverse.verify.simulate.run_ensemble` steps an ensemble sub-step by sub-step; in
+numpy every sub-step costs a dozen array passes and Python calls (controllers, power, noise,
+state update, envelope, discomfort, KPIs), which on a few thousand trajectories costs more than
+the arithmetic.  Here the same arithmetic runs in one compiled loop per plan step (numba,
+``cache=True``, ``nogil=True`` so the helper thread can draw the next step's normals meanwhile):
+per trajectory and sub-step the true disturbances (forecast + exact Ornstein–Uhlenbeck error,
+clipped), the controllers (the tracking law, the proportional and the hysteresis thermostats),
+the electric site power, the exact ZOH step with the Van Loan noise, the envelope excess, the
+discomfort integral and the energy KPIs.  The draws are the numpy ones of the numpy path, in the
+same order, so both paths give the same numbers up to the rounding of a different summation
+order (tested to 1e-9).  Networks with radiation, the self-consumption baseline and any other
+controller stay on the numpy path (:func:`supported`).
+
+numba is imported with this module only, and this module only when an ensemble is large enough
+to repay it (:data:`industriverse.verify.simulate.FUSED_MIN_PATH_STEPS`).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from industriverse.model.network import KELVIN
+from industriverse.plan.tracking import PlanTracking
+from industriverse.verify.baselines import Hysteresis, Proportional
+
+TRACKING, PROPORTIONAL, HYSTERESIS = 0, 1, 2
+HEATER, COP, CHARGE, DISCHARGE = 0, 1, 2, 3
+TILE = 256  # trajectories per tile of the kernel (a few KiB per array: the L1 cache)
+CONTROLLER_TYPES = {PlanTracking: TRACKING, Proportional: PROPORTIONAL, Hysteresis: HYSTERESIS}
+
+
+def supported(problem, controllers) -> bool:
+    """True when the kernel can run ``controllers`` on ``problem`` (linear network, known controller kinds)."""
+    return (not problem.network.has_nonlinear_dynamics
+            and all(type(c) in CONTROLLER_TYPES for c in controllers))
+
+
+class Controllers:
+    """The controllers' parameters and per-trajectory state as arrays for :func:`step` (C controllers)."""
+
+    def __init__(self, problem, model, controllers, Nc: int):
+        C, m, n, S, H = len(controllers), problem.m, problem.n, model.S, problem.H
+        self.kind = np.array([CONTROLLER_TYPES[type(c)] for c in controllers], dtype=np.int64)
+        # tracking: gain (m, n), reference path (H·S+1, n), plan (H, m), ramp history (S, Nc, m)
+        self.K = np.zeros((C, m, n))
+        self.x_ref = np.zeros((C, H * S + 1, n))
+        self.plan = np.zeros((C, H, m))
+        self.ramped = np.zeros(C, dtype=np.bool_)
+        self.history = np.zeros((C, S, Nc, m))
+        # thermostats: per-actuator role (+1 heats its node / the measured node, -1 cools, 0 none)
+        self.role = np.zeros((C, m), dtype=np.int64)
+        self.node = np.zeros(C, dtype=np.int64)
+        self.params = np.zeros((C, 6))  # gain, offset | on_above, off_below, on_below, off_above
+        self.on = np.zeros((C, 2, Nc), dtype=np.bool_)  # hysteresis: cooling on, heating on
+        for c, ctrl in enumerate(controllers):
+            if isinstance(ctrl, PlanTracking):
+                self.K[c], self.x_ref[c], self.plan[c] = ctrl.K, ctrl.x_ref, ctrl.plan
+                self.ramped[c] = ctrl._ramped
+            elif isinstance(ctrl, Proportional):
+                self.params[c, :2] = ctrl.gain, ctrl.offset
+                self.role[c] = [1 if k in ("heater", "heat_pump") else -1 if k == "chiller" else 0 for k in ctrl.kinds]
+            else:
+                ctrl.start(Nc)
+                self.node[c] = ctrl.node
+                self.params[c, 2:] = [getattr(ctrl, a, np.nan) for a in ("on_above", "off_below", "on_below", "off_above")]
+                for a in ctrl.cooling:
+                    self.role[c, a] = -1
+                for a in ctrl.heating:
+                    self.role[c, a] = 1
+                self.on[c, 0], self.on[c, 1] = ctrl._cool_on, ctrl._heat_on
+        self.act_node = np.array([problem.network.index(a.node) for a in problem.network.actuators], dtype=np.int64)
+
+
+class Power:
+    """The site's electric power law (:func:`industriverse.model.network.electric_power`) as arrays."""
+
+    def __init__(self, problem):
+        net = problem.network
+        names = net.disturbance_names
+        self.load = names.index(net.site.load) if net.site.load is not None else -1
+        self.pv = names.index(net.site.pv) if net.site.pv is not None else -1
+        m = len(net.actuators)
+        self.kind = np.zeros(m, dtype=np.int64)
+        self.node = np.zeros(m, dtype=np.int64)
+        self.other = np.full(m, -1, dtype=np.int64)  # the COP's boundary column (-1: 0 °C)
+        # efficiency | COP: constant (nan: Carnot), eta, min lift, evaporator and condenser approach, chiller
+        self.coef = np.zeros((m, 7))
+        for j, a in enumerate(net.actuators):
+            if a.kind == "heater":
+                self.kind[j], self.coef[j, 0] = HEATER, a.efficiency
+            elif a.kind in ("heat_pump", "chiller"):
+                self.kind[j], self.node[j] = COP, net.index(a.node)
+                if a.cop.boundary:
+                    self.other[j] = net.boundary_columns[a.cop.boundary]
+                cm = a.cop
+                if cm.model == "constant":
+                    self.coef[j, 1] = cm.value
+                else:
+                    self.coef[j, 1:6] = np.nan, cm.eta, cm.min_lift_k, cm.evaporator_approach_k, cm.condenser_approach_k
+                self.coef[j, 6] = a.kind == "chiller"
+            elif a.kind == "battery_charge":
+                self.kind[j] = CHARGE
+            else:
+                self.kind[j] = DISCHARGE
+
+
+@njit(cache=True, nogil=True)
+def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
+         AdT, BdT, fdrive, LT, EdT, err_drive, ou_a, ou_s, fe, d_k, d_lo, d_hi, clip_d, with_w, need_d,
+         ckind, K, x_ref, plan, ramped, history, role, cnode, cpar, on, act_node, u_lo, u_hi, ramp, x_lo, x_hi,
+         pkind, pnode, pother, pcoef, load, pv, export_floor,
+         kpis, comfort, h_h, per, last_j, price, export_price, emission,
+         x_next, sub_excess, discomfort, p_mean, u_mean,
+         imp_sum, exp_sum, cost_imp, cost_exp, emis, peak, win, travel, u_last):
+    """Integrate plan step ``k`` (S sub-steps) of C controllers × Nc trajectories in place.
+
+    ``X`` (C, Nc, n) states at t_k, overwritten by those at t_{k+1}; ``err`` (Nc, q) the forecast
+    errors, advanced; ``xi`` (S, 1, Nc, n) and ``kicks`` (S, Nc, q) the step's float32 standard
+    normals.  Writes ``x_next`` = X, ``sub_excess`` (C, Nc, n), ``p_mean`` (C, Nc) kW and
+    ``u_mean`` (C, Nc, m) kW of the step, adds to ``discomfort`` (K·h) and, with ``kpis``, to the
+    running sums (site import/export kW·steps, price-weighted, emissions), the peak of the
+    15-minute window means (``per`` sub-steps a window, ``win`` its running sum), the travel and
+    the last set-points ``u_last`` (C, Nc, m); ``price`` etc. are this step's (scalars).
+    Every loop over the trajectories is innermost and elementwise, so it compiles to SIMD code.
+    """
+    C, Nc, n = X.shape
+    m = u_lo.shape[0]
+    q = fe.shape[0]
+    n_d = d_k.shape[0]
+    nc = comfort.shape[0]
+    D = np.empty((n_d, Nc))
+    W = np.zeros((n, Nc))
+    E = np.empty((q, Nc))
+    x = np.empty((n, Nc))
+    xn = np.empty((n, Nc))
+    u = np.empty((m, Nc))
+    p = np.empty(Nc)
+    inc = np.empty(Nc)
+    step_imp, step_exp = np.empty((C, Nc)), np.empty((C, Nc))  # kW·sub-steps of this plan step
+    worst = np.empty((C, n, Nc))  # the largest excess of each controller over the step's sub-steps
+    for t0 in range(0, Nc, TILE):  # a tile of trajectories at a time: its working set stays in the L1 cache
+        i0, i1 = np.uint64(t0), np.uint64(min(Nc, t0 + TILE))  # unsigned: no negative-index checks, SIMD loops
+        for r in range(q):
+            for i in range(i0, i1):
+                E[r, i] = err[i, r]
+        for s in range(S):
+            j = k * S + s
+            # the true disturbances and the noise increment of the sub-step (shared by the controllers)
+            for l in range(n_d if need_d else 0):  # only the power law and the clipping read them
+                for i in range(i0, i1):
+                    D[l, i] = d_k[l]
+            if noisy_dist and need_d:
+                for r in range(q):
+                    dl = d_k[fe[r]]
+                    for i in range(i0, i1):
+                        D[fe[r], i] = dl + E[r, i]
+            if clip_d:
+                for l in range(n_d):
+                    lo, hi = d_lo[l], d_hi[l]
+                    for i in range(i0, i1):
+                        D[l, i] = min(max(D[l, i], lo), hi)
+            if with_w:
+                for a in range(n):
+                    for i in range(i0, i1):
+                        W[a, i] = 0.0
+                    if clip_d:
+                        for l in range(n_d):
+                            g, dl = EdT[l, a], d_k[l]
+                            for i in range(i0, i1):
+                                W[a, i] += (D[l, i] - dl) * g
+                    elif noisy_dist:
+                        for r in range(q):
+                            g = err_drive[r, a]
+                            for i in range(i0, i1):
+                                W[a, i] += E[r, i] * g
+                    if noisy_state:
+                        for l in range(n):
+                            g = LT[l, a]
+                            for i in range(i0, i1):
+                                W[a, i] += np.float64(xi[s, 0, i, l]) * g
+            for c in range(C):
+                for a in range(n):
+                    for i in range(i0, i1):
+                        x[a, i] = X[c, i, a]
+                # the controller
+                kind = ckind[c]
+                if kind == 0:  # tracking: clip(plan_k + K (x − x_pred))
+                    for b in range(m):
+                        lo, hi, pk = u_lo[b], u_hi[b], plan[c, k, b]
+                        for i in range(i0, i1):
+                            u[b, i] = 0.0
+                        for a in range(n):
+                            g, ref = K[c, b, a], x_ref[c, j, a]
+                            for i in range(i0, i1):
+                                u[b, i] += (x[a, i] - ref) * g
+                        for i in range(i0, i1):
+                            u[b, i] = min(max(u[b, i] + pk, lo), hi)
+                        if ramped[c]:
+                            if k > 0:
+                                rb = ramp[b]
+                                for i in range(i0, i1):
+                                    before = history[c, s, i, b]
+                                    u[b, i] = min(max(u[b, i], before - rb), before + rb)
+                            for i in range(i0, i1):
+                                history[c, s, i, b] = u[b, i]
+                elif kind == 1:  # proportional thermostat on each actuator's own node
+                    gain, offset = cpar[c, 0], cpar[c, 1]
+                    for b in range(m):
+                        lo, hi, nd = u_lo[b], u_hi[b], act_node[b]
+                        if role[c, b] == 1 and np.isfinite(x_lo[nd]):
+                            sp = x_lo[nd] + offset
+                            for i in range(i0, i1):
+                                u[b, i] = min(max(gain * (sp - x[nd, i]), lo), hi)
+                        elif role[c, b] == -1 and np.isfinite(x_hi[nd]):
+                            sp = x_hi[nd] - offset
+                            for i in range(i0, i1):
+                                u[b, i] = min(max(gain * (x[nd, i] - sp), lo), hi)
+                        else:
+                            for i in range(i0, i1):
+                                u[b, i] = min(max(lo, lo), hi)
+                else:  # hysteresis on one measured node, per-trajectory on/off state
+                    nd = cnode[c]
+                    for i in range(i0, i1):
+                        t = x[nd, i]
+                        if t > cpar[c, 2]:
+                            on[c, 0, i] = True
+                        elif t < cpar[c, 3]:
+                            on[c, 0, i] = False
+                        if t < cpar[c, 4]:
+                            on[c, 1, i] = True
+                        elif t > cpar[c, 5]:
+                            on[c, 1, i] = False
+                    for b in range(m):
+                        lo, hi, rl = u_lo[b], u_hi[b], role[c, b]
+                        for i in range(i0, i1):
+                            if rl == -1:
+                                u[b, i] = hi if on[c, 0, i] else lo
+                            elif rl == 1:
+                                u[b, i] = hi if on[c, 1, i] else lo
+                            else:
+                                u[b, i] = lo
+                # electric site power at the sub-step's start, export beyond the limit curtailed
+                for i in range(i0, i1):
+                    p[i] = 0.0
+                if load >= 0:
+                    for i in range(i0, i1):
+                        p[i] = p[i] + D[load, i]
+                if pv >= 0:
+                    for i in range(i0, i1):
+                        p[i] = p[i] - D[pv, i]
+                for b in range(m):
+                    pk = pkind[b]
+                    if pk == 0:
+                        eff = pcoef[b, 0]
+                        for i in range(i0, i1):
+                            p[i] = p[i] + u[b, i] / eff
+                    elif pk == 1:
+                        const = pcoef[b, 1]
+                        if not np.isnan(const):
+                            for i in range(i0, i1):
+                                p[i] = p[i] + u[b, i] / const
+                        else:  # a Carnot fraction; the node is the cold side of a chiller, the hot side of a heat pump
+                            eta, min_lift, evap, cond = pcoef[b, 2], pcoef[b, 3], pcoef[b, 4], pcoef[b, 5]
+                            chiller, nd, ob = pcoef[b, 6] != 0.0, pnode[b], pother[b]
+                            for i in range(i0, i1):
+                                tn = x[nd, i]
+                                to = D[ob, i] if ob >= 0 else 0.0
+                                if chiller:
+                                    cold, hot = tn - evap, to + cond
+                                    ref = cold + KELVIN
+                                else:
+                                    cold, hot = to - evap, tn + cond
+                                    ref = hot + KELVIN
+                                p[i] = p[i] + u[b, i] / (eta * (ref / max(hot - cold, min_lift)))
+                    elif pk == 2:
+                        for i in range(i0, i1):
+                            p[i] = p[i] + u[b, i]
+                    else:
+                        for i in range(i0, i1):
+                            p[i] = p[i] - u[b, i]
+                for i in range(i0, i1):
+                    p[i] = max(p[i], export_floor)
+                # the exact step: x⁺ = Ad x + Bd u + Ed d + w
+                for a in range(n):
+                    for i in range(i0, i1):
+                        xn[a, i] = 0.0
+                    for l in range(n):
+                        g = AdT[l, a]
+                        for i in range(i0, i1):
+                            xn[a, i] += x[l, i] * g
+                    for i in range(i0, i1):
+                        inc[i] = 0.0
+                    for b in range(m):
+                        g = BdT[b, a]
+                        for i in range(i0, i1):
+                            inc[i] += u[b, i] * g
+                    fd = fdrive[a]
+                    for i in range(i0, i1):
+                        xn[a, i] = xn[a, i] + inc[i] + fd + W[a, i]
+                # the envelope between the samples
+                for a in range(n):
+                    lo, hi = x_lo[a], x_hi[a]
+                    if s == 0:
+                        for i in range(i0, i1):
+                            worst[c, a, i] = max(lo - xn[a, i], xn[a, i] - hi)
+                    else:
+                        for i in range(i0, i1):
+                            worst[c, a, i] = max(worst[c, a, i], max(lo - xn[a, i], xn[a, i] - hi))
+                # the discomfort integral (state linear between the samples), averaged over the comfort nodes
+                outside = 0  # any trajectory of the tile outside a comfort band at either end (else all add exactly 0)
+                for r in range(nc if kpis else 0):
+                    a = comfort[r]
+                    lo, hi = x_lo[a], x_hi[a]
+                    for i in range(i0, i1):
+                        outside |= (lo - x[a, i] > 0.0) | (lo - xn[a, i] > 0.0) | (x[a, i] - hi > 0.0) | (xn[a, i] - hi > 0.0)
+                if outside:
+                    for i in range(i0, i1):
+                        inc[i] = 0.0
+                    for r in range(nc):
+                        a = comfort[r]
+                        lo, hi = x_lo[a], x_hi[a]
+                        if np.isfinite(lo) and np.isfinite(hi):
+                            for i in range(i0, i1):
+                                v = _mean_positive_part(lo - x[a, i], lo - xn[a, i])
+                                v += _mean_positive_part(x[a, i] - hi, xn[a, i] - hi)
+                                inc[i] += v * h_h
+                        elif np.isfinite(lo):
+                            for i in range(i0, i1):
+                                inc[i] += _mean_positive_part(lo - x[a, i], lo - xn[a, i]) * h_h
+                        elif np.isfinite(hi):
+                            for i in range(i0, i1):
+                                inc[i] += _mean_positive_part(x[a, i] - hi, xn[a, i] - hi) * h_h
+                    for i in range(i0, i1):
+                        discomfort[c, i] += inc[i] / nc
+                # step means, and the KPIs at the sub-step
+                if s == 0:
+                    for i in range(i0, i1):
+                        p_mean[c, i] = p[i]
+                    for b in range(m):
+                        for i in range(i0, i1):
+                            u_mean[c, i, b] = u[b, i]
+                else:
+                    for i in range(i0, i1):
+                        p_mean[c, i] += p[i]
+                    for b in range(m):
+                        for i in range(i0, i1):
+                            u_mean[c, i, b] += u[b, i]
+                if kpis:
+                    if s == 0:
+                        for i in range(i0, i1):
+                            im = max(p[i], 0.0)
+                            step_imp[c, i] = im
+                            step_exp[c, i] = im - p[i]
+                            win[c, i] += p[i]
+                    else:
+                        for i in range(i0, i1):
+                            im = max(p[i], 0.0)
+                            step_imp[c, i] += im
+                            step_exp[c, i] += im - p[i]
+                            win[c, i] += p[i]
+                    if j % per == per - 1 or j == last_j:  # a 15-minute window ends
+                        count = j % per + 1
+                        for i in range(i0, i1):
+                            peak[c, i] = max(peak[c, i], win[c, i] / count)
+                            win[c, i] = 0.0
+                    for b in range(m):
+                        if j > 0:
+                            for i in range(i0, i1):
+                                travel[c, i] += abs(u[b, i] - u_last[c, i, b])
+                        for i in range(i0, i1):
+                            u_last[c, i, b] = u[b, i]
+                for a in range(n):
+                    for i in range(i0, i1):
+                        X[c, i, a] = xn[a, i]
+            if noisy_dist:  # exact OU step of the forecast error
+                for r in range(q):
+                    ga, gs = ou_a[r], ou_s[r]
+                    for i in range(i0, i1):
+                        E[r, i] = ga * E[r, i] + gs * np.float64(kicks[s, i, r])
+        for c in range(C):
+            if kpis:  # the step's import and export, and their prices (held over the step)
+                for i in range(i0, i1):
+                    imp_sum[c, i] += step_imp[c, i]
+                    exp_sum[c, i] += step_exp[c, i]
+                    cost_imp[c, i] += price * step_imp[c, i]
+                    cost_exp[c, i] += export_price * step_exp[c, i]
+                    emis[c, i] += emission * step_imp[c, i]
+            for i in range(i0, i1):
+                p_mean[c, i] /= S
+                for a in range(n):
+                    x_next[c, i, a] = X[c, i, a]
+                    sub_excess[c, i, a] = max(worst[c, a, i], 0.0)
+                for b in range(m):
+                    u_mean[c, i, b] /= S
+        for r in range(q):
+            for i in range(i0, i1):
+                err[i, r] = E[r, i]
+
+
+@njit(cache=True, nogil=True)
+def _mean_positive_part(a, b):
+    """Mean of max(f, 0) over an interval where f runs linearly from a to b (see kpis.mean_positive_part)."""
+    if a * b < 0.0:
+        top = max(a, b)
+        return top * top / (2.0 * abs(a - b))
+    return (max(a, 0.0) + max(b, 0.0)) * 0.5
