@@ -250,7 +250,9 @@ def _draws(problem, model: SubstepModel, rng, Nc: int, noise: bool):
 
 
 def _use_fused(problem, controllers, path_steps: int) -> bool:
-    if FUSED == "never" or (FUSED == "auto" and path_steps < FUSED_MIN_PATH_STEPS):
+    """Whether ``run_ensemble`` integrates with the compiled kernel: it applies, :data:`FUSED` allows it and, on
+    "auto", the ensemble has at least :data:`FUSED_MIN_PATH_STEPS` path-steps (``path_steps < 0``: any size)."""
+    if FUSED == "never" or (FUSED == "auto" and 0 <= path_steps < FUSED_MIN_PATH_STEPS):
         return False
     from industriverse.verify import fused
 
@@ -331,7 +333,8 @@ def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: in
 
 
 def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, model: SubstepModel | None = None,
-                 noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
+                 noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None,
+                 fused: bool | None = None) -> Ensemble:
     """Simulate ``controllers`` (each ``start(N)``, ``__call__(j, x, d) -> u``) on the same draws.
 
     ``noise=False`` gives the nominal run (forecast disturbances, no process noise);
@@ -340,7 +343,9 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     come from ``seed`` (see :func:`_exogenous`) and are shared by all controllers; they depend on
     ``seed`` and ``N`` only.  The exogenous inputs of the next plan step are prepared on a helper
     thread while this one integrates (numpy releases the GIL in its loops; one generator, used
-    in the same order, gives the same numbers).
+    in the same order, gives the same numbers).  ``fused``: integrate with the compiled kernel of
+    :mod:`industriverse.verify.fused` where it applies (None: when :data:`FUSED` says so, by default for
+    ensembles of at least :data:`FUSED_MIN_PATH_STEPS`); the two paths give the same numbers up to rounding.
     """
     model = model or substep_model(problem)
     net = problem.network
@@ -371,7 +376,7 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     u_mean = np.empty((C, N, H, m))
     children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
     helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise and HELPER_THREAD else None
-    fused = _use_fused(problem, controllers, C * N * H * S)
+    fused = _use_fused(problem, controllers, C * N * H * S) if fused is None else (fused and _use_fused(problem, controllers, -1))
     try:
         for c_i, c0 in enumerate(range(0, N, CHUNK)):
             c1 = min(N, c0 + CHUNK)
@@ -662,8 +667,10 @@ def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | 
             raise ValueError(f"plan_u must be finite with shape {(problem.H, problem.m)}, got {u.shape}")
         ctrls.append(PlanTracking(problem, u, model))
     ctrls.append(make_baseline(problem, model, file))
-    nom = run_ensemble(problem, ctrls, 1, seed, model=model, noise=False)  # controllers reset on each run
-    ens = run_ensemble(problem, ctrls, N, seed, model=model, progress=progress)
+    # one integrator for both runs (the nominal one alone is too small to repay loading the kernel)
+    fused = _use_fused(problem, ctrls, len(ctrls) * N * problem.H * model.S)
+    nom = run_ensemble(problem, ctrls, 1, seed, model=model, noise=False, fused=fused)  # controllers reset on each run
+    ens = run_ensemble(problem, ctrls, N, seed, model=model, progress=progress, fused=fused)
     kpis = _kpis(problem, ens)
     results = [_controller_result(problem, ens, nom, c, kpis, ctrl, confidence) for c, ctrl in enumerate(ctrls)]
     doc = {
