@@ -104,7 +104,8 @@ class Regiment:
         return len(store.claim_contract_periods(claims))
 
     def relay(self):
-        """Send the outbox's pending requests (see :func:`workers.outbox.relay_outbox`)."""
+        """Send the outbox's pending requests (see :func:`workers.outbox.relay_outbox`), on RabbitMQ in batches
+        whose confirms are awaited together."""
         from workers.outbox import relay_outbox
 
         if not self.broker:
@@ -113,15 +114,18 @@ class Regiment:
 
         publisher = None
 
-        def publish(message) -> None:
+        def publish(messages) -> list:
             nonlocal publisher
             if publisher is None:  # a fresh connection per relay run: no idle connection to go stale between passes
                 publisher = RabbitPublisher(self.broker, prefix=self.prefix, name="industriverse regiment")
-            publisher.publish(message)  # returns once the broker confirmed it
-            print(f"{message.contract_id}: strike {message.strike_id} requested", file=sys.stderr)
+            outcomes = publisher.publish_batch(messages)  # returns once the broker confirmed (or refused) them all
+            for message, error in zip(messages, outcomes):
+                if error is None:
+                    print(f"{message.contract_id}: strike {message.strike_id} requested", file=sys.stderr)
+            return outcomes
 
         try:
-            return relay_outbox(publish)
+            return relay_outbox(send_batch=publish)
         finally:
             if publisher is not None:
                 publisher.close()

@@ -33,30 +33,73 @@ class RelayResult:
     error: str | None = None
 
 
-def relay_outbox(send: Callable[[Message], None], *, limit: int = 1000, engine: Any = None) -> RelayResult:
+def relay_outbox(send: Callable[[Message], None] | None = None, *, send_batch: Callable[[list[Message]], list] | None = None,
+                 limit: int = 1000, engine: Any = None) -> RelayResult:
     """Send every pending outbox row (up to ``limit``) with ``send``; stop at the first failure.
 
     ``send`` must return only once the message is safely handed over (a confirmed publish);
     whatever it raises leaves that row, and the rows after it, pending for the next run.
+    ``send_batch`` instead sends :data:`MARK_BATCH` messages at a time and says, per message, ``None``
+    (confirmed) or why not (:meth:`workers.rabbitmq.publisher.RabbitPublisher.publish_batch`): each
+    batch's confirmed rows are marked sent in one write, and the run stops at a batch with a failure
+    (its failed rows, and all after it, stay pending).
     """
+    if (send is None) == (send_batch is None):
+        raise TypeError("relay_outbox needs exactly one of send and send_batch")
     rows = store.pending_outbox(limit, engine=engine)
     result = RelayResult()
     confirmed: list[str] = []
     try:
-        _relay_rows(rows, send, result, confirmed, engine)
+        if send_batch is not None:
+            _relay_batches(rows, send_batch, result, confirmed, engine)
+        else:
+            _relay_rows(rows, send, result, confirmed, engine)
     finally:  # what the broker confirmed is marked, whatever stopped the run
         store.mark_outbox_sent(confirmed, engine=engine)
     return result
 
 
+def _decoded(row: dict, result: RelayResult, engine) -> Message | None:
+    try:
+        return decode(row["payload"])
+    except InvalidMessage as exc:  # only a row written by another version could be unreadable
+        log.error("outbox row cannot be decoded; left pending", message_id=row["message_id"], reason=exc.reason)
+        store.note_outbox_failure(row["message_id"], f"cannot be decoded: {exc.reason}", engine=engine)
+        result.pending += 1
+        return None
+
+
+def _relay_batches(rows: list[dict], send_batch, result: RelayResult, confirmed: list[str], engine) -> None:
+    for b0 in range(0, len(rows), MARK_BATCH):
+        batch = [(row, message) for row in rows[b0:b0 + MARK_BATCH] if (message := _decoded(row, result, engine)) is not None]
+        try:
+            outcomes = send_batch([message for _row, message in batch])
+        except Exception as exc:  # anything (the broker unreachable): the batch and the rest stay pending
+            outcomes = [reason_of(exc)] * len(batch)
+        failed = None
+        for (row, message), error in zip(batch, outcomes):
+            if error is None:
+                confirmed.append(row["message_id"])
+                result.sent.append(message)
+            else:
+                result.pending += 1
+                failed = failed or (row, error)
+        if confirmed:
+            store.mark_outbox_sent(confirmed, engine=engine)
+            confirmed.clear()
+        if failed is not None:
+            row, result.error = failed
+            result.pending += len(rows) - b0 - MARK_BATCH if len(rows) > b0 + MARK_BATCH else 0
+            log.warning("could not publish from the outbox; will retry", strike_id=row["strike_id"],
+                        message_id=row["message_id"], attempts=row["attempts"] + 1, error=result.error)
+            store.note_outbox_failure(row["message_id"], result.error, engine=engine)
+            return
+
+
 def _relay_rows(rows: list[dict], send, result: RelayResult, confirmed: list[str], engine) -> None:
     for i, row in enumerate(rows):
-        try:
-            message = decode(row["payload"])
-        except InvalidMessage as exc:  # only a row written by another version could be unreadable
-            log.error("outbox row cannot be decoded; left pending", message_id=row["message_id"], reason=exc.reason)
-            store.note_outbox_failure(row["message_id"], f"cannot be decoded: {exc.reason}", engine=engine)
-            result.pending += 1
+        message = _decoded(row, result, engine)
+        if message is None:
             continue
         try:
             send(message)
