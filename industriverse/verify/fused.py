@@ -162,19 +162,28 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                     for i in range(i0, i1):
                         D[l, i] = min(max(D[l, i], lo), hi)
             if with_w:
-                for a in range(n):
-                    for i in range(i0, i1):
-                        W[a, i] = 0.0
+                for a in range(n):  # each sum starts from its first term (0 + t = t: the same numbers, one pass less)
                     if clip_d:
                         for l in range(n_d):
                             g, dl = EdT[l, a], d_k[l]
-                            for i in range(i0, i1):
-                                W[a, i] += (D[l, i] - dl) * g
+                            if l == 0:
+                                for i in range(i0, i1):
+                                    W[a, i] = (D[l, i] - dl) * g
+                            else:
+                                for i in range(i0, i1):
+                                    W[a, i] += (D[l, i] - dl) * g
                     elif noisy_dist:
                         for r in range(q):
                             g = err_drive[r, a]
-                            for i in range(i0, i1):
-                                W[a, i] += E[r, i] * g
+                            if r == 0:
+                                for i in range(i0, i1):
+                                    W[a, i] = E[r, i] * g
+                            else:
+                                for i in range(i0, i1):
+                                    W[a, i] += E[r, i] * g
+                    else:
+                        for i in range(i0, i1):
+                            W[a, i] = 0.0
                     if noisy_state:
                         for l in range(n):
                             g = LT[l, a]
@@ -189,12 +198,14 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                 if kind == 0:  # tracking: clip(plan_k + K (x − x_pred))
                     for b in range(m):
                         lo, hi, pk = u_lo[b], u_hi[b], plan[c, k, b]
-                        for i in range(i0, i1):
-                            u[b, i] = 0.0
                         for a in range(n):
                             g, ref = K[c, b, a], x_ref[c, j, a]
-                            for i in range(i0, i1):
-                                u[b, i] += (x[a, i] - ref) * g
+                            if a == 0:
+                                for i in range(i0, i1):
+                                    u[b, i] = (x[a, i] - ref) * g
+                            else:
+                                for i in range(i0, i1):
+                                    u[b, i] += (x[a, i] - ref) * g
                         for i in range(i0, i1):
                             u[b, i] = min(max(u[b, i] + pk, lo), hi)
                         if ramped[c]:
@@ -284,21 +295,30 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                     p[i] = max(p[i], export_floor)
                 # the exact step: x⁺ = Ad x + Bd u + Ed d + w
                 for a in range(n):
-                    for i in range(i0, i1):
-                        xn[a, i] = 0.0
                     for l in range(n):
                         g = AdT[l, a]
-                        for i in range(i0, i1):
-                            xn[a, i] += x[l, i] * g
-                    for i in range(i0, i1):
-                        inc[i] = 0.0
-                    for b in range(m):
-                        g = BdT[b, a]
-                        for i in range(i0, i1):
-                            inc[i] += u[b, i] * g
+                        if l == 0:
+                            for i in range(i0, i1):
+                                xn[a, i] = x[l, i] * g
+                        else:
+                            for i in range(i0, i1):
+                                xn[a, i] += x[l, i] * g
                     fd = fdrive[a]
-                    for i in range(i0, i1):
-                        xn[a, i] = xn[a, i] + inc[i] + fd + W[a, i]
+                    if m == 1:  # one actuator: Ad x + Bd u + Ed d + w in one pass
+                        g = BdT[0, a]
+                        for i in range(i0, i1):
+                            xn[a, i] = xn[a, i] + u[0, i] * g + fd + W[a, i]
+                    else:
+                        for b in range(m):
+                            g = BdT[b, a]
+                            if b == 0:
+                                for i in range(i0, i1):
+                                    inc[i] = u[b, i] * g
+                            else:
+                                for i in range(i0, i1):
+                                    inc[i] += u[b, i] * g
+                        for i in range(i0, i1):
+                            xn[a, i] = xn[a, i] + inc[i] + fd + W[a, i]
                 # the envelope between the samples
                 for a in range(n):
                     lo, hi = x_lo[a], x_hi[a]

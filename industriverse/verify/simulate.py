@@ -243,9 +243,16 @@ def _draws(problem, model: SubstepModel, rng, Nc: int, noise: bool):
     S, n, q = model.S, problem.n, len(model.fe_index)
     noisy_state = noise and bool(np.any(model.Qd))
     noisy_dist = noise and q > 0
-    for _ in range(problem.H):
-        xi = rng.standard_normal((S, 1, Nc, n), dtype=np.float32) if noisy_state else None
-        kicks = rng.standard_normal((S, Nc, q), dtype=np.float32) if noisy_dist else None
+    # two sets of buffers, used in turn: the helper thread fills one while the kernel reads the other
+    # (drawing into a warm buffer rather than a fresh array each step: the same numbers, no page faults)
+    xis = [np.empty((S, 1, Nc, n), dtype=np.float32) for _ in range(2)] if noisy_state else [None, None]
+    kickss = [np.empty((S, Nc, q), dtype=np.float32) for _ in range(2)] if noisy_dist else [None, None]
+    for k in range(problem.H):
+        xi, kicks = xis[k % 2], kickss[k % 2]
+        if xi is not None:
+            rng.standard_normal(dtype=np.float32, out=xi)
+        if kicks is not None:
+            rng.standard_normal(dtype=np.float32, out=kicks)
         yield xi, kicks
 
 
