@@ -12,12 +12,17 @@ Prints a table; it is a measurement, not a test.
    same SDE, electric power evaluated every step), once without and once with the energy KPIs
    (15-minute peak, cost, emissions) and actuator travel that ``simulate()`` needs, and the
    whole ``simulate()`` (plan with the tracking law + baseline on the same draws + nominal runs
-   + KPIs and JSON), counted as trajectories × sub-steps × controllers.  The engine prepares the
-   next step's noise on one helper thread (numpy releases the GIL), so it can use two cores;
-   sdeint uses one.  On a busy machine the ratios drop: run it on an idle one.
+   + KPIs and JSON), counted as trajectories × sub-steps × controllers.  Times are CPU times
+   (``time.process_time``: every thread of the process counts, so the engine's helper thread that
+   draws the next step's noise gains nothing here), the least of ``--repeat`` runs, the methods
+   interleaved run by run so that a change in the machine's load hits all alike.  Our first call
+   in the process (importing numba, loading or on a fresh clone compiling the fused kernel) is
+   made before the timed runs and printed on its own.
    The fair baseline is a plain vectorised numpy Euler–Maruyama of the same SDE (all paths at
-   once, one loop over the sub-steps, no KPIs): most of the speed-up over sdeint is its per-path
-   Python loop, so every rate is also printed as a ratio to this one.
+   once, one loop over the sub-steps, no KPIs), drawing its normals exactly as our engine does
+   (float32 standard normals from PCG64; arithmetic in float64); it is also printed with numpy's
+   default float64 normals.  Most of the speed-up over sdeint is its per-path Python loop, so
+   every rate is also printed as a ratio to the baseline.
    The end-of-day mean and std of the zone temperature of each method are printed side by side
    (they must agree within sampling error: it is the same SDE).
 2. Accuracy: a pure OU process (the zone with the heater off at a constant ambient, process
@@ -153,6 +158,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fused", choices=("auto", "always", "never"), default="auto",
                     help="our engine's compiled kernel (never: the numpy path, for comparison; default auto)")
     args = ap.parse_args(argv)
+    for name in ("paths", "sdeint_paths", "itoint_paths", "ou_paths", "repeat"):
+        if getattr(args, name) < (2 if name.endswith("paths") else 1):
+            ap.error(f"--{name.replace('_', '-')} must be at least {2 if name.endswith('paths') else 1}")
     import sdeint
 
     import industriverse.verify.simulate as sim
