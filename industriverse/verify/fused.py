@@ -138,6 +138,7 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
     u = np.empty((m, Nc))
     p = np.empty(Nc)
     inc = np.empty(Nc)
+    vt = np.empty(Nc)
     step_imp, step_exp = np.empty((C, Nc)), np.empty((C, Nc))  # kW·sub-steps of this plan step
     worst = np.empty((C, n, Nc))  # the largest excess of each controller over the step's sub-steps
     for t0 in range(0, Nc, TILE):  # a tile of trajectories at a time: its working set stays in the L1 cache
@@ -329,29 +330,36 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                         for i in range(i0, i1):
                             worst[c, a, i] = max(worst[c, a, i], max(lo - xn[a, i], xn[a, i] - hi))
                 # the discomfort integral (state linear between the samples), averaged over the comfort nodes
-                outside = 0  # any trajectory of the tile outside a comfort band at either end (else all add exactly 0)
+                # mean excess below lo plus above hi over the segment (kpis.mean_positive_part; an infinite bound
+                # gives 0): the no-crossing formula for all (no division: SIMD), the triangle formula where a
+                # segment crosses a bound (rare); a tile whose excess is 0 everywhere adds nothing
+                touched = False
                 for r in range(nc if kpis else 0):
                     a = comfort[r]
                     lo, hi = x_lo[a], x_hi[a]
+                    crossing = 0
+                    positive = 0
                     for i in range(i0, i1):
-                        outside |= (lo - x[a, i] > 0.0) | (lo - xn[a, i] > 0.0) | (x[a, i] - hi > 0.0) | (xn[a, i] - hi > 0.0)
-                if outside:
-                    for i in range(i0, i1):
-                        inc[i] = 0.0
-                    for r in range(nc):
-                        a = comfort[r]
-                        lo, hi = x_lo[a], x_hi[a]
-                        if np.isfinite(lo) and np.isfinite(hi):
-                            for i in range(i0, i1):
-                                v = _mean_positive_part(lo - x[a, i], lo - xn[a, i])
-                                v += _mean_positive_part(x[a, i] - hi, xn[a, i] - hi)
-                                inc[i] += v * h_h
-                        elif np.isfinite(lo):
-                            for i in range(i0, i1):
-                                inc[i] += _mean_positive_part(lo - x[a, i], lo - xn[a, i]) * h_h
-                        elif np.isfinite(hi):
-                            for i in range(i0, i1):
-                                inc[i] += _mean_positive_part(x[a, i] - hi, xn[a, i] - hi) * h_h
+                        a1, b1, a2, b2 = lo - x[a, i], lo - xn[a, i], x[a, i] - hi, xn[a, i] - hi
+                        v = (max(a1, 0.0) + max(b1, 0.0)) * 0.5 + (max(a2, 0.0) + max(b2, 0.0)) * 0.5
+                        vt[i] = v
+                        crossing |= (a1 * b1 < 0.0) | (a2 * b2 < 0.0)
+                        positive |= v > 0.0
+                    if crossing:
+                        for i in range(i0, i1):
+                            a1, b1, a2, b2 = lo - x[a, i], lo - xn[a, i], x[a, i] - hi, xn[a, i] - hi
+                            if a1 * b1 < 0.0 or a2 * b2 < 0.0:
+                                vt[i] = _mean_positive_part(a1, b1) + _mean_positive_part(a2, b2)
+                    if not positive:  # (a crossing has a positive part too)
+                        continue
+                    if not touched:  # 0 + t = t: the same numbers as summing from 0
+                        for i in range(i0, i1):
+                            inc[i] = vt[i] * h_h
+                        touched = True
+                    else:
+                        for i in range(i0, i1):
+                            inc[i] += vt[i] * h_h
+                if touched:
                     for i in range(i0, i1):
                         discomfort[c, i] += inc[i] / nc
                 # step means, and the KPIs at the sub-step
