@@ -253,17 +253,27 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                                 u[b, i] = hi if on[c, 1, i] else lo
                             else:
                                 u[b, i] = lo
-                # electric site power at the sub-step's start, export beyond the limit curtailed
-                for i in range(i0, i1):
-                    p[i] = 0.0
+                # electric site power at the sub-step's start, export beyond the limit curtailed; the sum starts
+                # from its first term (0 + t = t), the floor and the step mean in one pass
+                started = False
                 if load >= 0:
                     for i in range(i0, i1):
-                        p[i] = p[i] + D[load, i]
+                        p[i] = D[load, i]
+                    started = True
                 if pv >= 0:
-                    for i in range(i0, i1):
-                        p[i] = p[i] - D[pv, i]
+                    if started:
+                        for i in range(i0, i1):
+                            p[i] = p[i] - D[pv, i]
+                    else:
+                        for i in range(i0, i1):
+                            p[i] = 0.0 - D[pv, i]
+                    started = True
                 for b in range(m):
                     pk = pkind[b]
+                    if not started:
+                        for i in range(i0, i1):
+                            p[i] = 0.0
+                        started = True
                     if pk == 0:
                         eff = pcoef[b, 0]
                         for i in range(i0, i1):
@@ -292,8 +302,19 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                     else:
                         for i in range(i0, i1):
                             p[i] = p[i] - u[b, i]
-                for i in range(i0, i1):
-                    p[i] = max(p[i], export_floor)
+                if not started:
+                    for i in range(i0, i1):
+                        p[i] = 0.0
+                if s == 0:
+                    for i in range(i0, i1):
+                        v = max(p[i], export_floor)
+                        p[i] = v
+                        p_mean[c, i] = v
+                else:
+                    for i in range(i0, i1):
+                        v = max(p[i], export_floor)
+                        p[i] = v
+                        p_mean[c, i] += v
                 # the exact step: x⁺ = Ad x + Bd u + Ed d + w
                 for a in range(n):
                     for l in range(n):
@@ -364,14 +385,10 @@ def step(k, S, X, err, xi, kicks, noisy_state, noisy_dist,
                         discomfort[c, i] += inc[i] / nc
                 # step means, and the KPIs at the sub-step
                 if s == 0:
-                    for i in range(i0, i1):
-                        p_mean[c, i] = p[i]
                     for b in range(m):
                         for i in range(i0, i1):
                             u_mean[c, i, b] = u[b, i]
                 else:
-                    for i in range(i0, i1):
-                        p_mean[c, i] += p[i]
                     for b in range(m):
                         for i in range(i0, i1):
                             u_mean[c, i, b] += u[b, i]
