@@ -91,6 +91,7 @@ def check_ensemble_memory(problem, N: int, C: int = 2, *, file: str | None = Non
 KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
 HELPER_THREAD = True        # prepare the next step's noise on a helper thread (False: everything on one core)
 FUSED = "auto"              # the compiled kernel: "auto" (large ensembles), "always" or "never" (the numpy path)
+OUT_BLOCK = 8               # plan steps of the fused kernel's outputs buffered before they are laid out
 FUSED_MIN_PATH_STEPS = 1_000_000  # below this the numpy path is as fast as importing numba and loading the kernel
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
 
@@ -300,9 +301,11 @@ def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: in
     u_last = np.zeros((C, Nc, m))
     disc = np.zeros((C, Nc))
     no_xi, no_kicks = np.zeros((0, 1, 0, n), dtype=np.float32), np.zeros((0, 0, q), dtype=np.float32)
-    # the step outputs, time first (each step's block contiguous), laid out as the Ensemble's once per chunk:
-    # writing a time column of the (C, N, H, ...) arrays every step costs more than the kernel
-    xs, excess, p_k, u_k = np.empty((H, C, Nc, n)), np.empty((H, C, Nc, n)), np.empty((H, C, Nc)), np.empty((H, C, Nc, m))
+    # the step outputs, time first, for OUT_BLOCK steps at a time, then laid out as the Ensemble's (C, N, H, ...):
+    # writing a time column of those every step costs more than the kernel; a block of 8 steps fills a
+    # cache line per trajectory, and the small buffers stay in the cache
+    B = min(H, OUT_BLOCK)
+    xs, excess, p_k, u_k = np.empty((B, C, Nc, n)), np.empty((B, C, Nc, n)), np.empty((B, C, Nc)), np.empty((B, C, Nc, m))
     exo = _draws(problem, model, rng, Nc, noise)
     pending = helper.submit(next, exo) if helper else None
     for k in range(H):
@@ -320,13 +323,15 @@ def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: in
                    pw.kind, pw.node, pw.other, pw.coef, pw.load, pw.pv, -float(problem.export_max),
                    kpis, comfort, h_h, per, H * S - 1,
                    float(problem.price[k]), float(problem.export_price[k]), float(problem.emission[k]),
-                   xs[k], excess[k], disc, p_k[k], u_k[k], *sums, u_last)
+                   xs[k % B], excess[k % B], disc, p_k[k % B], u_k[k % B], *sums, u_last)
+        if (k + 1) % B == 0 or k == H - 1:
+            k0, T = k - k % B, k % B + 1
+            x_out[:, c0:c1, k0 + 1:k0 + T + 1] = xs[:T].transpose(1, 2, 0, 3)
+            sub_excess[:, c0:c1, k0:k0 + T] = excess[:T].transpose(1, 2, 0, 3)
+            p_out[:, c0:c1, k0:k0 + T] = p_k[:T].transpose(1, 2, 0)
+            u_mean[:, c0:c1, k0:k0 + T] = u_k[:T].transpose(1, 2, 0, 3)
         if progress is not None:
             progress((c0 + Nc * (k + 1) / H) / N)
-    x_out[:, c0:c1, 1:] = xs.transpose(1, 2, 0, 3)
-    sub_excess[:, c0:c1] = excess.transpose(1, 2, 0, 3)
-    p_out[:, c0:c1] = p_k.transpose(1, 2, 0)
-    u_mean[:, c0:c1] = u_k.transpose(1, 2, 0, 3)
     discomfort[:, c0:c1] = disc
     if kpis:
         imp, exp_, cost_imp, cost_exp, emis, peak, _win, trav = sums
