@@ -148,6 +148,7 @@ def test_chunked_ensembles_are_reproducible(hvac, hvac_plan, monkeypatch):
 @pytest.mark.parametrize("domain,example,ramp", [
     ("hvac", "hvac_testcase1.json", False),              # tracking + proportional thermostat, heater
     ("hvac", "hvac_testcase1.json", True),               # the tracking law's ramp limit
+    ("hvac", "hvac_testcase1.json", "short"),            # 42 steps of 10 min: a last block of 2 steps, 5-min peaks
     ("hvac_two_zone", "hvac_two_zone_office.json", False),  # two nodes, heat pumps (COP)
     ("cold_storage", "cold_storage_display_case.json", False),  # hysteresis thermostat, chiller (Carnot COP)
 ])
@@ -156,10 +157,13 @@ def test_the_compiled_kernel_gives_the_numpy_paths_numbers(domain, example, ramp
     states, envelope excesses, discomfort, power, set-points and KPIs (up to the rounding of a different
     summation order), with and without noise, over more than one chunk."""
     raw = json.loads((ROOT / "examples" / example).read_text())
-    if ramp:
+    if ramp == "short":
+        raw["horizon"] = {"start": "2026-01-13T00:00", "hours": 7, "step_minutes": 10}
+        raw["tariff"]["demand_charge_per_kw"] = 5.0
+    elif ramp:
         raw.setdefault("actuators", {}).setdefault("heater", {})["ramp_kw_per_step"] = 1.5
     p = map_constraint(domain, raw)
-    if ramp:
+    if ramp is True:
         assert np.isfinite(p.ramp).any()
     model = sim.substep_model(p)
     u = np.clip(np.linspace(0.0, 1.0, p.H)[:, None] * p.u_hi + (1 - np.linspace(0.0, 1.0, p.H))[:, None] * p.u_lo,

@@ -91,7 +91,7 @@ def check_ensemble_memory(problem, N: int, C: int = 2, *, file: str | None = Non
 KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
 HELPER_THREAD = True        # prepare the next step's noise on a helper thread (False: everything on one core)
 FUSED = "auto"              # the compiled kernel: "auto" (large ensembles), "always" or "never" (the numpy path)
-OUT_BLOCK = 8               # plan steps of the fused kernel's outputs buffered before they are laid out
+OUT_BLOCK = 8               # plan steps per call of the fused kernel (their draws and outputs buffered)
 FUSED_MIN_PATH_STEPS = 1_000_000  # below this the numpy path is as fast as importing numba and loading the kernel
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
 
@@ -237,23 +237,27 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
         yield D, W, (xi if nonlinear else None)
 
 
-def _draws(problem, model: SubstepModel, rng, Nc: int, noise: bool):
-    """Per plan step k the standard normals of :func:`_exogenous`, drawn in the same order (process noise
-    (S, 1, Nc, n) then forecast-error innovations (S, Nc, q), float32; ``None`` where a term is zero):
-    the fused kernel (:mod:`industriverse.verify.fused`) does the rest of the arithmetic."""
-    S, n, q = model.S, problem.n, len(model.fe_index)
+def _draws(problem, model: SubstepModel, rng, Nc: int, noise: bool, B: int = 1):
+    """The standard normals of :func:`_exogenous`, drawn in the same order (per plan step: process noise
+    (S, 1, Nc, n) then forecast-error innovations (S, Nc, q), float32), for ``B`` plan steps at a time:
+    yields ``(xi, kicks)`` of shapes (T, S, 1, Nc, n) and (T, S, Nc, q), T ≤ B steps (``None`` where a term is
+    zero); the fused kernel (:mod:`industriverse.verify.fused`) does the rest of the arithmetic."""
+    S, n, q, H = model.S, problem.n, len(model.fe_index), problem.H
     noisy_state = noise and bool(np.any(model.Qd))
     noisy_dist = noise and q > 0
     # two sets of buffers, used in turn: the helper thread fills one while the kernel reads the other
     # (drawing into a warm buffer rather than a fresh array each step: the same numbers, no page faults)
-    xis = [np.empty((S, 1, Nc, n), dtype=np.float32) for _ in range(2)] if noisy_state else [None, None]
-    kickss = [np.empty((S, Nc, q), dtype=np.float32) for _ in range(2)] if noisy_dist else [None, None]
-    for k in range(problem.H):
-        xi, kicks = xis[k % 2], kickss[k % 2]
-        if xi is not None:
-            rng.standard_normal(dtype=np.float32, out=xi)
-        if kicks is not None:
-            rng.standard_normal(dtype=np.float32, out=kicks)
+    xis = [np.empty((B, S, 1, Nc, n), dtype=np.float32) for _ in range(2)] if noisy_state else [None, None]
+    kickss = [np.empty((B, S, Nc, q), dtype=np.float32) for _ in range(2)] if noisy_dist else [None, None]
+    for b, k0 in enumerate(range(0, H, B)):
+        T = min(B, H - k0)
+        xi = xis[b % 2][:T] if noisy_state else None
+        kicks = kickss[b % 2][:T] if noisy_dist else None
+        for t in range(T):
+            if xi is not None:
+                rng.standard_normal(dtype=np.float32, out=xi[t])
+            if kicks is not None:
+                rng.standard_normal(dtype=np.float32, out=kicks[t])
         yield xi, kicks
 
 
@@ -300,38 +304,37 @@ def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: in
     sums[5] = -np.inf
     u_last = np.zeros((C, Nc, m))
     disc = np.zeros((C, Nc))
-    no_xi, no_kicks = np.zeros((0, 1, 0, n), dtype=np.float32), np.zeros((0, 0, q), dtype=np.float32)
-    # the step outputs, time first, for OUT_BLOCK steps at a time, then laid out as the Ensemble's (C, N, H, ...):
-    # writing a time column of those every step costs more than the kernel; a block of 8 steps fills a
-    # cache line per trajectory, and the small buffers stay in the cache
+    # the step outputs, time first, for a block of OUT_BLOCK steps (one kernel call), then laid out as the
+    # Ensemble's (C, N, H, ...): writing a time column of those every step costs more than the kernel; a
+    # block of 8 steps fills a cache line per trajectory, and the small buffers stay in the cache
     B = min(H, OUT_BLOCK)
+    no_xi, no_kicks = np.zeros((B, 0, 1, 0, n), dtype=np.float32), np.zeros((B, 0, 0, q), dtype=np.float32)
     xs, excess, p_k, u_k = np.empty((B, C, Nc, n)), np.empty((B, C, Nc, n)), np.empty((B, C, Nc)), np.empty((B, C, Nc, m))
-    exo = _draws(problem, model, rng, Nc, noise)
+    price, export_price, emission = f64(problem.price), f64(problem.export_price), f64(problem.emission)
+    exo = _draws(problem, model, rng, Nc, noise, B)
     pending = helper.submit(next, exo) if helper else None
-    for k in range(H):
-        if helper:  # step k's draws are ready; the helper draws step k+1's while the kernel runs (it releases the GIL)
+    for k0 in range(0, H, B):
+        T = min(B, H - k0)
+        if helper:  # this block's draws are ready; the helper draws the next block's while the kernel runs
             xi, kicks = pending.result()
-            if k + 1 < H:
+            if k0 + B < H:
                 pending = helper.submit(next, exo)
         else:
             xi, kicks = next(exo)
-        fused.step(k, S, X, err, no_xi if xi is None else xi, no_kicks if kicks is None else kicks, noisy_state, noisy_dist,
-                   AdT, BdT, forecast_drive[k], LT, EdT, err_drive, ou_a, ou_s, fe, d[k], d_lo, f64(d_hi[k]), clip_d,
+        fused.step(k0, S, X, err, no_xi if xi is None else xi, no_kicks if kicks is None else kicks, noisy_state, noisy_dist,
+                   AdT, BdT, forecast_drive, LT, EdT, err_drive, ou_a, ou_s, fe, d, d_lo, d_hi, clip_d,
                    clip_d or noisy_dist or noisy_state, need_d,
                    ctl.kind, ctl.K, ctl.x_ref, ctl.plan, ctl.ramped, ctl.history, ctl.role, ctl.node, ctl.params, ctl.on,
-                   ctl.act_node, u_lo[k], u_hi[k], ramp, x_lo[k], x_hi[k],
+                   ctl.act_node, u_lo, u_hi, ramp, x_lo, x_hi,
                    pw.kind, pw.node, pw.other, pw.coef, pw.load, pw.pv, -float(problem.export_max),
-                   kpis, comfort, h_h, per, H * S - 1,
-                   float(problem.price[k]), float(problem.export_price[k]), float(problem.emission[k]),
-                   xs[k % B], excess[k % B], disc, p_k[k % B], u_k[k % B], *sums, u_last)
-        if (k + 1) % B == 0 or k == H - 1:
-            k0, T = k - k % B, k % B + 1
-            x_out[:, c0:c1, k0 + 1:k0 + T + 1] = xs[:T].transpose(1, 2, 0, 3)
-            sub_excess[:, c0:c1, k0:k0 + T] = excess[:T].transpose(1, 2, 0, 3)
-            p_out[:, c0:c1, k0:k0 + T] = p_k[:T].transpose(1, 2, 0)
-            u_mean[:, c0:c1, k0:k0 + T] = u_k[:T].transpose(1, 2, 0, 3)
+                   kpis, comfort, h_h, per, H * S - 1, price, export_price, emission,
+                   xs[:T], excess[:T], disc, p_k[:T], u_k[:T], *sums, u_last)
+        x_out[:, c0:c1, k0 + 1:k0 + T + 1] = xs[:T].transpose(1, 2, 0, 3)
+        sub_excess[:, c0:c1, k0:k0 + T] = excess[:T].transpose(1, 2, 0, 3)
+        p_out[:, c0:c1, k0:k0 + T] = p_k[:T].transpose(1, 2, 0)
+        u_mean[:, c0:c1, k0:k0 + T] = u_k[:T].transpose(1, 2, 0, 3)
         if progress is not None:
-            progress((c0 + Nc * (k + 1) / H) / N)
+            progress((c0 + Nc * (k0 + T) / H) / N)
     discomfort[:, c0:c1] = disc
     if kpis:
         imp, exp_, cost_imp, cost_exp, emis, peak, _win, trav = sums
