@@ -3,8 +3,8 @@
 :func:`industriverse.verify.simulate.run_ensemble` steps an ensemble sub-step by sub-step; in
 numpy every sub-step costs a dozen array passes and Python calls (controllers, power, noise,
 state update, envelope, discomfort, KPIs), which on a few thousand trajectories costs more than
-the arithmetic.  Here the same arithmetic runs in one compiled loop per plan step (numba,
-``cache=True``, ``nogil=True`` so the helper thread can draw the next step's normals meanwhile):
+the arithmetic.  Here the same arithmetic runs in one compiled call per block of plan steps (numba,
+``cache=True``, ``nogil=True`` so the helper thread can draw the next block's normals meanwhile):
 per trajectory and sub-step the true disturbances (forecast + exact Ornstein–Uhlenbeck error,
 clipped), the controllers (the tracking law, the proportional and the hysteresis thermostats),
 the electric site power, the exact ZOH step with the Van Loan noise, the envelope excess, the

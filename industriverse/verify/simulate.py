@@ -274,7 +274,8 @@ def _use_fused(problem, controllers, path_steps: int) -> bool:
 def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: int, noise: bool, kpis: bool, helper,
                  x_out, sub_excess, discomfort, p_out, u_mean, energy, travel, progress, N: int) -> None:
     """Trajectories ``c0:c1`` of :func:`run_ensemble` through the compiled kernel (:mod:`industriverse.verify.fused`):
-    the same draws, the same arithmetic, one compiled pass per plan step; writes the same outputs."""
+    the same draws, the same arithmetic, one compiled call per block of :data:`OUT_BLOCK` plan steps; writes the
+    same outputs."""
     from industriverse.verify import fused
 
     H, S, n, m, C, Nc = problem.H, model.S, problem.n, problem.m, len(controllers), c1 - c0

@@ -109,6 +109,7 @@ class RabbitPublisher:
         if not messages:
             return []
         results: list[str | None] = ["no confirm from the broker"] * len(messages)
+        first = None  # the delivery tag of the first message, once its channel is open
         try:
             channel = self._batch_channel()
             first = self._batch_tag + 1
@@ -128,8 +129,10 @@ class RabbitPublisher:
         else:
             error = "no confirm from the broker"
         for i, message in enumerate(messages):
-            tag = first + i
-            if tag in self._batch_nacked:
+            tag = first + i if first is not None else None
+            if tag is None:  # no channel: nothing was published
+                results[i] = error
+            elif tag in self._batch_nacked:
                 results[i] = "the broker refused it (nack)"
             elif message.message_id in self._batch_returned and message.type not in TERMINAL_TYPES:
                 results[i] = f"no queue is bound to {message.routing_key!r} on exchange {self.topology.exchange!r}"
