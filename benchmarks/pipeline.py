@@ -214,7 +214,7 @@ def main() -> int:
     rows.append(("2 processes / 1 process", f"{ratio:.2f}x", ">= 1.7x", "yes" if ratio >= 1.7 else "NO"))
 
     # 3. the regiment's publish path, as the daemon runs it: claim every due period with its request in the
-    # store's outbox (one transaction per pass), then the relay publishes them in batches, awaits each batch's confirms and marks the batch sent
+    # store's outbox (one transaction per pass), then the relay publishes them in batches of 500, awaits each batch's confirms and marks the batch sent
     from industriverse.fleet.regiment import strike_id_for
     from messages import Message, StrikeRequested, to_dict
     from workers.outbox import relay_outbox
