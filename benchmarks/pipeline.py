@@ -213,8 +213,8 @@ def main() -> int:
     rows.append(("throughput, 2 worker processes (strikes/s)", f"{rates[2]:.2f}", "", ""))
     rows.append(("2 processes / 1 process", f"{ratio:.2f}x", ">= 1.7x", "yes" if ratio >= 1.7 else "NO"))
 
-    # 3. the regiment's publish path, as the daemon runs it: claim each period with its request in the
-    # store's outbox (one transaction), then the relay publishes each with a confirm and marks it sent
+    # 3. the regiment's publish path, as the daemon runs it: claim every due period with its request in the
+    # store's outbox (one transaction per pass), then the relay publishes them in batches of 500, awaits each batch's confirms and marks the batch sent
     from industriverse.fleet.regiment import strike_id_for
     from messages import Message, StrikeRequested, to_dict
     from workers.outbox import relay_outbox
@@ -222,12 +222,14 @@ def main() -> int:
     body = StrikeRequested(domain="hvac", constraint=raw, seed=0, backoff_k=1.0)
     with RabbitPublisher(args.broker, prefix=prefix) as pub:
         t = time.perf_counter()
-        for i in range(args.publish):
+        claims = []
+        for i in range(args.publish):  # one regiment pass with every contract due
             cid = f"contract-{i}"
             sid = strike_id_for(cid, "bench")
-            store.claim_contract_period(cid, "bench", sid, domain="hvac",
-                                        message=to_dict(Message.start(body, strike_id=sid, contract_id=cid)))
-        relayed = relay_outbox(pub.publish, limit=args.publish)
+            claims.append({"contract_id": cid, "period_key": "bench", "strike_id": sid, "domain": "hvac",
+                           "message": to_dict(Message.start(body, strike_id=sid, contract_id=cid))})
+        store.claim_contract_periods(claims)  # the pass's claims with their outbox rows, one transaction
+        relayed = relay_outbox(send_batch=pub.publish_batch, limit=args.publish)  # as the regiment relays
         rate = len(relayed.sent) / (time.perf_counter() - t)
     rows.append(("regiment: claimed + confirmed requests per second", f"{rate:.0f}", ">= 500", "yes" if rate >= 500 else "NO"))
     delete_topology(args.broker, prefix)

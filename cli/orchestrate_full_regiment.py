@@ -90,20 +90,22 @@ class Regiment:
         from industriverse.fleet.regiment import due_requests
         from messages import Message, StrikeRequested, to_dict
 
-        claimed = 0
+        claims = []
         for due in due_requests(self.contracts, self.base, now or datetime.now()):
             self._due[due.strike_id] = due
             message = Message.start(
                 StrikeRequested(domain=due.contract.domain, constraint=due.request,
                                 seed=due.request.get("uncertainty", {}).get("seed", 0), backoff_k=1.0),
                 strike_id=due.strike_id, contract_id=due.contract.id)
-            if store.claim_contract_period(due.contract.id, due.period_key, due.strike_id, domain=due.contract.domain,
-                                           message=to_dict(message)):
-                claimed += 1  # else already claimed (by us before a restart, or by another daemon)
-        return claimed
+            claims.append({"contract_id": due.contract.id, "period_key": due.period_key, "strike_id": due.strike_id,
+                           "domain": due.contract.domain, "message": to_dict(message)})
+        # one transaction for the whole pass; a period already claimed (by us before a restart, or by
+        # another daemon) is not new
+        return len(store.claim_contract_periods(claims))
 
     def relay(self):
-        """Send the outbox's pending requests (see :func:`workers.outbox.relay_outbox`)."""
+        """Send the outbox's pending requests (see :func:`workers.outbox.relay_outbox`), on RabbitMQ in batches
+        whose confirms are awaited together."""
         from workers.outbox import relay_outbox
 
         if not self.broker:
@@ -112,15 +114,18 @@ class Regiment:
 
         publisher = None
 
-        def publish(message) -> None:
+        def publish(messages) -> list:
             nonlocal publisher
             if publisher is None:  # a fresh connection per relay run: no idle connection to go stale between passes
                 publisher = RabbitPublisher(self.broker, prefix=self.prefix, name="industriverse regiment")
-            publisher.publish(message)  # returns once the broker confirmed it
-            print(f"{message.contract_id}: strike {message.strike_id} requested", file=sys.stderr)
+            outcomes = publisher.publish_batch(messages)  # returns once the broker confirmed (or refused) them all
+            for message, error in zip(messages, outcomes):
+                if error is None:
+                    print(f"{message.contract_id}: strike {message.strike_id} requested", file=sys.stderr)
+            return outcomes
 
         try:
-            return relay_outbox(publish)
+            return relay_outbox(send_batch=publish)
         finally:
             if publisher is not None:
                 publisher.close()

@@ -7,13 +7,14 @@ from collections import Counter
 import signal
 import subprocess
 import sys
+import time
 
 import pika
 import pytest
 
 from industriverse.fleet import store
 from industriverse.operate.gateway import CapsuleGatewayService
-from messages import Message, StrikeRequested, decode
+from messages import Message, StrikeRequested, decode, to_dict
 from strike_helpers import (
     ROOT,
     close_all_connections,
@@ -135,6 +136,39 @@ def test_poison_messages_end_in_the_dead_letter_queue_and_the_worker_goes_on(amq
     assert any("not valid JSON" in r or "JSON" in r for r in reasons), reasons
     assert any("envelope.zone.min" in r for r in reasons), reasons
     assert b"{not json" in [body for _, body in letters]
+
+
+def test_the_relay_publishes_in_confirmed_batches_and_a_dropped_broker_loses_nothing(vhost, home):
+    """The regiment's relay on the real broker: batches whose confirms are awaited together; when the broker
+    drops every connection, nothing is marked sent that it did not confirm, and the next run sends the rest,
+    each request exactly once in the queue."""
+    from workers.outbox import relay_outbox
+
+    name, url = vhost
+    body = StrikeRequested(domain="hvac", constraint=example("hvac", ensemble=100, hours=4), seed=0, backoff_k=1.0)
+
+    def claim(first: int, n: int) -> list[str]:
+        claims = [{"contract_id": f"c-{i}", "period_key": "p", "strike_id": f"s-{i}", "domain": "hvac",
+                   "message": to_dict(Message.start(body, strike_id=f"s-{i}", contract_id=f"c-{i}"))}
+                  for i in range(first, first + n)]
+        return store.claim_contract_periods(claims)
+
+    assert len(claim(0, 250)) == 250
+    with RabbitPublisher(url, prefix="ivrelay") as pub:
+        first = relay_outbox(send_batch=pub.publish_batch)
+        assert len(first.sent) == 250 and first.pending == 0 and first.error is None
+        assert store.pending_outbox() == []
+        assert len(claim(250, 150)) == 150
+        close_all_connections(name)  # the broker drops the relay's connection
+        time.sleep(0.5)  # the broker's close reaches the client's socket
+        dropped = relay_outbox(send_batch=pub.publish_batch)
+    assert dropped.sent == [] and dropped.pending == 150 and dropped.error
+    assert len(store.pending_outbox()) == 150
+    with RabbitPublisher(url, prefix="ivrelay") as pub:
+        again = relay_outbox(send_batch=pub.publish_batch)
+    assert len(again.sent) == 150 and store.pending_outbox() == []
+    queued = Counter(decode(body).strike_id for _props, body in drain(url, "ivrelay.optimizer"))
+    assert queued == {f"s-{i}": 1 for i in range(400)}
 
 
 def _regiment(url: str, prefix: str, contracts) -> subprocess.CompletedProcess:

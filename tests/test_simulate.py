@@ -145,6 +145,57 @@ def test_chunked_ensembles_are_reproducible(hvac, hvac_plan, monkeypatch):
     assert len(set(a["plan"]["per_trajectory"]["cost"])) == 150  # every chunk draws its own noise
 
 
+@pytest.mark.parametrize("domain,example,ramp", [
+    ("hvac", "hvac_testcase1.json", False),              # tracking + proportional thermostat, heater
+    ("hvac", "hvac_testcase1.json", True),               # the tracking law's ramp limit
+    ("hvac", "hvac_testcase1.json", "short"),            # 42 steps of 10 min: a last block of 2 steps, 5-min peaks
+    ("hvac_two_zone", "hvac_two_zone_office.json", False),  # two nodes, heat pumps (COP)
+    ("cold_storage", "cold_storage_display_case.json", False),  # hysteresis thermostat, chiller (Carnot COP)
+])
+def test_the_compiled_kernel_gives_the_numpy_paths_numbers(domain, example, ramp, monkeypatch):
+    """The fused kernel (industriverse.verify.fused) and the numpy path integrate the same draws to the same
+    states, envelope excesses, discomfort, power, set-points and KPIs (up to the rounding of a different
+    summation order), with and without noise, over more than one chunk."""
+    raw = json.loads((ROOT / "examples" / example).read_text())
+    if ramp == "short":
+        raw["horizon"] = {"start": "2026-01-13T00:00", "hours": 7, "step_minutes": 10}
+        raw["tariff"]["demand_charge_per_kw"] = 5.0
+    elif ramp:
+        raw.setdefault("actuators", {}).setdefault("heater", {})["ramp_kw_per_step"] = 1.5
+    p = map_constraint(domain, raw)
+    if ramp is True:
+        assert np.isfinite(p.ramp).any()
+    model = sim.substep_model(p)
+    u = np.clip(np.linspace(0.0, 1.0, p.H)[:, None] * p.u_hi + (1 - np.linspace(0.0, 1.0, p.H))[:, None] * p.u_lo,
+                p.u_lo, p.u_hi)
+    ctrls = [PlanTracking(p, u, model), sim.make_baseline(p, model)]
+    monkeypatch.setattr(sim, "CHUNK", 96)
+    runs = {}
+    for mode in ("never", "always"):
+        monkeypatch.setattr(sim, "FUSED", mode)
+        runs[mode] = [run_ensemble(p, ctrls, n, 5, model=model, noise=noise) for n, noise in ((150, True), (1, False))]
+    for numpy_run, fused_run in zip(runs["never"], runs["always"]):
+        for name in ("x", "sub_excess", "discomfort", "power", "travel", "u_mean"):
+            a, b = getattr(numpy_run, name), getattr(fused_run, name)
+            assert np.allclose(a, b, rtol=1e-9, atol=1e-9), name
+        assert set(fused_run.energy) == set(numpy_run.energy)
+        for name, v in numpy_run.energy.items():
+            assert np.allclose(v, fused_run.energy[name], rtol=1e-9, atol=1e-9), name
+    noisy = runs["always"][0]
+    assert noisy.x[:, :, -1].std() > 0 and (noisy.sub_excess > 0).any()  # real noise, real excursions
+
+
+def test_controllers_the_kernel_does_not_know_stay_on_the_numpy_path():
+    from industriverse.verify import fused
+
+    p = load_problem("microgrid", ROOT / "examples" / "microgrid_pv_battery.json")
+    assert not fused.supported(p, [sim.make_baseline(p, sim.substep_model(p))])  # self-consumption
+    hv = load_problem("hvac", EXAMPLE)
+    assert fused.supported(hv, [PlanTracking(hv, np.zeros((hv.H, hv.m))), sim.make_baseline(hv, sim.substep_model(hv))])
+    radiant = map_constraint("hvac", roof_radiation_constraint())
+    assert not fused.supported(radiant, [PlanTracking(radiant, np.zeros((radiant.H, radiant.m)))])
+
+
 def test_violation_count_matches_the_paths(hvac):
     """A plan hugging the lower band (no back-off) under noise violates about half the time."""
     u = lp_plan(hvac)

@@ -153,6 +153,33 @@ def test_a_claim_and_its_outbox_message_commit_together(engine):
     assert [r["period_key"] for r in store.list_contract_runs(engine=engine)] == ["p-1"]
 
 
+def test_a_pass_claims_every_due_period_once_in_one_transaction(engine):
+    def claims(n, period):
+        return [{"contract_id": f"c-{i}", "period_key": period, "strike_id": f"s-{i}-{period}", "domain": "hvac",
+                 "message": {"message_id": f"m-{i}-{period}", "strike_id": f"s-{i}-{period}"}} for i in range(n)]
+
+    n = 1203  # more than one multi-row statement (CLAIM_ROWS_PER_STATEMENT)
+    store.claim_contract_period("c-7", "p-1", "s-7-early", message={"message_id": "m-early"}, engine=engine)
+    won = store.claim_contract_periods(claims(n, "p-1"), engine=engine)
+    assert won == [f"s-{i}-p-1" for i in range(n) if i != 7]  # c-7's period was taken before the pass
+    assert store.claim_contract_periods(claims(n, "p-1"), engine=engine) == []  # a second pass claims none
+    outbox = store.pending_outbox(limit=10 * n, engine=engine)
+    assert sorted(r["message_id"] for r in outbox) == sorted(["m-early"] + [f"m-{i}-p-1" for i in range(n) if i != 7])
+    assert len({r["strike_id"] for r in outbox}) == n
+    assert store.get_strike("s-3-p-1", engine=engine)["status"] == "requested"
+    assert store.get_strike("s-7-p-1", engine=engine) is None  # the loser's strike is never recorded
+    # the same period twice in one pass: the first claim wins, the second writes nothing
+    twice = claims(1, "p-2") + [{**claims(1, "p-2")[0], "strike_id": "s-other", "message": {"message_id": "m-other"}}]
+    assert store.claim_contract_periods(twice, engine=engine) == ["s-0-p-2"]
+    assert len(store.pending_outbox(limit=10 * n, engine=engine)) == n + 1
+    # a message the store cannot hold refuses the whole pass before anything is written
+    bad = claims(2, "p-3")
+    bad[1]["message"]["x"] = math.nan
+    with pytest.raises(ValueError):
+        store.claim_contract_periods(bad, engine=engine)
+    assert not [r for r in store.list_contract_runs(engine=engine) if r["period_key"] == "p-3"]
+
+
 # --- several processes at the same moment ----------------------------------------------
 def _race(url, barrier, queue, worker):
     store.dispose_engines()  # never reuse the parent's pooled connections

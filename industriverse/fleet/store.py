@@ -309,21 +309,28 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def insert_ignore(conn: Connection, table: sa.Table, values: dict, conflict_columns: list[str]) -> bool:
-    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING``; True when the row was inserted.
-
-    Uses ``RETURNING`` rather than ``rowcount``, which some drivers leave at -1 here.
-    """
+def _dialect_insert(conn: Connection, table: sa.Table):
+    """The dialect's ``INSERT`` (with ``on_conflict_do_nothing``) for ``table``."""
     name = conn.dialect.name
     # each dialect's module is imported where it is used: PostgreSQL's (with asyncio and its
     # async drivers) costs a process on SQLite ~50 ms at start
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
-    elif name == "sqlite":
+
+        return insert(table)
+    if name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"store supports sqlite and postgresql, not {name}")
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+
+        return insert(table)
+    raise NotImplementedError(f"store supports sqlite and postgresql, not {name}")
+
+
+def insert_ignore(conn: Connection, table: sa.Table, values: dict, conflict_columns: list[str]) -> bool:
+    """``INSERT ... ON CONFLICT (conflict_columns) DO NOTHING``; True when the row was inserted.
+
+    Uses ``RETURNING`` rather than ``rowcount``, which some drivers leave at -1 here.
+    """
+    stmt = _dialect_insert(conn, table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
     returned = conn.execute(stmt.returning(*[table.c[name] for name in conflict_columns])).first()
     return returned is not None
 
@@ -572,28 +579,63 @@ def claim_contract_period(contract_id: str, period_key: str, strike_id: str, *, 
     The primary key makes the claim atomic across processes and machines.  The winner's
     strike is recorded (status ``requested``) and ``message`` (the strike request as a JSON
     dict with its ``message_id``) put in the outbox, all in the same transaction: a claim
-    never exists without its strike and the request still to be published.
+    never exists without its strike and the request still to be published.  One claim of
+    :func:`claim_contract_periods`.
     """
-    if message is not None:
-        _json_dumps(message)  # refuse NaN before touching the DB
+    claim = {"contract_id": contract_id, "period_key": period_key, "strike_id": strike_id, "domain": domain,
+             "message": message}
+    return bool(claim_contract_periods([claim], engine=engine))
+
+
+CLAIM_ROWS_PER_STATEMENT = 500  # rows per multi-row INSERT (SQLite allows 32766 bound values per statement)
+
+
+def claim_contract_periods(claims: list[dict], *, engine: Engine | None = None) -> list[str]:
+    """Claim many ``(contract_id, period_key)`` periods in one transaction; the strike IDs won, in order.
+
+    ``claims``: dicts with ``contract_id``, ``period_key``, ``strike_id`` and optionally ``domain``
+    and ``message`` (see :func:`claim_contract_period`).  Each period already claimed (by anyone,
+    or earlier in ``claims``) is lost; for each one won its strike is recorded and its message put
+    in the outbox, all in the same transaction (multi-row ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` for the claims, multi-row inserts for the strikes and the outbox), so a pass of the
+    regiment costs one transaction however many contracts are due.
+    """
+    for c in claims:
+        if c.get("message") is not None:
+            _json_dumps(c["message"])  # refuse NaN before touching the DB
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for c in claims:  # the first claim of a period in the list is the one that can win
+        key = (c["contract_id"], c["period_key"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(c)
+    if not unique:
+        return []
     engine = _resolve(engine)
     with write_transaction(engine) as conn:
         now = _now()
-        won = insert_ignore(
-            conn,
-            contract_runs,
-            {"contract_id": contract_id, "period_key": period_key, "strike_id": strike_id, "created_at": now},
-            ["contract_id", "period_key"],
-        )
-        if won:
-            insert_ignore(conn, strikes, {
-                "strike_id": strike_id, "contract_id": contract_id, "domain": domain, "status": "requested",
-                "reason": None, "run_dir": None, "created_at": now, "updated_at": now,
-            }, ["strike_id"])
-            if message is not None:
-                conn.execute(sa.insert(outbox).values(message_id=message["message_id"], strike_id=strike_id,
-                                                      payload=message, created_at=now, attempts=0))
-        return won
+        won: set[tuple[str, str]] = set()
+        for i in range(0, len(unique), CLAIM_ROWS_PER_STATEMENT):
+            rows = [{"contract_id": c["contract_id"], "period_key": c["period_key"], "strike_id": c["strike_id"],
+                     "created_at": now} for c in unique[i:i + CLAIM_ROWS_PER_STATEMENT]]
+            stmt = _dialect_insert(conn, contract_runs).values(rows).on_conflict_do_nothing(
+                index_elements=["contract_id", "period_key"]).returning(contract_runs.c.contract_id, contract_runs.c.period_key)
+            won.update((r[0], r[1]) for r in conn.execute(stmt))
+        winners = [c for c in unique if (c["contract_id"], c["period_key"]) in won]
+        if not winners:
+            return []
+        for i in range(0, len(winners), CLAIM_ROWS_PER_STATEMENT):
+            part = winners[i:i + CLAIM_ROWS_PER_STATEMENT]
+            conn.execute(_dialect_insert(conn, strikes).values([
+                {"strike_id": c["strike_id"], "contract_id": c["contract_id"], "domain": c.get("domain"),
+                 "status": "requested", "reason": None, "run_dir": None, "created_at": now, "updated_at": now}
+                for c in part]).on_conflict_do_nothing(index_elements=["strike_id"]))
+        messages = [{"message_id": c["message"]["message_id"], "strike_id": c["strike_id"], "payload": c["message"],
+                     "created_at": now, "attempts": 0} for c in winners if c.get("message") is not None]
+        if messages:
+            conn.execute(sa.insert(outbox), messages)  # executemany
+        return [c["strike_id"] for c in winners]
 
 
 # --- outbox ----------------------------------------------------------------------------

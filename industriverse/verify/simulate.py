@@ -90,6 +90,9 @@ def check_ensemble_memory(problem, N: int, C: int = 2, *, file: str | None = Non
                        f"over the limit of {limit / 2**20:,.0f} MiB (${MAX_MEMORY_ENV}); use fewer trajectories or steps")
 KPI_BLOCK_SUBSTEPS = 32     # sub-steps per KPI block (rounded up to whole 15-minute windows): stays in cache
 HELPER_THREAD = True        # prepare the next step's noise on a helper thread (False: everything on one core)
+FUSED = "auto"              # the compiled kernel: "auto" (large ensembles), "always" or "never" (the numpy path)
+OUT_BLOCK = 8               # plan steps per call of the fused kernel (their draws and outputs buffered)
+FUSED_MIN_PATH_STEPS = 1_000_000  # below this the numpy path is as fast as importing numba and loading the kernel
 KPI_NAMES = ("energy_kwh", "cost", "emissions_kg", "peak_kw", "discomfort_kh", "travel_kw", "export_kwh")
 
 
@@ -234,8 +237,120 @@ def _exogenous(problem, model: SubstepModel, rng, Nc: int, noise: bool, J: int):
         yield D, W, (xi if nonlinear else None)
 
 
+def _draws(problem, model: SubstepModel, rng, Nc: int, noise: bool, B: int = 1):
+    """The standard normals of :func:`_exogenous`, drawn in the same order (per plan step: process noise
+    (S, 1, Nc, n) then forecast-error innovations (S, Nc, q), float32), for ``B`` plan steps at a time:
+    yields ``(xi, kicks)`` of shapes (T, S, 1, Nc, n) and (T, S, Nc, q), T ≤ B steps (``None`` where a term is
+    zero); the fused kernel (:mod:`industriverse.verify.fused`) does the rest of the arithmetic."""
+    S, n, q, H = model.S, problem.n, len(model.fe_index), problem.H
+    noisy_state = noise and bool(np.any(model.Qd))
+    noisy_dist = noise and q > 0
+    # two sets of buffers, used in turn: the helper thread fills one while the kernel reads the other
+    # (drawing into a warm buffer rather than a fresh array each step: the same numbers, no page faults)
+    xis = [np.empty((B, S, 1, Nc, n), dtype=np.float32) for _ in range(2)] if noisy_state else [None, None]
+    kickss = [np.empty((B, S, Nc, q), dtype=np.float32) for _ in range(2)] if noisy_dist else [None, None]
+    for b, k0 in enumerate(range(0, H, B)):
+        T = min(B, H - k0)
+        xi = xis[b % 2][:T] if noisy_state else None
+        kicks = kickss[b % 2][:T] if noisy_dist else None
+        for t in range(T):
+            if xi is not None:
+                rng.standard_normal(dtype=np.float32, out=xi[t])
+            if kicks is not None:
+                rng.standard_normal(dtype=np.float32, out=kicks[t])
+        yield xi, kicks
+
+
+def _use_fused(problem, controllers, path_steps: int) -> bool:
+    """Whether ``run_ensemble`` integrates with the compiled kernel: it applies, :data:`FUSED` allows it and, on
+    "auto", the ensemble has at least :data:`FUSED_MIN_PATH_STEPS` path-steps (``path_steps < 0``: any size)."""
+    if FUSED == "never" or (FUSED == "auto" and 0 <= path_steps < FUSED_MIN_PATH_STEPS):
+        return False
+    from industriverse.verify import fused
+
+    return fused.supported(problem, controllers)
+
+
+def _fused_chunk(problem, model: SubstepModel, controllers, rng, c0: int, c1: int, noise: bool, kpis: bool, helper,
+                 x_out, sub_excess, discomfort, p_out, u_mean, energy, travel, progress, N: int) -> None:
+    """Trajectories ``c0:c1`` of :func:`run_ensemble` through the compiled kernel (:mod:`industriverse.verify.fused`):
+    the same draws, the same arithmetic, one compiled call per block of :data:`OUT_BLOCK` plan steps; writes the
+    same outputs."""
+    from industriverse.verify import fused
+
+    H, S, n, m, C, Nc = problem.H, model.S, problem.n, problem.m, len(controllers), c1 - c0
+    q = len(model.fe_index)
+    f64 = lambda a: np.ascontiguousarray(a, dtype=float)  # noqa: E731
+    d_lo, d_hi = disturbance_limits(problem)
+    clip_d = bool(np.isfinite(d_lo).any() or np.isfinite(d_hi).any())
+    noisy_state = noise and bool(np.any(model.Qd))
+    noisy_dist = noise and q > 0
+    AdT, BdT, LT, EdT = f64(model.Ad.T), f64(model.Bd.T), f64(model.noise_factor.T), f64(model.Ed.T)
+    err_drive = f64(EdT[model.fe_index]) if q else np.zeros((0, n))
+    fe = np.ascontiguousarray(model.fe_index, dtype=np.int64)
+    ou_a, ou_s = (f64(model.ou_a), f64(model.ou_s)) if q else (np.zeros(0), np.zeros(0))
+    forecast_drive = f64(problem.d @ model.Ed.T)
+    d = f64(problem.d)
+    ctl, pw = fused.Controllers(problem, model, controllers, Nc), fused.Power(problem)
+    need_d = clip_d or pw.load >= 0 or pw.pv >= 0 or bool(np.any(pw.other >= 0))  # does anything read the true d?
+    comfort = np.flatnonzero(problem.thermal & problem.banded).astype(np.int64)
+    h_h = model.h / 3600.0
+    per = 1 if model.h >= PEAK_WINDOW_S - 1e-9 else int(round(PEAK_WINDOW_S / model.h))
+    ramp = f64(np.broadcast_to(problem.ramp, (m,)))
+    x_lo, x_hi, u_lo, u_hi = f64(problem.x_lo), f64(problem.x_hi), f64(problem.u_lo), f64(problem.u_hi)
+    X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
+    x_out[:, c0:c1, 0] = X
+    err = np.zeros((Nc, q))
+    sums = np.zeros((8, C, Nc))  # import, export, price × import, export price × export, emissions, peak, window, travel
+    sums[5] = -np.inf
+    u_last = np.zeros((C, Nc, m))
+    disc = np.zeros((C, Nc))
+    # the step outputs, time first, for a block of OUT_BLOCK steps (one kernel call), then laid out as the
+    # Ensemble's (C, N, H, ...): writing a time column of those every step costs more than the kernel; a
+    # block of 8 steps fills a cache line per trajectory, and the small buffers stay in the cache
+    B = min(H, OUT_BLOCK)
+    no_xi, no_kicks = np.zeros((B, 0, 1, 0, n), dtype=np.float32), np.zeros((B, 0, 0, q), dtype=np.float32)
+    xs, excess, p_k, u_k = np.empty((B, C, Nc, n)), np.empty((B, C, Nc, n)), np.empty((B, C, Nc)), np.empty((B, C, Nc, m))
+    price, export_price, emission = f64(problem.price), f64(problem.export_price), f64(problem.emission)
+    exo = _draws(problem, model, rng, Nc, noise, B)
+    pending = helper.submit(next, exo) if helper else None
+    for k0 in range(0, H, B):
+        T = min(B, H - k0)
+        if helper:  # this block's draws are ready; the helper draws the next block's while the kernel runs
+            xi, kicks = pending.result()
+            if k0 + B < H:
+                pending = helper.submit(next, exo)
+        else:
+            xi, kicks = next(exo)
+        fused.step(k0, S, X, err, no_xi if xi is None else xi, no_kicks if kicks is None else kicks, noisy_state, noisy_dist,
+                   AdT, BdT, forecast_drive, LT, EdT, err_drive, ou_a, ou_s, fe, d, d_lo, d_hi, clip_d,
+                   clip_d or noisy_dist or noisy_state, need_d,
+                   ctl.kind, ctl.K, ctl.x_ref, ctl.plan, ctl.ramped, ctl.history, ctl.role, ctl.node, ctl.params, ctl.on,
+                   ctl.act_node, u_lo, u_hi, ramp, x_lo, x_hi,
+                   pw.kind, pw.node, pw.other, pw.coef, pw.load, pw.pv, -float(problem.export_max),
+                   kpis, comfort, h_h, per, H * S - 1, price, export_price, emission,
+                   xs[:T], excess[:T], disc, p_k[:T], u_k[:T], *sums, u_last)
+        x_out[:, c0:c1, k0 + 1:k0 + T + 1] = xs[:T].transpose(1, 2, 0, 3)
+        sub_excess[:, c0:c1, k0:k0 + T] = excess[:T].transpose(1, 2, 0, 3)
+        p_out[:, c0:c1, k0:k0 + T] = p_k[:T].transpose(1, 2, 0)
+        u_mean[:, c0:c1, k0:k0 + T] = u_k[:T].transpose(1, 2, 0, 3)
+        if progress is not None:
+            progress((c0 + Nc * (k0 + T) / H) / N)
+    discomfort[:, c0:c1] = disc
+    if kpis:
+        imp, exp_, cost_imp, cost_exp, emis, peak, _win, trav = sums
+        peak = np.maximum(peak, 0.0)
+        acc = {"energy_kwh": imp * h_h, "export_kwh": exp_ * h_h,
+               "cost": (cost_imp - cost_exp) * h_h + problem.demand_charge * peak,
+               "emissions_kg": emis * h_h, "peak_kw": peak}
+        for name, v in acc.items():
+            energy.setdefault(name, np.empty((C, N)))[:, c0:c1] = v
+        travel[:, c0:c1] = trav
+
+
 def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, model: SubstepModel | None = None,
-                 noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None) -> Ensemble:
+                 noise: bool = True, kpis: bool = True, progress: Callable[[float], None] | None = None,
+                 fused: bool | None = None) -> Ensemble:
     """Simulate ``controllers`` (each ``start(N)``, ``__call__(j, x, d) -> u``) on the same draws.
 
     ``noise=False`` gives the nominal run (forecast disturbances, no process noise);
@@ -244,7 +359,9 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     come from ``seed`` (see :func:`_exogenous`) and are shared by all controllers; they depend on
     ``seed`` and ``N`` only.  The exogenous inputs of the next plan step are prepared on a helper
     thread while this one integrates (numpy releases the GIL in its loops; one generator, used
-    in the same order, gives the same numbers).
+    in the same order, gives the same numbers).  ``fused``: integrate with the compiled kernel of
+    :mod:`industriverse.verify.fused` where it applies (None: when :data:`FUSED` says so, by default for
+    ensembles of at least :data:`FUSED_MIN_PATH_STEPS`); the two paths give the same numbers up to rounding.
     """
     model = model or substep_model(problem)
     net = problem.network
@@ -276,10 +393,15 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     u_mean = np.empty((C, N, H, m))
     children = np.random.SeedSequence(seed).spawn((N + CHUNK - 1) // CHUNK)
     helper = ThreadPoolExecutor(1, thread_name_prefix="exogenous") if noise and HELPER_THREAD else None
+    fused = _use_fused(problem, controllers, C * N * H * S) if fused is None else (fused and _use_fused(problem, controllers, -1))
     try:
         for c_i, c0 in enumerate(range(0, N, CHUNK)):
             c1 = min(N, c0 + CHUNK)
             Nc = c1 - c0
+            if fused:
+                _fused_chunk(problem, model, controllers, np.random.default_rng(children[c_i]), c0, c1, noise, kpis, helper,
+                             x_out, sub_excess, discomfort, p_out, u_mean, energy, travel, progress, N)
+                continue
             exo = _exogenous(problem, model, np.random.default_rng(children[c_i]), Nc, noise, J)
             pending = helper.submit(next, exo) if helper else None
             X = np.broadcast_to(problem.x0.astype(float), (C, Nc, n)).copy()
@@ -566,8 +688,10 @@ def simulate(problem, plan_u: np.ndarray | None = None, *, ensemble_size: int | 
             raise ValueError(f"plan_u must be finite with shape {(problem.H, problem.m)}, got {u.shape}")
         ctrls.append(PlanTracking(problem, u, model))
     ctrls.append(make_baseline(problem, model, file))
-    nom = run_ensemble(problem, ctrls, 1, seed, model=model, noise=False)  # controllers reset on each run
-    ens = run_ensemble(problem, ctrls, N, seed, model=model, progress=progress)
+    # one integrator for both runs (the nominal one alone is too small to repay loading the kernel)
+    fused = _use_fused(problem, ctrls, len(ctrls) * N * problem.H * model.S)
+    nom = run_ensemble(problem, ctrls, 1, seed, model=model, noise=False, fused=fused)  # controllers reset on each run
+    ens = run_ensemble(problem, ctrls, N, seed, model=model, progress=progress, fused=fused)
     kpis = _kpis(problem, ens)
     results = [_controller_result(problem, ens, nom, c, kpis, ctrl, confidence) for c, ctrl in enumerate(ctrls)]
     doc = {
