@@ -28,6 +28,9 @@ def _warm() -> None:
         from fpdf import FPDF
 
         render._add_fonts(FPDF(), fonts)  # parsed once here, cloned per document
+        reduced = render._reduced_font_files(fonts)  # the cut faces most reports are set in
+        if reduced:
+            render._add_fonts(FPDF(), reduced)
     from PIL import Image, PngImagePlugin  # noqa: F401 - the PNG writer and reader
 
     Image.new("RGB", (2, 2)).save(io.BytesIO(), format="png")

@@ -482,6 +482,72 @@ def to_latin1(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
+# What the reduced faces keep: Latin-1, general punctuation (dashes, quotes, …), sub/superscript digits,
+# the math signs the report prints (−, ≤, ≥, ×) and the degree/middle dot.  A report with any other character
+# is set with the full faces (the same text either way).
+REDUCED_CHARS = frozenset(
+    [chr(c) for c in range(0x20, 0x7F)] + [chr(c) for c in range(0xA0, 0x180)] + [chr(c) for c in range(0x2010, 0x2040)]
+    + [chr(c) for c in range(0x2070, 0x209D)] + list("−≤≥×±≈∞→←↑↓€£¥™")
+)
+_REDUCED_FONTS: dict[tuple, dict[str, Path] | None] = {}
+
+
+def _reduced_font_files(fonts: dict[str, Path]) -> dict[str, Path] | None:
+    """The faces of ``fonts`` cut down to :data:`REDUCED_CHARS` without OpenType layout tables, or None.
+
+    fpdf subsets every embedded face at output with fontTools (~0.05 s a DejaVu face: its 6,000 glyphs and
+    the layout tables fpdf then drops); from a face of a few hundred glyphs that is a few ms.  The cut
+    faces are written once per user in the temporary directory, named by a hash of the source files, the
+    character set and the fontTools version, so processes share them; None where they cannot be written
+    (the full faces are used then)."""
+    import hashlib
+    import tempfile
+
+    key = tuple(str(fonts[k]) for k in ("", "B"))
+    if key in _REDUCED_FONTS:
+        return _REDUCED_FONTS[key]
+    try:
+        import fontTools
+        from fontTools import subset as ftsubset
+        from fontTools import ttLib
+
+        digest = hashlib.sha256(repr((sorted(REDUCED_CHARS), fontTools.version,
+                                      [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, key)])).encode())
+        folder = Path(tempfile.gettempdir()) / f"industriverse-fonts-{os.getuid()}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_uid != os.getuid():  # someone else's folder: do not read fonts from it
+            raise PermissionError(str(folder))
+        out = {}
+        for style, src in fonts.items():
+            dest = folder / f"{Path(src).stem}-{digest.hexdigest()[:16]}.ttf"
+            if not dest.is_file():
+                options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=[])
+                options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta"]
+                font = ttLib.TTFont(str(src), recalcTimestamp=False)
+                subsetter = ftsubset.Subsetter(options)
+                subsetter.populate(unicodes=[ord(c) for c in REDUCED_CHARS])
+                subsetter.subset(font)
+                part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+                font.save(str(part))
+                os.replace(part, dest)  # whole or absent: another process may read it meanwhile
+            out[style] = dest
+    except (OSError, ImportError, ValueError):
+        out = None
+    _REDUCED_FONTS[key] = out
+    return out
+
+
+def _document_chars(blocks: list[Block], title: str) -> set[str]:
+    """Every character the PDF of ``blocks`` prints."""
+    chars = set(title)
+    for b in blocks:
+        chars.update(b.text)
+        for item in (b.items or []) + [b.header or []]:
+            for cell in (item if isinstance(item, list) else [item]):
+                chars.update(str(cell))
+    return chars
+
+
 _PARSED_FONTS: dict[tuple, dict] = {}  # font files -> parsed fpdf fonts, pristine (never used by a document)
 
 
@@ -548,6 +614,8 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Pat
     pdf.set_margins(14, 14, 14)
     fonts = _font_files()
     if fonts:
+        if _document_chars(blocks, title) <= REDUCED_CHARS:
+            fonts = _reduced_font_files(fonts) or fonts
         _add_fonts(pdf, fonts)
         body, mono, clean = "Body", "Body", (lambda s: s)
     else:
