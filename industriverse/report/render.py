@@ -27,6 +27,7 @@ import yaml
 
 from industriverse.errors import BadInput
 from industriverse.fleet.rundir import DOCUMENTS, write_json_file
+from industriverse.report.fonts import REDUCED_CHARS, dejavu_files, reduced_font_files
 from industriverse.report.plots import PLOT_FILES, PLOT_TITLES
 from industriverse.report.value import (STABILITY_DEFINITION, compute_value, format_figure, format_number, format_percent,
                                         format_probability, optimizer_sentence, spread_decimals)
@@ -460,19 +461,8 @@ LATIN1_REPLACEMENTS = {
 
 
 def _font_files() -> dict[str, Path] | None:
-    """DejaVu Sans regular and bold: matplotlib ships them (else the system's), or None.
-
-    Two faces only: each embedded TrueType font is parsed and subset at output (~0.07-0.13 s
-    a face), so notes are set in grey regular rather than oblique and hashes in small regular
-    rather than a mono face."""
-    import matplotlib
-
-    dirs = [Path(matplotlib.get_data_path()) / "fonts" / "ttf", Path("/usr/share/fonts/truetype/dejavu")]
-    for d in dirs:
-        files = {"": d / "DejaVuSans.ttf", "B": d / "DejaVuSans-Bold.ttf"}
-        if all(p.is_file() for p in files.values()):
-            return files
-    return None
+    """DejaVu Sans regular and bold (:func:`industriverse.report.fonts.dejavu_files`), or None."""
+    return dejavu_files()
 
 
 def to_latin1(text: str) -> str:
@@ -480,61 +470,6 @@ def to_latin1(text: str) -> str:
     for a, b in LATIN1_REPLACEMENTS.items():
         text = text.replace(a, b)
     return text.encode("latin-1", "replace").decode("latin-1")
-
-
-# What the reduced faces keep: Latin-1, general punctuation (dashes, quotes, …), sub/superscript digits,
-# the math signs the report prints (−, ≤, ≥, ×) and the degree/middle dot.  A report with any other character
-# is set with the full faces (the same text either way).
-REDUCED_CHARS = frozenset(
-    [chr(c) for c in range(0x20, 0x7F)] + [chr(c) for c in range(0xA0, 0x180)] + [chr(c) for c in range(0x2010, 0x2040)]
-    + [chr(c) for c in range(0x2070, 0x209D)] + list("−≤≥×±≈∞→←↑↓€£¥™")
-)
-_REDUCED_FONTS: dict[tuple, dict[str, Path] | None] = {}
-
-
-def _reduced_font_files(fonts: dict[str, Path]) -> dict[str, Path] | None:
-    """The faces of ``fonts`` cut down to :data:`REDUCED_CHARS` without OpenType layout tables, or None.
-
-    fpdf subsets every embedded face at output with fontTools (~0.05 s a DejaVu face: its 6,000 glyphs and
-    the layout tables fpdf then drops); from a face of a few hundred glyphs that is a few ms.  The cut
-    faces are written once per user in the temporary directory, named by a hash of the source files, the
-    character set and the fontTools version, so processes share them; None where they cannot be written
-    (the full faces are used then)."""
-    import hashlib
-    import tempfile
-
-    key = tuple(str(fonts[k]) for k in ("", "B"))
-    if key in _REDUCED_FONTS:
-        return _REDUCED_FONTS[key]
-    try:
-        import fontTools
-        from fontTools import subset as ftsubset
-        from fontTools import ttLib
-
-        digest = hashlib.sha256(repr((sorted(REDUCED_CHARS), fontTools.version,
-                                      [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, key)])).encode())
-        folder = Path(tempfile.gettempdir()) / f"industriverse-fonts-{os.getuid()}"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        if folder.stat().st_uid != os.getuid():  # someone else's folder: do not read fonts from it
-            raise PermissionError(str(folder))
-        out = {}
-        for style, src in fonts.items():
-            dest = folder / f"{Path(src).stem}-{digest.hexdigest()[:16]}.ttf"
-            if not dest.is_file():
-                options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True, layout_features=[])
-                options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta"]
-                font = ttLib.TTFont(str(src), recalcTimestamp=False)
-                subsetter = ftsubset.Subsetter(options)
-                subsetter.populate(unicodes=[ord(c) for c in REDUCED_CHARS])
-                subsetter.subset(font)
-                part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-                font.save(str(part))
-                os.replace(part, dest)  # whole or absent: another process may read it meanwhile
-            out[style] = dest
-    except (OSError, ImportError, ValueError):
-        out = None
-    _REDUCED_FONTS[key] = out
-    return out
 
 
 def _document_chars(blocks: list[Block], title: str) -> set[str]:
@@ -615,7 +550,7 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Pat
     fonts = _font_files()
     if fonts:
         if _document_chars(blocks, title) <= REDUCED_CHARS:
-            fonts = _reduced_font_files(fonts) or fonts
+            fonts = reduced_font_files(fonts) or fonts
         _add_fonts(pdf, fonts)
         body, mono, clean = "Body", "Body", (lambda s: s)
     else:
