@@ -42,6 +42,9 @@ ENVELOPE_COLOR = "#2e9e4a"
 # PNG metadata for savefig elsewhere (report.fit): drop matplotlib's "Software" entry (it carries a web address)
 PNG_METADATA = {"Software": None}
 PRICE_COLOR = "#555555"
+# Tick intervals on a value axis at most: every tick is five artists matplotlib makes and lays out at
+# draw time (a fifth of a plot's time); matplotlib's default fits up to ~9 on our axes
+VALUE_BINS = 5
 # Axes titles at a fixed height: matplotlib otherwise measures every axis's tick labels once more per
 # title at draw time to lift the title over them (nothing sits above our axes; ~20 % of a plot's time)
 TITLE_Y = 1.0
@@ -162,8 +165,9 @@ def _margins(fig, *, left: float, right: float, top: float, bottom: float, hspac
 
 def _time_axis(ax, times: list[datetime], *, max_ticks: int = 8) -> None:
     """Readable time ticks for any horizon, hours to months: concise labels (the date once where it
-    changes, not on every tick)."""
+    changes, not on every tick); at most :data:`VALUE_BINS` intervals on the value axis."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.ticker import MaxNLocator
 
     locator = AutoDateLocator(minticks=3, maxticks=max_ticks)
     formatter = ConciseDateFormatter(locator, show_offset=True)
@@ -171,6 +175,7 @@ def _time_axis(ax, times: list[datetime], *, max_ticks: int = 8) -> None:
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(formatter)
     ax.set_xlim(times[0], times[-1])
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=VALUE_BINS, steps=[1, 2, 2.5, 5, 10]))
     ax.grid(True, alpha=0.3)
 
 
@@ -434,7 +439,7 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
         ax.set_title(f"{f['mean']} {unit} ({f['lo']} to {f['hi']})\n{verdict}", fontsize=9, y=TITLE_Y)
         ax.set_xlabel(label + where, fontsize=9)
         ax.set_ylabel("trajectories")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: whole trajectories
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=VALUE_BINS, integer=True))  # counts: whole trajectories
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.tick_params(labelsize=8)
         ax.grid(True, alpha=0.3)
