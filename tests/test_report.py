@@ -241,6 +241,24 @@ def test_pdf_without_a_unicode_font_falls_back_to_latin1(runs, tmp_path, monkeyp
         assert number in text, number
 
 
+def test_pdf_is_set_in_the_cut_faces_and_other_text_in_the_full_ones(runs, tmp_path):
+    """Every shipped example's report prints only characters of the cut DejaVu faces (the fast path);
+    a report with another character (a client name in Greek) is set in the full faces, text intact."""
+    import industriverse.report.render as report
+    from industriverse.report.fonts import REDUCED_CHARS, reduced_font_files
+    from industriverse.report.value import compute_value
+
+    assert reduced_font_files() is not None
+    for name, run_dir in runs.items():
+        run = report.read_run(run_dir)
+        blocks = report.build_document(compute_value(run), {})
+        assert report._document_chars(blocks, blocks[0].text) <= REDUCED_CHARS, name
+    blocks[0].text = "Value report: Ωμέγα Α.Ε."
+    path = report.render_pdf(blocks, tmp_path / "greek.pdf", title=blocks[0].text)
+    text = pdf_text(path)
+    assert "Ωμέγα Α.Ε." in text and "Clopper–Pearson" in text
+
+
 def _artefacts(tmp_path_factory) -> Path:
     """Where the rendered pages go: $INDUSTRIVERSE_TEST_ARTIFACTS (CI keeps it) or a temporary directory."""
     import os
