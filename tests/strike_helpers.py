@@ -37,6 +37,19 @@ def example(domain: str, *, ensemble: int = 40, hours: float | None = None) -> d
     return raw
 
 
+def one_zone_heater() -> dict:
+    """A one-zone building (1 MJ/K, 100 W/K to "ambient", a 10 kW heater, band 20-24 °C, 21 °C at the
+    start): the ``network``, ``initial_state`` and ``envelope`` of a constraint, for tests of the inputs."""
+    return {
+        "network": {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}],
+                    "boundaries": [{"name": "ambient", "disturbance": "ambient"}],
+                    "conductances": [{"between": ["zone", "ambient"], "w_per_k": 100.0}],
+                    "actuators": [{"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}]},
+        "initial_state": {"zone": 21.0},
+        "envelope": {"zone": {"min": 20.0, "max": 24.0}},
+    }
+
+
 def write_constraint(tmp_path: Path, raw: dict, name: str = "constraint.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(raw))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from strike_helpers import one_zone_heater
 
 from industriverse.errors import BadInput
 from industriverse.model.mapping import map_constraint
@@ -23,12 +24,7 @@ def _examples_are_a_data_root(monkeypatch, tmp_path):
 def _constraint(start: str, tariff: dict, hours: float = 24) -> dict:
     return {
         "horizon": {"start": start, "hours": hours, "step_minutes": 60},
-        "network": {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}],
-                    "boundaries": [{"name": "ambient", "disturbance": "ambient"}],
-                    "conductances": [{"between": ["zone", "ambient"], "w_per_k": 100.0}],
-                    "actuators": [{"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}]},
-        "initial_state": {"zone": 21.0},
-        "envelope": {"zone": {"min": 20.0, "max": 24.0}},
+        **one_zone_heater(),
         "disturbances": {"ambient": 5.0},
         "tariff": tariff,
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pvlib
 import pytest
+from strike_helpers import one_zone_heater
 
 from industriverse.errors import BadInput
 from industriverse.model.mapping import map_constraint
@@ -102,12 +103,7 @@ def test_a_dst_day_reads_the_file_in_standard_time():
     file's standard-time hour k."""
     raw = {
         "horizon": {"start": "2026-03-08T00:00", "hours": "day", "step_minutes": 60, "timezone": "America/New_York"},
-        "network": {"nodes": [{"name": "zone", "capacity_j_per_k": 1e6}],
-                    "boundaries": [{"name": "ambient", "disturbance": "ambient"}],
-                    "conductances": [{"between": ["zone", "ambient"], "w_per_k": 100.0}],
-                    "actuators": [{"name": "heater", "node": "zone", "kind": "heater", "max_kw": 10.0}]},
-        "initial_state": {"zone": 21.0},
-        "envelope": {"zone": {"min": 20.0, "max": 24.0}},
+        **one_zone_heater(),
         "disturbances": {"ambient": {"type": "epw", "path": "site.epw", "field": "temp_air"}},
     }
     p = map_constraint("hvac", raw, file="c.json", base_dir=EPW.parent)
