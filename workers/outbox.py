@@ -72,6 +72,14 @@ def _decoded(row: dict, result: RelayResult, engine) -> Message | None:
         return None
 
 
+def _stop_at(row: dict, error: str, result: RelayResult, engine) -> None:
+    """The run stops at ``row``, which could not be published: say why, and count the attempt."""
+    result.error = error
+    log.warning("could not publish from the outbox; will retry", strike_id=row["strike_id"],
+                message_id=row["message_id"], attempts=row["attempts"] + 1, error=error)
+    store.note_outbox_failure(row["message_id"], error, engine=engine)
+
+
 def _relay_batches(rows: list[dict], send_batch, result: RelayResult, confirmed: list[str], engine) -> None:
     for b0 in range(0, len(rows), SEND_BATCH):
         batch = [(row, message) for row in rows[b0:b0 + SEND_BATCH] if (message := _decoded(row, result, engine)) is not None]
@@ -91,11 +99,8 @@ def _relay_batches(rows: list[dict], send_batch, result: RelayResult, confirmed:
             store.mark_outbox_sent(confirmed, engine=engine)
             confirmed.clear()
         if failed is not None:
-            row, result.error = failed
-            result.pending += len(rows) - b0 - SEND_BATCH if len(rows) > b0 + SEND_BATCH else 0
-            log.warning("could not publish from the outbox; will retry", strike_id=row["strike_id"],
-                        message_id=row["message_id"], attempts=row["attempts"] + 1, error=result.error)
-            store.note_outbox_failure(row["message_id"], result.error, engine=engine)
+            result.pending += max(0, len(rows) - (b0 + SEND_BATCH))  # the batches not tried
+            _stop_at(*failed, result, engine)
             return
 
 
@@ -107,11 +112,8 @@ def _relay_rows(rows: list[dict], send, result: RelayResult, confirmed: list[str
         try:
             send(message)
         except Exception as exc:  # anything: the row stays pending, the next run tries again
-            result.error = reason_of(exc)
             result.pending += len(rows) - i
-            log.warning("could not publish from the outbox; will retry", strike_id=row["strike_id"],
-                        message_id=row["message_id"], attempts=row["attempts"] + 1, error=result.error)
-            store.note_outbox_failure(row["message_id"], result.error, engine=engine)
+            _stop_at(row, reason_of(exc), result, engine)
             return
         confirmed.append(row["message_id"])
         result.sent.append(message)

@@ -38,8 +38,7 @@ def run_workers(
     """
     configure_logging()
     broker_url = resolve_url(broker_url)
-    kinds = list(kinds)
-    actors = load_actors(kinds, registry)
+    actors = load_actors(list(kinds), registry)
     bus = RabbitBus(broker_url, actors, prefix=prefix, concurrency=concurrency,
                     policy=policy or RetryPolicy(), grace=grace)
     if metrics_port:
