@@ -70,7 +70,7 @@ def _hand_made_rate(path: Path) -> Path:
     return path
 
 
-def test_time_of_use_demand_charges_are_priced_per_period(tmp_path):
+def test_time_of_use_demand_charges_are_priced_per_period(tmp_path, monkeypatch):
     """Per-period pricing pre-heats a heavy zone before the on-peak hours (their demand costs 20 $/kW,
     the rest of the day's only the flat 2 $/kW); the single-peak upper bound (22 $/kW on the
     day's peak) flattens the load instead.  The plan's cost is the bill computed by hand."""
@@ -103,11 +103,15 @@ def test_time_of_use_demand_charges_are_priced_per_period(tmp_path):
 
     no_noise = {"process_noise": 0.0, "forecast_error": {"ambient": {"std": 0.0, "correlation_hours": 1.0}}}
     quiet = map_constraint("hvac", c | {"uncertainty": no_noise}, file="c.json")
-    sim = simulate(quiet, u_pp, ensemble_size=2, seed=0)
-    P_sim = np.array(sim["plan"]["nominal"]["power_kw"])
-    assert sim["plan"]["per_trajectory"]["cost"][0] == pytest.approx(
-        0.10 * P_sim.sum() + 2.0 * P_sim.max() + 20.0 * P_sim[12:18].max(), rel=1e-6)
-    assert sim["plan"]["per_trajectory"]["cost"][0] == pytest.approx(bill(u_pp), rel=1e-3)
+    import industriverse.verify.simulate as simulate_module
+
+    for kernel in ("never", "always"):  # the compiled kernel keeps one peak: per-period charges take the numpy path
+        monkeypatch.setattr(simulate_module, "FUSED", kernel)
+        sim = simulate(quiet, u_pp, ensemble_size=2, seed=0)
+        P_sim = np.array(sim["plan"]["nominal"]["power_kw"])
+        assert sim["plan"]["per_trajectory"]["cost"][0] == pytest.approx(
+            0.10 * P_sim.sum() + 2.0 * P_sim.max() + 20.0 * P_sim[12:18].max(), rel=1e-6), kernel
+        assert sim["plan"]["per_trajectory"]["cost"][0] == pytest.approx(bill(u_pp), rel=1e-3), kernel
     # and the single-peak price is an upper bound of the real charge for every plan
     for u in (u_pp, u_sp):
         assert float(single.kpis(u)["cost"]) >= bill(u) - 1e-9

@@ -32,8 +32,9 @@ CONTROLLER_TYPES = {PlanTracking: TRACKING, Proportional: PROPORTIONAL, Hysteres
 
 
 def supported(problem, controllers) -> bool:
-    """True when the kernel can run ``controllers`` on ``problem`` (linear network, known controller kinds)."""
-    return (not problem.network.has_nonlinear_dynamics
+    """True when the kernel can run ``controllers`` on ``problem``: a linear network, known controller kinds,
+    and no per-period demand charges (the kernel keeps one peak; URDB's per-period peaks run the numpy path)."""
+    return (not problem.network.has_nonlinear_dynamics and not problem.demand_groups
             and all(type(c) in CONTROLLER_TYPES for c in controllers))
 
 
