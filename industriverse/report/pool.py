@@ -9,13 +9,13 @@ and a pool of processes forked from it, so
   imports and runs the strike itself;
 * the four plots of a report are drawn side by side, and the PDF is set in another process
   meanwhile (its text first; each plot is embedded once its file is written whole, by a
-  rename), so both cores stay busy until the report is done; a worker's thread waiting for
-  them holds no GIL, so the worker handles the next strike's stages meanwhile;
+  rename), so both cores stay busy until the report is done;
 * :func:`prerender` starts a strike's plots as soon as its simulation exists, while the shield,
   signing and deployment run: the plots depend on the optimization and the simulation only.
 
-Without :func:`start` (tests, the report script, the console) everything is drawn in the
-calling process exactly as before.  An error in a render process is raised in the caller as
+Without :func:`start` (tests, the report script, the console, worker processes: each of those
+keeps to one core so that worker processes scale) everything is drawn in the calling process
+exactly as before.  An error in a render process is raised in the caller as
 itself (its message and type); a render process that dies is replaced by drawing in-process,
 so a report is never lost to the pool.  The files written are the same either way.
 """
