@@ -24,6 +24,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise BadInput(None, field, problem.strip() + " (see --help)")  # one_line_errors prints it, exit 2
 
 
+def live_parser(prog: str | None, description: str | None, own: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """The parser of a live command (``plant``, ``operate``): ``--site`` first, the command's own
+    flags (``own(parser)``), then ``--log-level`` and the MQTT broker flags both share."""
+    from workers.mqtt import add_mqtt_arguments, site_name
+
+    p = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--site", required=True, type=site_name, help="site name: the topics are industriverse/<site>/...")
+    own(p)
+    p.add_argument("--log-level", default=None, metavar="LEVEL", help="log level (default: $INDUSTRIVERSE_LOG_LEVEL or INFO)")
+    add_mqtt_arguments(p)
+    return p
+
 def number(lo: float | None = None, hi: float | None = None, *, integer: bool = False, lo_open: bool = False):
     """An argparse ``type``: a finite number (an integer when ``integer``) in [lo, hi] (lo excluded when
     ``lo_open``); NaN, infinities and out-of-range values are refused with the range named."""

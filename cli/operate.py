@@ -20,15 +20,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/operate.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import ArgumentParser, number, one_line_errors
+from cli._common import live_parser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from workers.mqtt import add_mqtt_arguments, site_name
-
-    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--site", required=True, type=site_name, help="site name: the topics are industriverse/<site>/...")
+def _own_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contracts", required=True, metavar="FILE", help="contracts file (YAML, see examples/contracts.yaml)")
     p.add_argument("--contract", required=True, metavar="ID", help="the contract this site runs under")
     p.add_argument("--broker", metavar="URL", default=None,
@@ -43,9 +39,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--model-error", type=number(0, 1000), default=None, metavar="Q",
                    help="least process noise the Kalman filter assumes, state units per sqrt(h) (default 0.5)")
     p.add_argument("--fresh", action="store_true", help="ignore the stored state of the site (do not resume)")
-    p.add_argument("--log-level", default=None, metavar="LEVEL", help="log level (default: $INDUSTRIVERSE_LOG_LEVEL or INFO)")
-    add_mqtt_arguments(p)
-    return p
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    return live_parser(prog, __doc__, _own_flags)
 
 
 @one_line_errors

@@ -24,15 +24,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: python cli/plant.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cli._common import MAX_SEED, ArgumentParser, number, one_line_errors
+from cli._common import MAX_SEED, live_parser, number, one_line_errors
 from industriverse.errors import BadInput
 
 
-def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    from workers.mqtt import add_mqtt_arguments, site_name
-
-    p = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--site", required=True, type=site_name, help="site name: the topics are industriverse/<site>/...")
+def _own_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--constraint_json", required=True, metavar="FILE", help="the client constraint the site runs under")
     p.add_argument("--domain", default=None, help="domain (default: the constraint's 'domain' field)")
     p.add_argument("--mismatch", type=number(0, 0.9), default=0.2, metavar="F",
@@ -43,9 +39,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--hours", type=number(0, 24 * 366, lo_open=True), default=None, help="plant hours to run (default: the constraint's horizon)")
     p.add_argument("--start", default=None, metavar="ISO", help="plant clock at the start (default: the constraint's horizon start)")
     p.add_argument("--seed", type=number(0, MAX_SEED, integer=True), default=0, help="seed of the mismatch, the noise and the forecast error (default 0)")
-    p.add_argument("--log-level", default=None, metavar="LEVEL", help="log level (default: $INDUSTRIVERSE_LOG_LEVEL or INFO)")
-    add_mqtt_arguments(p)
-    return p
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    return live_parser(prog, __doc__, _own_flags)
 
 
 @one_line_errors
