@@ -186,20 +186,3 @@ def test_plots_are_handed_to_the_render_processes_without_holding_up_the_shield(
         assert on_a_thread and shield_went_on
         assert data.resolve() in roots
         assert documents == ["optimization", "simulation"]
-
-
-def test_render_processes_never_rescan_the_objects_they_were_forked_with():
-    """The plots' and the PDF's processes freeze what they inherit from the fork server (the imported renderers):
-    their garbage collections scan only what drawing makes."""
-    import gc
-
-    from industriverse.report import pool
-
-    pool.start()
-    try:
-        assert pool.running()
-        plots = pool._executor.submit(gc.get_freeze_count).result(timeout=120)
-        documents = pool.result(pool.submit(gc.get_freeze_count), gc.get_freeze_count)
-    finally:
-        pool.stop()
-    assert plots > 10_000 and documents > 10_000  # matplotlib's and fpdf's objects, among others
