@@ -1,6 +1,6 @@
 """Time the command-line strike of the hvac example from a fresh process (DESIGN.md §6: < 1.5 s).
 
-    python benchmarks/strike.py [--runs 7] [--baseline OTHER_CHECKOUT] [--from-source]
+    python benchmarks/strike.py [--runs 7] [--baseline OTHER_CHECKOUT] [--from-source] [--realtime]
 
 Runs ``python cli/run_client_strike_loop.py --domain hvac --constraint_json
 examples/hvac_testcase1.json --allow-past --quiet --output_dir DIR`` ``--runs`` times (a
@@ -18,6 +18,10 @@ processes).  So by default the checkout's packages are byte-compiled first (``co
 their ``__pycache__``, what an install does) and the output says so; ``--from-source`` skips that
 step (modules compiled on every run unless some ``__pycache__`` is already there: the output says
 which).
+
+``--realtime`` (Linux, root) runs the strikes and their render processes round-robin at real-time
+priority (``SCHED_RR``), so that on a shared machine other processes do not take their cores: the
+wall time then approximates a quiet machine's (the kernel still leaves 5 % of each core to the rest).
 
 ``--baseline DIR`` times another checkout of the project (e.g. ``git worktree add /tmp/base REV``)
 in the same way, alternating run by run with this one, so both see the same load.
@@ -97,7 +101,14 @@ def main() -> int:
                    help="another checkout timed alternately with this one (same load)")
     p.add_argument("--from-source", dest="from_source", action="store_true",
                    help="do not byte-compile the checkouts first")
+    p.add_argument("--realtime", action="store_true",
+                   help="run the strikes at real-time round-robin priority (Linux, root): a quiet machine's wall time")
     args = p.parse_args()
+    if args.realtime:
+        try:  # inherited by the command and its render processes
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+        except (AttributeError, PermissionError, OSError) as exc:
+            raise SystemExit(f"--realtime: cannot set SCHED_RR ({exc})")
     roots = {"this checkout": ROOT}
     if args.baseline is not None:
         roots = {"baseline": args.baseline.resolve(), "this checkout": ROOT}
@@ -122,7 +133,8 @@ def main() -> int:
             cpus[label].append(cpu)
             renders[label].append(render)
     load_after = os.getloadavg()[0]
-    print(f"load average before {load_before:.2f}, after {load_after:.2f} (1 min; {os.cpu_count()} cores)")
+    print(f"load average before {load_before:.2f}, after {load_after:.2f} (1 min; {os.cpu_count()} cores)"
+          + ("; strikes at real-time priority (SCHED_RR)" if args.realtime else ""))
     for label, root in roots.items():
         how = "byte-compiled first (compileall, as installed)" if not args.from_source else (
             "bytecode found in __pycache__" if compiled(root) else "compiled from source on every run")
