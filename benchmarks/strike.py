@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,8 @@ def main() -> int:
             cpus[label].append(cpu)
             renders[label].append(render)
     load_after = os.getloadavg()[0]
+    for _, home in envs.values():
+        shutil.rmtree(home, ignore_errors=True)
     print(f"load average before {load_before:.2f}, after {load_after:.2f} (1 min; {os.cpu_count()} cores)"
           + ("; strikes at real-time priority (SCHED_RR)" if args.realtime else ""))
     for label, root in roots.items():
