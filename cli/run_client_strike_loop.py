@@ -13,6 +13,7 @@ deployed but not activated (the gateway holds a newer version) ·
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -48,6 +49,31 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="worker log level on stderr for the embedded bus (default: $INDUSTRIVERSE_LOG_LEVEL or CRITICAL:"
                         " the outcome is reported in one line anyway)")
     return p
+
+
+# Set when this module runs as the command (a process of its own, see the end of this file): the cyclic
+# garbage collector is off during its imports and is not run at its exit.
+_OWN_PROCESS = False
+
+
+def _imported() -> None:
+    """The command's imports are done: the ~100k objects they made live until it exits, so they are
+    frozen (never scanned again: collections only see what the strike itself makes) and collection
+    resumes.  Only in the command's own process; elsewhere (tests, ``industriverse strike``) nothing."""
+    if _OWN_PROCESS and not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
+def _exit(code: int) -> int:
+    """Before the command's own process exits: close the database as a normal exit would (SQLite
+    checkpoints its write-ahead log) and freeze every object, so that the interpreter's exit does not
+    scan them all for cycles once more (~0.15 s CPU of the strike) just before freeing them."""
+    store = sys.modules.get("industriverse.fleet.store")
+    if store is not None:
+        store.dispose_engines()
+    gc.freeze()
+    return code
 
 
 def _progress(quiet: bool):
@@ -116,8 +142,13 @@ def strike(args: argparse.Namespace, broker: str | None) -> int:
     if broker:
         from workers.rabbitmq.client import request as broker_request
 
+        _imported()
         outcome = broker_request(message, url=broker, prefix=args.prefix, timeout=args.timeout, on_progress=on_progress)
     else:
+        from workers.actor import load_actors
+
+        load_actors(["all"])  # the workers' modules (run_embedded runs these actors): the last imports
+        _imported()
         outcome = run_embedded(message, log_level=args.log_level, on_progress=on_progress, data_dirs=[path.parent])
 
     if outcome.type == "strike.failed":
@@ -163,4 +194,7 @@ def summary_line(outcome) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # a process of its own: no cyclic garbage collection during its imports (see _imported) nor at its exit
+    _OWN_PROCESS = True
+    gc.disable()
+    sys.exit(_exit(main()))

@@ -6,16 +6,22 @@ are not bit-for-bit reproducible; so the core runs its linear algebra on one BLA
 Its matrices are small, and a fleet scales by processes, not threads.
 """
 import os
+import sys
 from pathlib import Path
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+for _var in _THREAD_VARS:
     os.environ.setdefault(_var, "1")  # takes effect where numpy is not loaded yet (and in child processes)
 
-from threadpoolctl import threadpool_limits as _threadpool_limits  # noqa: E402
+if "numpy" in sys.modules or any(os.environ[_var] != "1" for _var in _THREAD_VARS):
+    # numpy was loaded before us, or is told to use more threads: limit its BLAS now.  Otherwise numpy is
+    # not imported here: it loads with one BLAS thread when first used, and a command can start its render
+    # processes (industriverse.report.pool) before paying for it
+    from threadpoolctl import threadpool_limits as _threadpool_limits
 
-import numpy as _numpy  # noqa: E402,F401  (load BLAS so the limit below applies to it)
+    import numpy as _numpy  # noqa: F401  (load BLAS so the limit below applies to it)
 
-_threadpool_limits(limits=1, user_api="blas")  # where numpy was loaded before us, with more threads
+    _threadpool_limits(limits=1, user_api="blas")
 
 __version__ = "0.1.0"
 

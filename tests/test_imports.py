@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("matplotlib", "fpdf", "scipy.stats", "scipy.signal")
 
@@ -57,3 +59,33 @@ def test_the_command_line_strike_renders_in_render_processes(tmp_path):
     assert imported_after(code, env) == []
     assert {p.name for p in (out / "report").glob("*.p*")} == {
         "report.pdf", "states.png", "power_tariff.png", "cumulative_cost.png", "savings_distribution.png"}
+
+
+def test_the_render_processes_start_before_the_command_imports_numpy():
+    """The strike script starts its fork server (industriverse.report.pool) before its own heavy imports, so the
+    server imports the renderers on the other core meanwhile: nothing up to pool.start imports numpy."""
+    code = ("import sys\nimport cli.run_client_strike_loop\nfrom industriverse.report import pool\n"
+            "print('numpy' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]
+
+
+@pytest.mark.parametrize("numpy_first,threads", [(False, None), (True, None), (False, "4")])
+def test_blas_runs_on_one_thread_however_numpy_was_loaded(numpy_first, threads):
+    """numpy loaded after industriverse (one BLAS thread from the environment), before it, or told to use more
+    threads: the BLAS numpy uses runs on one thread (reproducible reductions)."""
+    code = ("import numpy\n" if numpy_first else "") + (
+        "import industriverse, numpy\nfrom threadpoolctl import threadpool_info\n"
+        "print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))")  # numpy's BLAS
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)
+    if threads:
+        env["OPENBLAS_NUM_THREADS"] = threads
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[1]"]

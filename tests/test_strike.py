@@ -67,6 +67,8 @@ def test_strike_script_deploys_and_writes_the_run_directory(home, tmp_path):
     out = tmp_path / "run"
     done = _run_cli("--domain", "hvac", "--constraint_json", str(path), "--output_dir", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    # the command closed its database as at a normal exit (it skips the exit's garbage collection)
+    assert list(home.glob("industriverse.db*")) == [home / "industriverse.db"]
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == str(out / "proof.json")
     activity = lines[-1]
@@ -151,3 +153,36 @@ def test_strike_script_unreachable_broker_exits_3(home, tmp_path):
                     "--timeout", "5", cwd=tmp_path)
     assert done.returncode == 3, done.stderr
     assert "broker" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_plots_are_handed_to_the_render_processes_without_holding_up_the_shield(home, tmp_path, monkeypatch):
+    """The embedded strike hands its simulation's plots over on a thread (handing over waits for the fork
+    server's imports) in its own context: the shield goes on meanwhile, and the hand-over may read the CSV
+    series of the constraint's directory, as the workers may."""
+    import threading
+
+    from industriverse.model.series import data_roots
+    from industriverse.report import pool
+    from workers.runner import run_embedded
+
+    verified = threading.Event()
+    seen = []
+
+    def hand_over(key, run):  # stands in for the render processes: waits until the shield has verified the plan
+        seen.append((threading.current_thread() is not threading.main_thread(), verified.wait(60), data_roots(None),
+                     sorted(run)))
+
+    monkeypatch.setattr(pool, "running", lambda: True)
+    monkeypatch.setattr(pool, "warm", lambda: None)
+    monkeypatch.setattr(pool, "prerender", hand_over)
+    monkeypatch.setattr(pool, "forget", lambda key: None)
+    progress = lambda m: verified.set() if m.type == "plan.verified" else None  # noqa: E731
+    data = tmp_path / "client"
+    data.mkdir()
+    outcome = run_embedded(_strike("hvac", example("hvac", ensemble=100)), on_progress=progress, data_dirs=[data])
+    assert outcome.type == "strike.completed" and outcome.body.outcome == "deployed", outcome.body
+    assert seen  # one hand-over per simulated round
+    for on_a_thread, shield_went_on, roots, documents in seen:
+        assert on_a_thread and shield_went_on
+        assert data.resolve() in roots
+        assert documents == ["optimization", "simulation"]

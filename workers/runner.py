@@ -5,7 +5,9 @@ three run a strike and write its run directory the same way.
 """
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
 from pathlib import Path
 
 
@@ -29,10 +31,19 @@ def run_embedded(message, *, log_level: str | None = None, on_progress=None, dat
     from industriverse.report import pool
 
     started: list[tuple] = []
+    handing: list = []  # threads handing a simulation's plots to the render processes
     if pool.running():  # one process runs every stage: the plots start while the shield, signing and deployment run
         pool.warm()
 
+        def handed() -> None:
+            for t in handing:
+                t.join()
+            handing.clear()
+
         def prerender(m) -> None:
+            if m.type in ("capsule.deployed", "plan.rejected"):
+                handed()  # the reporter is next: it collects the plots handed over
+                return
             if m.type != "plan.simulated":
                 return
             from industriverse.fleet import store
@@ -40,16 +51,30 @@ def run_embedded(message, *, log_level: str | None = None, on_progress=None, dat
             key = (m.body.optimization_ref, m.body.simulation_ref)
             started.append(key)
             try:
-                pool.prerender(key, {"optimization": store.get_json_artifact(key[0]),
-                                     "simulation": store.get_json_artifact(key[1])})
+                run = {"optimization": store.get_json_artifact(key[0]), "simulation": store.get_json_artifact(key[1])}
             except Exception:  # noqa: BLE001 - only a head start: the reporter draws them and reports any error
-                pool.forget(key)
+                return
+
+            def hand_over() -> None:
+                try:
+                    pool.prerender(key, run)
+                except Exception:  # noqa: BLE001 - as above
+                    pool.forget(key)
+
+            # on a thread, as handing over waits for the fork server to have imported the renderers: the shield
+            # and the deployer go on meanwhile; in a copy of this context, so that the CSV series the workers may
+            # read (data_roots_allowed) can be read there too
+            t = threading.Thread(target=contextvars.copy_context().run, args=(hand_over,), name="prerender", daemon=True)
+            handing.append(t)
+            t.start()
 
         bus.subscribe(strike_key(message.strike_id), prerender)
     try:
         with data_roots_allowed(data_dirs):
             return bus.request(message, on_progress=on_progress)
     finally:
+        if handing:
+            handed()
         for key in started:  # a round the shield sent back, or a strike that failed: its plots are not needed
             pool.forget(key)
 
