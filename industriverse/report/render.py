@@ -496,7 +496,7 @@ def _clone_font(font):
     from fontTools import ttLib
     from fpdf.fonts import SubsetMap
 
-    clone = object.__new__(type(font))
+    clone = object.__new__(_memo_class(type(font)))
     for name in type(font).__slots__:
         if hasattr(font, name):
             setattr(clone, name, getattr(font, name))
@@ -505,7 +505,40 @@ def _clone_font(font):
     clone.missing_glyphs = []
     clone.biggest_size_pt = 0
     clone.subset = SubsetMap(clone)
+    clone._units = {}
     return clone
+
+
+_MEMO_CLASSES: dict[type, type] = {}
+
+
+def _memo_class(cls: type) -> type:
+    """``cls`` (fpdf's TrueType font) with text widths summed once per prefix.
+
+    fpdf's line breaking (``multi_cell``) asks for the width of the line so far after every character
+    it adds, and ``get_text_width`` sums the character widths of the whole line each time: quadratic in
+    the line's length, half of the PDF's time.  The subclass remembers each text's width in font units
+    and sums a text whose text minus its last character it has seen with one addition, in the same order
+    (the widths are integers): the same widths, so the same line breaks."""
+    sub = _MEMO_CLASSES.get(cls)
+    if sub is not None:
+        return sub
+
+    def get_text_width(self, text, font_size_pt, text_shaping_params):
+        if text_shaping_params or self.is_symbol:  # shaped or remapped text: fpdf's own
+            return cls.get_text_width(self, text, font_size_pt, text_shaping_params)
+        if font_size_pt > self.biggest_size_pt:
+            self.biggest_size_pt = font_size_pt
+        units = self._units.get(text)
+        if units is None:
+            head = self._units.get(text[:-1]) if text else None
+            units = head + self.cw[ord(text[-1])] if head is not None else sum(self.cw[ord(c)] for c in text)
+            self._units[text] = units
+        return len(text), units * font_size_pt * 0.001
+
+    sub = _MEMO_CLASSES[cls] = type(cls.__name__, (cls,), {"__slots__": ("_units",), "get_text_width": get_text_width,
+                                                           "__module__": __name__, "__doc__": _memo_class.__doc__})
+    return sub
 
 
 def _add_fonts(pdf, fonts: dict[str, Path]) -> None:
