@@ -150,11 +150,12 @@ def banded_nodes(run: dict, ctx: SeriesContext) -> list[str]:
 def _new_figure(width: float, height: float, *, left: float = 0.95, right: float = 0.2, top: float = 0.45,
                 bottom: float = 0.6, hspace: float = 0.45, wspace: float = 0.75):
     """A figure on an Agg canvas with fixed margins (inches; spacing between axes in inches too)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from industriverse.report.agg import Canvas
+
     fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)  # Agg, each text's glyphs rendered once and replayed (industriverse.report.agg)
     _margins(fig, left=left, right=right, top=top, bottom=bottom, hspace=hspace, wspace=wspace)
     return fig
 
@@ -199,8 +200,11 @@ def _empty(fig) -> None:
 
 
 def clear_cache() -> None:
-    """Forget this thread's kept figures (the next plots are drawn on new ones)."""
+    """Forget this thread's kept figures and recorded texts (the next plots are drawn from scratch)."""
+    from industriverse.report import agg
+
     _KEPT.__dict__.pop("figures", None)
+    agg.clear_cache()
 
 
 def _margins(fig, *, left: float, right: float, top: float, bottom: float, hspace: float = 0.45,
