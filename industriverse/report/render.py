@@ -500,7 +500,8 @@ def _clone_font(font):
     for name in type(font).__slots__:
         if hasattr(font, name):
             setattr(clone, name, getattr(font, name))
-    clone.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, fontNumber=font.collection_font_number, lazy=True)
+    clone.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, recalcBBoxes=False, fontNumber=font.collection_font_number,
+                                lazy=True)
     clone._hbfont = None
     clone.missing_glyphs = []
     clone.biggest_size_pt = 0
