@@ -160,24 +160,30 @@ def _new_figure(width: float, height: float, *, left: float = 0.95, right: float
     return fig
 
 
-_KEPT = threading.local()  # this thread's figures: {plot kind: (shape, figure, axes)}
+_KEPT = threading.local()  # this thread's figures: {(plot kind, shape): (figure, axes)}, least recently used first
+SHAPES_KEPT = 3  # figures kept per plot kind (a worker's reports come in a few shapes: one or two banded nodes, ...)
 
 
 def _figure(kind: str, shape: tuple, make):
     """``(figure, axes)`` for plot ``kind``: this thread's figure of the same ``shape`` (anything that
     decides which axes it has and how big it is), emptied of what the last report drew into it
-    (:func:`_empty`), else ``make()``'s, kept for the next report.
+    (:func:`_empty`), else ``make()``'s, kept for the next report (up to :data:`SHAPES_KEPT` per kind).
 
     Per thread: a worker may run reporters in several threads, and matplotlib figures are not
     thread-safe."""
-    kept = _KEPT.__dict__.setdefault("figures", {})
-    entry = kept.get(kind)
-    if entry is not None and entry[0] == shape:
-        _empty(entry[1])
-        return entry[1], entry[2]
-    fig, axes = make()
-    kept[kind] = (shape, fig, axes)
-    return fig, axes
+    from collections import OrderedDict
+
+    kept = _KEPT.__dict__.setdefault("figures", OrderedDict())
+    entry = kept.get((kind, shape))
+    if entry is not None:
+        kept.move_to_end((kind, shape))
+        _empty(entry[0])
+        return entry
+    entry = kept[(kind, shape)] = make()
+    same_kind = [key for key in kept if key[0] == kind]
+    for key in same_kind[:-SHAPES_KEPT]:
+        del kept[key]
+    return entry
 
 
 def _empty(fig) -> None:
