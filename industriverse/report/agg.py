@@ -69,7 +69,10 @@ class TextCachingRenderer(RendererAgg):
     def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
         if ismath:
             return super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
-        features = (tuple(mtext.get_fontfeatures() or ()), mtext.get_language()) if mtext is not None else None
+        features = None
+        if mtext is not None:  # OpenType features and language (matplotlib >= 3.10; older ones set neither)
+            features = (tuple(getattr(mtext, "get_fontfeatures", lambda: None)() or ()),
+                        getattr(mtext, "get_language", lambda: None)())
         key = (s, _font_key(prop), float(x), float(y), float(angle), self.width, self.height, self.dpi,
                bool(gc.get_antialiased()), get_hinting_flag(), features)
         texts = _texts()

@@ -17,6 +17,7 @@ ID whose stage results and artifacts are in the store (:func:`read_strike`).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 from dataclasses import dataclass
@@ -496,7 +497,8 @@ def _clone_font(font):
     from fontTools import ttLib
     from fpdf.fonts import SubsetMap
 
-    clone = object.__new__(_memo_class(type(font)))
+    memo = _fpdf_internals_known()
+    clone = object.__new__(_memo_class(type(font)) if memo else type(font))
     for name in type(font).__slots__:
         if hasattr(font, name):
             setattr(clone, name, getattr(font, name))
@@ -506,11 +508,24 @@ def _clone_font(font):
     clone.missing_glyphs = []
     clone.biggest_size_pt = 0
     clone.subset = SubsetMap(clone)
-    clone._units = {}
+    if memo:
+        clone._units = {}
     return clone
 
 
 _MEMO_CLASSES: dict[type, type] = {}
+
+
+@functools.cache
+def _fpdf_internals_known() -> bool:
+    """Whether fpdf is a version whose font width method and image cache records :func:`_memo_class` and
+    :func:`png_passthrough` were written against (2.8; pyproject allows 2.7, which gets fpdf's own paths)."""
+    import fpdf
+
+    try:
+        return tuple(int(part) for part in fpdf.FPDF_VERSION.split(".")[:2]) >= (2, 8)
+    except ValueError:
+        return False
 
 
 def _memo_class(cls: type) -> type:
@@ -777,7 +792,7 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Pat
                     pdf.add_page()
             pdf.set_font(body, "B", 10)
             pdf.multi_cell(width, 6, clean(b.text), align="L")
-            info = png_passthrough(b.path)
+            info = png_passthrough(b.path) if _fpdf_internals_known() else None
             if info is not None and str(b.path) not in pdf.image_cache.images:  # fpdf takes it from its cache
                 info.update(i=len(pdf.image_cache.images) + 1, usages=0, iccp_i=None)
                 pdf.image_cache.images[str(b.path)] = info
