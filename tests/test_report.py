@@ -423,30 +423,41 @@ def test_a_render_process_that_dies_loses_no_report(runs, tmp_path, render_pool)
 
 
 # --- drawing report after report in one process: kept figures, recorded texts, the PDF's shortcuts --------
-def _draw(run_dir: Path, out: Path) -> dict[str, Path]:
+def _draw(run, out: Path) -> dict[str, Path]:
+    """The four plots of ``run`` (a run directory or its documents) drawn into ``out`` in this process."""
     from industriverse.report import plots
     from industriverse.report.render import read_run
     from industriverse.report.value import compute_value
 
-    run = read_run(run_dir)
+    run = read_run(run) if isinstance(run, Path) else run
     return plots.make_plots(run, compute_value(run), out)
 
 
 def test_kept_figures_draw_the_same_png_bytes_as_new_ones(runs, tmp_path):
     """Plots drawn one report after another on this thread's kept figures, with the texts recorded by
     earlier reports replayed, are byte for byte the plots drawn on new figures with nothing recorded."""
-    from industriverse.report import agg, plots
+    import copy
 
+    from industriverse.report import agg, plots
+    from industriverse.report.render import read_run
+
+    # a run whose tariff cannot be rebuilt (the request is gone): the price axis gets no data
+    no_tariff = copy.deepcopy(read_run(runs["microgrid"]))
+    for key in ("optimization", "simulation"):
+        no_tariff[key].pop("request", None)
+    cases = {name: runs[name] for name in runs} | {"no_tariff": no_tariff}
     plots.clear_cache()
-    order = ["hvac", "cold_storage", "microgrid", "hvac_two_zone", "rejected", "hvac", "hvac_two_zone", "microgrid"]
-    kept = [_draw(runs[name], tmp_path / f"kept{i}") for i, name in enumerate(order)]
-    # the figures were kept (one per shape: one and two banded nodes) and texts replayed
-    assert {("states", (1,)), ("states", (2,)), ("savings", ())} <= set(plots._KEPT.figures)
+    order = ["hvac", "cold_storage", "microgrid", "hvac_two_zone", "no_tariff", "rejected", "hvac", "no_tariff",
+             "hvac_two_zone", "microgrid"]
+    kept = [_draw(cases[name], tmp_path / f"kept{i}") for i, name in enumerate(order)]
+    # the figures were kept (one per shape: one and two banded nodes, with and without a tariff) and texts replayed
+    assert {("states", (1,)), ("states", (2,)), ("power", (True,)), ("power", (False,)),
+            ("savings", ())} <= set(plots._KEPT.figures)
     assert agg._texts()
     for i, name in enumerate(order):
         plots.clear_cache()
         assert not plots._KEPT.__dict__.get("figures") and not agg._texts()
-        fresh = _draw(runs[name], tmp_path / f"fresh{i}")
+        fresh = _draw(cases[name], tmp_path / f"fresh{i}")
         for kind in PLOT_FILES:
             assert kept[i][kind].read_bytes() == fresh[kind].read_bytes(), (i, name, kind)
 

@@ -166,7 +166,8 @@ SHAPES_KEPT = 3  # figures kept per plot kind (a worker's reports come in a few 
 
 def _figure(kind: str, shape: tuple, make):
     """``(figure, axes)`` for plot ``kind``: this thread's figure of the same ``shape`` (anything that
-    decides which axes it has and how big it is), emptied of what the last report drew into it
+    decides which axes it has, how big it is, and which of its axes get no data nor set limits, since
+    those keep the last report's limits), emptied of what the last report drew into it
     (:func:`_empty`), else ``make()``'s, kept for the next report (up to :data:`SHAPES_KEPT` per kind).
 
     Per thread: a worker may run reporters in several threads, and matplotlib figures are not
@@ -286,7 +287,7 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
     t = ctx.times
     n_rows = max(1, len(nodes))
     height = 1.9 + 2.4 * n_rows
-    fig, axes = _figure("states", (n_rows,), lambda: _subplots(_new_figure(FIG_WIDTH, height), n_rows, 2,
+    fig, axes = _figure("states", (len(nodes),), lambda: _subplots(_new_figure(FIG_WIDTH, height), n_rows, 2,
                                                                   sharex=True, squeeze=False))
     for row, node in enumerate(nodes):
         unit = ctx.units.get(node, "")
@@ -365,7 +366,8 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig, (ax, ax_p) = _figure("power", (), lambda: _subplots(_new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75),
+    # the price axis has no data without a tariff: a kept figure's limits would outlive their data
+    fig, (ax, ax_p) = _figure("power", (ctx.price is None,), lambda: _subplots(_new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75),
                                                              2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}))
     _margins(fig, left=1.0, right=0.2, top=0.4, bottom=0.75, hspace=0.25, rows=2)
     for side, color, label in (("baseline", BASE_COLOR, "baseline"), ("plan", PLAN_COLOR, "plan")):
