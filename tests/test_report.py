@@ -445,14 +445,18 @@ def test_kept_figures_draw_the_same_png_bytes_as_new_ones(runs, tmp_path):
     no_tariff = copy.deepcopy(read_run(runs["microgrid"]))
     for key in ("optimization", "simulation"):
         no_tariff[key].pop("request", None)
-    cases = {name: runs[name] for name in runs} | {"no_tariff": no_tariff}
+    # times two hours ahead of UTC (a date axis keeps the time zone of its first data as its units; the
+    # plots' locators and formatters are their own, so a kept axis labels these as a new one does)
+    zoned = copy.deepcopy(read_run(runs["hvac"]))
+    zoned["optimization"]["horizon"]["times"] = [t + "+02:00" for t in zoned["optimization"]["horizon"]["times"]]
+    cases = {name: runs[name] for name in runs} | {"no_tariff": no_tariff, "zoned": zoned}
     plots.clear_cache()
-    order = ["hvac", "cold_storage", "microgrid", "hvac_two_zone", "no_tariff", "rejected", "hvac", "no_tariff",
-             "hvac_two_zone", "microgrid"]
+    order = ["hvac", "cold_storage", "microgrid", "hvac_two_zone", "no_tariff", "rejected", "zoned", "hvac", "no_tariff",
+             "hvac_two_zone", "microgrid", "zoned"]
     kept = [_draw(cases[name], tmp_path / f"kept{i}") for i, name in enumerate(order)]
     # the figures were kept (one per shape: one and two banded nodes, with and without a tariff) and texts replayed
-    assert {("states", (1,)), ("states", (2,)), ("power", (True,)), ("power", (False,)),
-            ("savings", ())} <= set(plots._KEPT.figures)
+    assert set(plots._KEPT.figures) >= {("states", (1,)), ("states", (2,)), ("power", (True,)), ("power", (False,)),
+                                        ("savings", ())}
     assert agg._texts()
     for i, name in enumerate(order):
         plots.clear_cache()
