@@ -536,3 +536,31 @@ def test_document_fonts_break_lines_as_fpdf_does():
             pdf.set_font("Body", style, size)
             lines.append((pdf.get_string_width(text), pdf.multi_cell(width, 5, text, dry_run=True, output="LINES")))
         assert lines[0] == lines[1], (style, size, width)
+
+
+def test_replayed_texts_take_the_current_colour_and_settings():
+    """A text replayed from the record (industriverse.report.agg) is blended in its current colour, and
+    a text drawn with other hinting is rendered anew: the pixels are matplotlib's own either way."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from industriverse.report import agg
+
+    def pixels(colour: str, hinting: str) -> bytes:
+        fig = Figure(figsize=(2.5, 0.6), dpi=60)
+        agg.Canvas(fig)
+        with matplotlib.rc_context({"text.hinting": hinting}):
+            fig.text(0.05, 0.4, "Clopper–Pearson ≤ 0.0578 °C", color=colour)
+            fig.canvas.draw()
+        return bytes(fig.canvas.buffer_rgba())
+
+    cases = [("red", "no_hinting"), ("blue", "no_hinting"), ("red", "force_autohint"), ("red", "no_hinting")]
+    agg.clear_cache()
+    replayed = [pixels(*case) for case in cases]
+    assert len(agg._texts()) == 2  # one record per hinting; the colour is not part of it
+    fresh = []
+    for case in cases:
+        agg.clear_cache()
+        fresh.append(pixels(*case))
+    assert replayed == fresh
+    assert len(set(fresh)) == 3  # colour and hinting do change the pixels

@@ -6,7 +6,7 @@ drawing, for texts that are mostly the same from one report to the next (titles,
 legends, time-axis ticks at the same places).  :class:`TextCachingRenderer` records the glyph
 bitmaps a text drew (the image and the integer position of each ``draw_text_image`` call) under
 everything that decides them: the string, the font properties and the font file they resolve to,
-the exact position and angle, the canvas height and dpi, antialiasing and hinting.  The same text
+the exact position and angle, the canvas size and dpi, antialiasing, hinting and kerning settings.  The same text
 drawn again replays those calls, blended with the current colour and clip as before: the pixels
 are the same as matplotlib's own drawing, by construction (tests/test_report.py compares).
 
@@ -60,7 +60,8 @@ def _font_key(prop) -> tuple:
     families = tuple(prop.get_family())
     generic = tuple(tuple(mpl.rcParams[f"font.{f}"]) for f in families if f"font.{f}" in mpl.rcParams)
     return (families, generic, prop.get_style(), prop.get_variant(), prop.get_weight(), prop.get_stretch(),
-            prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily(), font_manager.findfont(prop))
+            prop.get_size_in_points(), prop.get_file(), prop.get_math_fontfamily(), font_manager.findfont(prop),
+            mpl.rcParams["text.hinting_factor"], mpl.rcParams["text.kerning_factor"])  # both shift glyphs
 
 
 class TextCachingRenderer(RendererAgg):
