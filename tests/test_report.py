@@ -506,8 +506,10 @@ def test_pdf_embeds_the_plots_pixels_unchanged(runs, tmp_path):
     # what a PDF image would not carry as it is: left to fpdf
     Image.new("RGBA", (4, 3), (10, 20, 30, 128)).save(tmp_path / "alpha.png")
     Image.new("P", (4, 3)).save(tmp_path / "palette.png")
-    (tmp_path / "cut.png").write_bytes((report / PLOT_FILES["states"]).read_bytes()[:5000])
-    for name in ("alpha.png", "palette.png", "cut.png"):
+    whole = (report / PLOT_FILES["states"]).read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[:5000])
+    (tmp_path / "no_end.png").write_bytes(whole[:-12])  # cut at a chunk's end: no IEND
+    for name in ("alpha.png", "palette.png", "cut.png", "no_end.png"):
         assert png_passthrough(tmp_path / name) is None, name
 
 

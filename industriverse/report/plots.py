@@ -367,8 +367,9 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
     # the price axis has no data without a tariff: a kept figure's limits would outlive their data
-    fig, (ax, ax_p) = _figure("power", (ctx.price is None,), lambda: _subplots(_new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75),
-                                                             2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}))
+    new = lambda: _new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75)  # noqa: E731
+    fig, (ax, ax_p) = _figure("power", (ctx.price is None,),
+                              lambda: _subplots(new(), 2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}))
     _margins(fig, left=1.0, right=0.2, top=0.4, bottom=0.75, hspace=0.25, rows=2)
     for side, color, label in (("baseline", BASE_COLOR, "baseline"), ("plan", PLAN_COLOR, "plan")):
         bands = sim[side].get("power_bands") or {}

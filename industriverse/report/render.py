@@ -534,8 +534,8 @@ def _memo_class(cls: type) -> type:
     fpdf's line breaking (``multi_cell``) asks for the width of the line so far after every character
     it adds, and ``get_text_width`` sums the character widths of the whole line each time: quadratic in
     the line's length, half of the PDF's time.  The subclass remembers each text's width in font units
-    and sums a text whose text minus its last character it has seen with one addition, in the same order
-    (the widths are integers): the same widths, so the same line breaks."""
+    and gets a text one character longer than a text it has seen with one addition, in the same order
+    as fpdf's sum (the widths are integers): the same widths, so the same line breaks."""
     sub = _MEMO_CLASSES.get(cls)
     if sub is not None:
         return sub
@@ -603,7 +603,7 @@ def png_passthrough(path: Path):
     data = Path(path).read_bytes()
     if data[:8] != PNG_SIGNATURE:
         return None
-    pos, idat, header = 8, [], None
+    pos, idat, header, ended = 8, [], None, False
     while pos + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
         body = data[pos + 8:pos + 8 + length]
@@ -614,11 +614,12 @@ def png_passthrough(path: Path):
         elif kind == b"IDAT":
             idat.append(body)
         elif kind == b"IEND":
+            ended = True
             break
         elif kind in (b"PLTE", b"tRNS", b"iCCP", b"gAMA", b"cHRM", b"sRGB", b"sBIT"):
             return None  # colour information a plain DeviceRGB/DeviceGray image would drop
         pos += 12 + length
-    if header is None or not idat:
+    if header is None or not idat or not ended:  # cut short (at a chunk's end): fpdf says what is wrong
         return None
     width, height, depth, colour, compression, filtering, interlace = header
     if depth != 8 or colour not in _PNG_COLOURS or compression or filtering or interlace:
