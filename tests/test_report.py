@@ -420,3 +420,149 @@ def test_a_render_process_that_dies_loses_no_report(runs, tmp_path, render_pool)
     assert Path(paths["pdf"]).is_file()
     assert not list((tmp_path / "after-kill").glob(".*"))  # no partial file left behind
     assert render_pool.running() and victim not in render_pool._executor._processes
+
+
+# --- drawing report after report in one process: kept figures, recorded texts, the PDF's shortcuts --------
+def _draw(run, out: Path) -> dict[str, Path]:
+    """The four plots of ``run`` (a run directory or its documents) drawn into ``out`` in this process."""
+    from industriverse.report import plots
+    from industriverse.report.render import read_run
+    from industriverse.report.value import compute_value
+
+    run = read_run(run) if isinstance(run, Path) else run
+    return plots.make_plots(run, compute_value(run), out)
+
+
+def test_kept_figures_draw_the_same_png_bytes_as_new_ones(runs, tmp_path):
+    """Plots drawn one report after another on this thread's kept figures, with the texts recorded by
+    earlier reports replayed, are byte for byte the plots drawn on new figures with nothing recorded."""
+    import copy
+
+    from industriverse.report import agg, plots
+    from industriverse.report.render import read_run
+
+    # a run whose tariff cannot be rebuilt (the request is gone): the price axis gets no data
+    no_tariff = copy.deepcopy(read_run(runs["microgrid"]))
+    for key in ("optimization", "simulation"):
+        no_tariff[key].pop("request", None)
+    # times two hours ahead of UTC (a date axis keeps the time zone of its first data as its units; the
+    # plots' locators and formatters are their own, so a kept axis labels these as a new one does)
+    zoned = copy.deepcopy(read_run(runs["hvac"]))
+    zoned["optimization"]["horizon"]["times"] = [t + "+02:00" for t in zoned["optimization"]["horizon"]["times"]]
+    cases = {name: runs[name] for name in runs} | {"no_tariff": no_tariff, "zoned": zoned}
+    plots.clear_cache()
+    order = ["hvac", "cold_storage", "microgrid", "hvac_two_zone", "no_tariff", "rejected", "zoned", "hvac", "no_tariff",
+             "hvac_two_zone", "microgrid", "zoned"]
+    kept = [_draw(cases[name], tmp_path / f"kept{i}") for i, name in enumerate(order)]
+    # the figures were kept (one per shape: one and two banded nodes, with and without a tariff) and texts replayed
+    assert set(plots._KEPT.figures) >= {("states", (1,)), ("states", (2,)), ("power", (True,)), ("power", (False,)),
+                                        ("savings", ())}
+    assert agg._texts()
+    for i, name in enumerate(order):
+        plots.clear_cache()
+        assert not plots._KEPT.__dict__.get("figures") and not agg._texts()
+        fresh = _draw(cases[name], tmp_path / f"fresh{i}")
+        for kind in PLOT_FILES:
+            assert kept[i][kind].read_bytes() == fresh[kind].read_bytes(), (i, name, kind)
+
+
+def test_each_thread_draws_on_its_own_figures(runs, tmp_path):
+    import threading
+
+    from industriverse.report import plots
+
+    mine = _draw(runs["microgrid"], tmp_path / "main")
+    figures = dict(plots._KEPT.figures)
+    seen: dict = {}
+
+    def draw() -> None:
+        seen["paths"] = _draw(runs["microgrid"], tmp_path / "thread")
+        seen["figures"] = dict(plots._KEPT.figures)
+
+    thread = threading.Thread(target=draw)
+    thread.start()
+    thread.join()
+    assert set(seen["figures"]) == set(figures)
+    assert all(seen["figures"][key][0] is not figures[key][0] for key in figures)
+    for kind in PLOT_FILES:
+        assert seen["paths"][kind].read_bytes() == mine[kind].read_bytes(), kind
+
+
+def test_pdf_embeds_the_plots_pixels_unchanged(runs, tmp_path):
+    """The plots' PNG data go into the PDF as they are: the images in the PDF are the plots' pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from industriverse.report.render import png_passthrough
+
+    report = runs["hvac"] / "report"
+    subprocess.run(["pdfimages", "-png", str(report / "report.pdf"), str(tmp_path / "img")], check=True)
+    embedded = [np.asarray(Image.open(p)) for p in sorted(tmp_path.glob("img-*.png"))]
+    plots = [np.asarray(Image.open(report / name)) for name in PLOT_FILES.values()]
+    assert len(embedded) == len(plots) == 4
+    for pixels in plots:
+        assert any(e.shape == pixels.shape and (e == pixels).all() for e in embedded)
+    assert png_passthrough(report / PLOT_FILES["states"]) is not None
+    # what a PDF image would not carry as it is: left to fpdf
+    Image.new("RGBA", (4, 3), (10, 20, 30, 128)).save(tmp_path / "alpha.png")
+    Image.new("P", (4, 3)).save(tmp_path / "palette.png")
+    whole = (report / PLOT_FILES["states"]).read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[:5000])
+    (tmp_path / "no_end.png").write_bytes(whole[:-12])  # cut at a chunk's end: no IEND
+    for name in ("alpha.png", "palette.png", "cut.png", "no_end.png"):
+        assert png_passthrough(tmp_path / name) is None, name
+
+
+def test_document_fonts_break_lines_as_fpdf_does():
+    """The per-document fonts remember text widths (render._memo_class): the same widths and line breaks
+    as fpdf's own fonts."""
+    from fpdf import FPDF
+
+    import industriverse.report.render as report
+
+    fonts = report._font_files()
+    assert fonts
+    text = ("Per day, the plan saves 0.0578 USD (95% CI 0.0578 to 0.0579) and 0.492 kWh, and avoids 0.326 kg CO₂ "
+            "against the baseline controller – one-sided 95% Clopper–Pearson bound ≤ 0.05; "
+            + "word " * 40 + "averyveryverylongwordthatdoesnotfitonalineofitsownatallnotevenclosetoitreally " * 2)
+    ours, theirs = FPDF(), FPDF()
+    report._add_fonts(ours, fonts)
+    theirs.add_font("Body", "", str(fonts[""]))
+    theirs.add_font("Body", "B", str(fonts["B"]))
+    assert {type(f) for f in ours.fonts.values()} <= set(report._MEMO_CLASSES.values())  # the remembering fonts
+    for pdf in (ours, theirs):
+        pdf.add_page()
+    for style, size, width in (("", 10, 182), ("", 8.5, 60), ("B", 12.5, 90), ("", 7, 25)):
+        lines = []
+        for pdf in (ours, theirs):
+            pdf.set_font("Body", style, size)
+            lines.append((pdf.get_string_width(text), pdf.multi_cell(width, 5, text, dry_run=True, output="LINES")))
+        assert lines[0] == lines[1], (style, size, width)
+
+
+def test_replayed_texts_take_the_current_colour_and_settings():
+    """A text replayed from the record (industriverse.report.agg) is blended in its current colour, and
+    a text drawn with other hinting is rendered anew: the pixels are matplotlib's own either way."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from industriverse.report import agg
+
+    def pixels(colour: str, hinting: str) -> bytes:
+        fig = Figure(figsize=(2.5, 0.6), dpi=60)
+        agg.Canvas(fig)
+        with matplotlib.rc_context({"text.hinting": hinting}):
+            fig.text(0.05, 0.4, "Clopper–Pearson ≤ 0.0578 °C", color=colour)
+            fig.canvas.draw()
+        return bytes(fig.canvas.buffer_rgba())
+
+    cases = [("red", "no_hinting"), ("blue", "no_hinting"), ("red", "force_autohint"), ("red", "no_hinting")]
+    agg.clear_cache()
+    replayed = [pixels(*case) for case in cases]
+    assert len(agg._texts()) == 2  # one record per hinting; the colour is not part of it
+    fresh = []
+    for case in cases:
+        agg.clear_cache()
+        fresh.append(pixels(*case))
+    assert replayed == fresh
+    assert len(set(fresh)) == 3  # colour and hinting do change the pixels

@@ -13,12 +13,19 @@ Figures are drawn once, with a fixed layout (margins in inches, legends placed i
 for them inside the canvas), and saved without a tight bounding box: a constrained layout or
 ``bbox_inches="tight"`` draws every figure twice.
 
+A process draws report after report (a reporter worker): each thread keeps each plot's figure
+(:func:`_figure`) and the next report of the same shape redraws it with its data artists
+replaced, so the figure, its axes and their tick artists (most of a plot's cost) are made once.
+What a figure shows depends only on the data drawn into it: a kept figure and a new one write
+the same PNG bytes.
+
 Every function takes the run's documents (``run``: optimization, simulation, ...) and writes a
 PNG; :func:`make_plots` writes all four and returns their paths.  The envelope and the tariff
 are re-derived from the optimization's request through :func:`industriverse.model.mapping.map_constraint`.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -143,13 +150,68 @@ def banded_nodes(run: dict, ctx: SeriesContext) -> list[str]:
 def _new_figure(width: float, height: float, *, left: float = 0.95, right: float = 0.2, top: float = 0.45,
                 bottom: float = 0.6, hspace: float = 0.45, wspace: float = 0.75):
     """A figure on an Agg canvas with fixed margins (inches; spacing between axes in inches too)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from industriverse.report.agg import Canvas
+
     fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    Canvas(fig)  # Agg, each text's glyphs rendered once and replayed (industriverse.report.agg)
     _margins(fig, left=left, right=right, top=top, bottom=bottom, hspace=hspace, wspace=wspace)
     return fig
+
+
+_KEPT = threading.local()  # this thread's figures: {(plot kind, shape): (figure, axes)}, least recently used first
+SHAPES_KEPT = 3  # figures kept per plot kind (a worker's reports come in a few shapes: one or two banded nodes, ...)
+
+
+def _figure(kind: str, shape: tuple, make):
+    """``(figure, axes)`` for plot ``kind``: this thread's figure of the same ``shape`` (anything that
+    decides which axes it has, how big it is, and which of its axes get no data nor set limits, since
+    those keep the last report's limits), emptied of what the last report drew into it
+    (:func:`_empty`), else ``make()``'s, kept for the next report (up to :data:`SHAPES_KEPT` per kind).
+
+    Per thread: a worker may run reporters in several threads, and matplotlib figures are not
+    thread-safe."""
+    from collections import OrderedDict
+
+    kept = _KEPT.__dict__.setdefault("figures", OrderedDict())
+    entry = kept.get((kind, shape))
+    if entry is not None:
+        kept.move_to_end((kind, shape))
+        _empty(entry[0])
+        return entry
+    entry = kept[(kind, shape)] = make()
+    same_kind = [key for key in kept if key[0] == kind]
+    for key in same_kind[:-SHAPES_KEPT]:
+        del kept[key]
+    return entry
+
+
+def _empty(fig) -> None:
+    """Remove the data artists (lines, fills, patches, texts, legends) from ``fig`` and return its axes to
+    their state before any data: data limits empty, autoscaling on, colour cycle from the start.
+
+    Axes, axis labels, titles, spines and tick artists stay (their texts and positions are set anew by
+    the plot and at draw time)."""
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images, *ax.artists, *ax.tables]:
+            artist.remove()
+        if ax.legend_ is not None:
+            ax.legend_.remove()
+        ax.containers.clear()
+        ax.relim()  # no data left: empty data limits, as a new axes has
+        ax.set_autoscale_on(True)  # set_xlim/set_ylim turned it off
+        ax.set_prop_cycle(None)
+    for legend in list(fig.legends):
+        legend.remove()
+
+
+def clear_cache() -> None:
+    """Forget this thread's kept figures and recorded texts (the next plots are drawn from scratch)."""
+    from industriverse.report import agg
+
+    _KEPT.__dict__.pop("figures", None)
+    agg.clear_cache()
 
 
 def _margins(fig, *, left: float, right: float, top: float, bottom: float, hspace: float = 0.45,
@@ -161,6 +223,11 @@ def _margins(fig, *, left: float, right: float, top: float, bottom: float, hspac
     fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
                         hspace=hspace / max((plot_h - hspace * (rows - 1)) / rows, 0.1),
                         wspace=wspace / max((plot_w - wspace * (cols - 1)) / cols, 0.1))
+
+
+def _subplots(fig, *args, **kwargs):
+    """``(fig, fig.subplots(*args, **kwargs))``."""
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _time_axis(ax, times: list[datetime], *, max_ticks: int = 8) -> None:
@@ -196,10 +263,12 @@ def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())
+    w, h = fig.canvas.get_width_height(physical=True)
+    # RGB read straight from the canvas's RGBA buffer by PIL's unpacker (no strided copy in numpy)
+    rgb = Image.frombytes("RGB", (w, h), fig.canvas.buffer_rgba(), "raw", "RGBX")
     part = path.with_name(f".{path.name}.{os.getpid()}.part")
     # zlib level 1: a third less encoding time than the default 6, files within ±10 % (flat plot colours)
-    Image.fromarray(rgba[..., :3]).save(part, format="png", dpi=(fig.dpi, fig.dpi), compress_level=1)
+    rgb.save(part, format="png", dpi=(fig.dpi, fig.dpi), compress_level=1)
     os.replace(part, path)  # whole or absent: the PDF may be set in another process meanwhile
     return path
 
@@ -218,8 +287,8 @@ def plot_state_bands(run: dict, path: str | Path, ctx: SeriesContext | None = No
     t = ctx.times
     n_rows = max(1, len(nodes))
     height = 1.9 + 2.4 * n_rows
-    fig = _new_figure(FIG_WIDTH, height)
-    axes = fig.subplots(n_rows, 2, sharex=True, squeeze=False)
+    fig, axes = _figure("states", (len(nodes),), lambda: _subplots(_new_figure(FIG_WIDTH, height), n_rows, 2,
+                                                                  sharex=True, squeeze=False))
     for row, node in enumerate(nodes):
         unit = ctx.units.get(node, "")
         lows, highs = [], []
@@ -297,8 +366,10 @@ def plot_power_and_tariff(run: dict, path: str | Path, ctx: SeriesContext | None
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75)
-    ax, ax_p = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    # the price axis has no data without a tariff: a kept figure's limits would outlive their data
+    new = lambda: _new_figure(FIG_WIDTH, 5.0, left=1.0, top=0.4, bottom=0.75)  # noqa: E731
+    fig, (ax, ax_p) = _figure("power", (ctx.price is None,),
+                              lambda: _subplots(new(), 2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}))
     _margins(fig, left=1.0, right=0.2, top=0.4, bottom=0.75, hspace=0.25, rows=2)
     for side, color, label in (("baseline", BASE_COLOR, "baseline"), ("plan", PLAN_COLOR, "plan")):
         bands = sim[side].get("power_bands") or {}
@@ -350,13 +421,14 @@ def plot_cumulative_cost(run: dict, path: str | Path, ctx: SeriesContext | None 
     ctx = ctx or series_context(run)
     sim, opt = run["simulation"], run.get("optimization") or {}
     t = ctx.times
-    fig = _new_figure(FIG_WIDTH, 4.9, left=1.0, top=0.55, bottom=0.75)
+    new = lambda: _new_figure(FIG_WIDTH, 4.9, left=1.0, top=0.55, bottom=0.75)  # noqa: E731
     if ctx.price is None:
-        ax = fig.subplots()
+        fig, ax = _figure("cumulative_cost", (False,), lambda: _subplots(new()))
         ax.text(0.5, 0.5, "tariff not available (the request could not be re-read)", ha="center", va="center",
                 transform=ax.transAxes)
         return _save(fig, path)
-    ax, ax_d = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    fig, (ax, ax_d) = _figure("cumulative_cost", (True,),
+                              lambda: _subplots(new(), 2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]}))
     _margins(fig, left=1.0, right=0.2, top=0.55, bottom=0.75, hspace=0.25, rows=2)
     curves = {}
     for side, color in (("baseline", BASE_COLOR), ("plan", PLAN_COLOR)):
@@ -411,8 +483,7 @@ def plot_savings_distribution(run: dict, value: dict, path: str | Path) -> Path:
               ("emissions_kg", "emissions_saved_kg", "CO2 avoided (kg)", "kg"))
     from matplotlib.ticker import MaxNLocator
 
-    fig = _new_figure(FIG_WIDTH, 4.0)
-    axes = fig.subplots(1, len(panels))
+    fig, axes = _figure("savings", (), lambda: _subplots(_new_figure(FIG_WIDTH, 4.0), 1, len(panels)))
     _margins(fig, left=0.6, right=0.15, top=0.85, bottom=1.1, wspace=0.55, cols=len(panels))
     n = value.get("ensemble_size")
     for ax, (kpi, name, label, unit) in zip(axes, panels):

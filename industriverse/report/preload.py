@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import io
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import industriverse.report.plots  # noqa: F401 - the plot functions the pool runs
+from industriverse.report.agg import Canvas
 from industriverse.report import render
 from industriverse.report.fonts import reduced_font_files
 
@@ -19,7 +19,7 @@ from industriverse.report.fonts import reduced_font_files
 def _warm() -> None:
     with industriverse.report.plots.style():  # the plots' settings
         fig = Figure(figsize=(2, 1), dpi=40)
-        FigureCanvasAgg(fig)
+        Canvas(fig)  # the plots' canvas (industriverse.report.agg)
         ax = fig.subplots()
         ax.plot([0.0, 1.0], [0.0, 1.0])
         ax.set_title("°C –", fontsize=9)

@@ -17,6 +17,7 @@ ID whose stage results and artifacts are in the store (:func:`read_strike`).
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 from dataclasses import dataclass
@@ -496,16 +497,64 @@ def _clone_font(font):
     from fontTools import ttLib
     from fpdf.fonts import SubsetMap
 
-    clone = object.__new__(type(font))
+    memo = _fpdf_internals_known()
+    clone = object.__new__(_memo_class(type(font)) if memo else type(font))
     for name in type(font).__slots__:
         if hasattr(font, name):
             setattr(clone, name, getattr(font, name))
-    clone.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, fontNumber=font.collection_font_number, lazy=True)
+    clone.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, recalcBBoxes=False, fontNumber=font.collection_font_number,
+                                lazy=True)
     clone._hbfont = None
     clone.missing_glyphs = []
     clone.biggest_size_pt = 0
     clone.subset = SubsetMap(clone)
+    if memo:
+        clone._units = {}
     return clone
+
+
+_MEMO_CLASSES: dict[type, type] = {}
+
+
+@functools.cache
+def _fpdf_internals_known() -> bool:
+    """Whether fpdf is a version whose font width method and image cache records :func:`_memo_class` and
+    :func:`png_passthrough` were written against (2.8; pyproject allows 2.7, which gets fpdf's own paths)."""
+    import fpdf
+
+    try:
+        return tuple(int(part) for part in fpdf.FPDF_VERSION.split(".")[:2]) >= (2, 8)
+    except ValueError:
+        return False
+
+
+def _memo_class(cls: type) -> type:
+    """``cls`` (fpdf's TrueType font) with text widths summed once per prefix.
+
+    fpdf's line breaking (``multi_cell``) asks for the width of the line so far after every character
+    it adds, and ``get_text_width`` sums the character widths of the whole line each time: quadratic in
+    the line's length, half of the PDF's time.  The subclass remembers each text's width in font units
+    and gets a text one character longer than a text it has seen with one addition, in the same order
+    as fpdf's sum (the widths are integers): the same widths, so the same line breaks."""
+    sub = _MEMO_CLASSES.get(cls)
+    if sub is not None:
+        return sub
+
+    def get_text_width(self, text, font_size_pt, text_shaping_params):
+        if text_shaping_params or self.is_symbol:  # shaped or remapped text: fpdf's own
+            return cls.get_text_width(self, text, font_size_pt, text_shaping_params)
+        if font_size_pt > self.biggest_size_pt:
+            self.biggest_size_pt = font_size_pt
+        units = self._units.get(text)
+        if units is None:
+            head = self._units.get(text[:-1]) if text else None
+            units = head + self.cw[ord(text[-1])] if head is not None else sum(self.cw[ord(c)] for c in text)
+            self._units[text] = units
+        return len(text), units * font_size_pt * 0.001
+
+    sub = _MEMO_CLASSES[cls] = type(cls.__name__, (cls,), {"__slots__": ("_units",), "get_text_width": get_text_width,
+                                                           "__module__": __name__, "__doc__": _memo_class.__doc__})
+    return sub
 
 
 def _add_fonts(pdf, fonts: dict[str, Path]) -> None:
@@ -533,6 +582,53 @@ def _image_height(path: Path, width: float) -> float:
     with Image.open(path) as im:
         w_px, h_px = im.size
     return width * h_px / w_px
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# colour types a PDF image takes as they are: greyscale and RGB (no palette, no alpha), 8 bits
+_PNG_COLOURS = {0: (1, "DeviceGray"), 2: (3, "DeviceRGB")}
+
+
+def png_passthrough(path: Path):
+    """fpdf's image record of the PNG file ``path`` with its compressed pixels as they are, or None.
+
+    A PDF's FlateDecode filter with PNG predictors (``/Predictor 15``) reads a PNG's IDAT stream (filtered
+    rows, zlib) unchanged, so a plot need not be decoded and compressed again (fpdf does both: a third
+    of the PDF's time).  Only 8-bit greyscale or RGB, not interlaced, without a colour profile, gamma or
+    transparency chunk (the plots as :mod:`industriverse.report.plots` writes them); None for anything else,
+    which fpdf reads itself."""
+    import struct
+    import zlib
+
+    data = Path(path).read_bytes()
+    if data[:8] != PNG_SIGNATURE:
+        return None
+    pos, idat, header, ended = 8, [], None, False
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if len(body) != length or zlib.crc32(kind + body) != struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0]:
+            return None  # truncated or corrupt: let fpdf say so
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            ended = True
+            break
+        elif kind in (b"PLTE", b"tRNS", b"iCCP", b"gAMA", b"cHRM", b"sRGB", b"sBIT"):
+            return None  # colour information a plain DeviceRGB/DeviceGray image would drop
+        pos += 12 + length
+    if header is None or not idat or not ended:  # cut short (at a chunk's end): fpdf says what is wrong
+        return None
+    width, height, depth, colour, compression, filtering, interlace = header
+    if depth != 8 or colour not in _PNG_COLOURS or compression or filtering or interlace:
+        return None
+    from fpdf.image_datastructures import RasterImageInfo
+
+    channels, space = _PNG_COLOURS[colour]
+    return RasterImageInfo(data=b"".join(idat), w=width, h=height, cs=space, iccp=None, dpn=channels, bpc=8,
+                           f="FlateDecode", inverted=False, dp=f"/Predictor 15 /Colors {channels} /Columns {width}")
 
 
 IMAGE_COMPRESSION = 3  # zlib level of the plots inside the PDF
@@ -697,6 +793,10 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Pat
                     pdf.add_page()
             pdf.set_font(body, "B", 10)
             pdf.multi_cell(width, 6, clean(b.text), align="L")
+            info = png_passthrough(b.path) if _fpdf_internals_known() else None
+            if info is not None and str(b.path) not in pdf.image_cache.images:  # fpdf takes it from its cache
+                info.update(i=len(pdf.image_cache.images) + 1, usages=0, iccp_i=None)
+                pdf.image_cache.images[str(b.path)] = info
             pdf.image(str(b.path), x=pdf.l_margin + (width - w) / 2, w=w)
             pdf.ln(3)
     path = Path(path)
