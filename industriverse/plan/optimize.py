@@ -120,15 +120,27 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
                           f"the {'relaxation' if nonlinear else 'LP'} is feasible, so this is not proven — "
                           f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
     lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
-    tightened = False
+    tightened = hulled = False
     if lb is not None and nonlinear and lp.milp is None and lp.program is not None and problem.H <= CUTOFF_MAX_STEPS:
-        # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
-        from industriverse.plan.cutoff import cutoff_bound
+        program, z = lp.program, lp.z
+        if STEP_HULL:
+            # planes under each step's power over the polytope of (state, previous and current set-point)
+            from industriverse.plan.step_hull import hull_bound
 
-        lb2, cst = cutoff_bound(problem, lp.power, lp.program, lb, cost, z=lp.z, share=CUTOFF_SHARE)
-        stats["cutoff"] = cst
-        tightened = lb2 > lb
-        lb = max(lb, lb2)
+            hsol, hst = hull_bound(problem, lp.power, program)
+            if hsol is not None:
+                stats["step_hull"] = hst
+                if hsol.status == 0 and hsol.lower_bound is not None and np.isfinite(hsol.lower_bound):
+                    hulled = hsol.lower_bound > lb
+                    lb, z = max(lb, float(hsol.lower_bound)), hsol.z
+        if CUTOFF:
+            # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
+            from industriverse.plan.cutoff import cutoff_bound
+
+            lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE, hull=STEP_HULL)
+            stats["cutoff"] = cst
+            tightened = lb2 > lb
+            lb = max(lb, lb2)
     gap = None
     if lb is not None:
         gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
@@ -137,7 +149,8 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
         bound_method = "lp-dual"
     elif lb is not None:
         bound_method = ("relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature "
-                        "intervals" + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
+                        "intervals" + (", planes over each step's polytope of states and set-points" if hulled else "")
+                        + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
     if lb is not None and lp.milp is not None:
         bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
     backoff = problem.backoff if problem.backoff is not None else np.zeros(problem.n)
@@ -257,6 +270,9 @@ class PlanningLPResult:
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
 CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
 CUTOFF_MAX_STEPS = 192  # its LPs span the horizon (time ~ H²): longer plans keep the relaxation's bound
+import os
+STEP_HULL = os.environ.get("HULL", "1") == "1"  # the step-polytope planes (plan/step_hull.py)
+CUTOFF = os.environ.get("CUTOFF", "0") == "1"
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,
