@@ -23,10 +23,6 @@ from scipy import sparse
 
 from industriverse.plan.power import PowerModel
 
-HULL_ROUNDS = 20
-import os
-OTHER_NODES = os.environ.get("OTHER", "1") == "1"
-
 
 def full_ranges(lp, targets: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Proven ``(lo, hi)`` of each variable in ``targets`` over ``lp``'s feasible set with the row
@@ -92,13 +88,18 @@ def _costly_steps(problem, r, i: int, lp, z: np.ndarray, share: float) -> np.nda
 
 def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float, *, rounds: int = 1,
                  min_gain: float = 1e-3, z: np.ndarray | None = None, share: float = 1.0,
-                 hull: bool = False) -> tuple[float, dict]:
+                 keep_rows: bool = False, range_lp=None) -> tuple[float, dict]:
     """A lower bound on the optimal cost ≥ ``lower_bound`` from bound tightening with the cutoff
     ``cost`` (the incumbent plan's true cost) on the solved relaxed planning LP ``lp`` (with any
     rows added while solving it).  Returns ``(bound, stats)``; the bound is never above ``cost``.
     Rounds stop when the bound rises by less than ``min_gain`` of the remaining gap.
     ``z``: the LP's solution; with ``share < 1`` only the steps that make that share of the
-    relaxation's cost error (price × (true power − relaxed power) at ``z``) are tightened."""
+    relaxation's cost error (price × (true power − relaxed power) at ``z``) are tightened.
+    ``keep_rows``: re-solve ``lp`` itself with the new bounds (every row it has stays, e.g. the
+    step-polytope planes of :mod:`industriverse.plan.step_hull`, valid for every feasible plan)
+    instead of a planning LP rebuilt with the envelope planes of the new boxes; those planes are
+    added where the plan sits either way.  ``range_lp``: a relaxation of ``lp`` (fewer rows, e.g.
+    only its binding cuts) for the range LPs of the first round, faster to re-solve."""
     from industriverse.plan.lp import build_planning_lp, chain_cuts, solve, substep_cuts
     from industriverse.plan.power import ENVELOPE_ROUNDS, envelope_separator
 
@@ -111,7 +112,6 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
     if not chillers or not np.isfinite(cost) or not np.isfinite(lower_bound) or lower_bound >= cost:
         return min(best, cost), stats
     relaxed = list(power.relaxed)
-    extra_bounds = []
     for _ in range(rounds):
         us, xs = lp.blocks["u"], lp.blocks["x"]
         new = list(relaxed)
@@ -123,14 +123,8 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             tu = us.start + steps * m + r.actuator
             sx = steps[steps >= 1]  # x[0] is the given initial state
             tt = xs.start + sx * n + r.node
-            other_nodes = [i for i in range(n) if i != r.node] if (hull and OTHER_NODES) else []
-            to = np.concatenate([xs.start + sx * n + i for i in other_nodes]) if other_nodes else np.zeros(0, dtype=int)
-            lo_s, hi_s = full_ranges(lp, np.concatenate([tu, tt, to]).astype(int), cost)
-            stats["lp_solves"] += 2 * (tu.size + tt.size + to.size)
-            if other_nodes:  # the other nodes' states of every plan of cost ≤ C: bounds of the step polytopes
-                olo, ohi = lo_s[tu.size + tt.size:], hi_s[tu.size + tt.size:]
-                lo_s, hi_s = lo_s[:tu.size + tt.size], hi_s[:tu.size + tt.size]
-                extra_bounds.append((to, olo, ohi))
+            lo_s, hi_s = full_ranges(lp if range_lp is None else range_lp, np.concatenate([tu, tt]), cost)
+            stats["lp_solves"] += 2 * (tu.size + tt.size)
             lo, hi = np.full(2 * H, -np.inf), np.full(2 * H, np.inf)
             lo[steps], hi[steps] = lo_s[:steps.size], hi_s[:steps.size]
             lo[H + sx], hi[H + sx] = lo_s[steps.size:], hi_s[steps.size:]
@@ -143,8 +137,12 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             fr = np.linspace(0.0, 1.0, 5)[1:-1]
             new[i].cuts = [new[i].cut_at(act, ulo + a * (uhi - ulo), tlo + b * (thi - tlo)) for a in fr for b in fr]
         relaxed = new
+        range_lp = None  # later rounds: the re-solved LP itself
         pw = dataclasses.replace(power, relaxed=relaxed)
-        lp = build_planning_lp(problem, pw)
+        if keep_rows:
+            lp = dataclasses.replace(lp, lb=lp.lb.copy(), ub=lp.ub.copy(), rows=dict(lp.rows), row_info=dict(lp.row_info))
+        else:
+            lp = build_planning_lp(problem, pw)
         # every plan of cost ≤ C has its set-points and temperatures in the new boxes: use them as bounds
         for r in relaxed:
             if r.u_lo is None:
@@ -154,17 +152,8 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             for cols, a, b in ((ucols, r.u_lo, r.u_hi), (tcols[1:], r.t_lo[1:], r.t_hi[1:])):
                 lp.lb[cols] = np.maximum(lp.lb[cols], a - 1e-9 * (1 + np.abs(a)))
                 lp.ub[cols] = np.minimum(lp.ub[cols], b + 1e-9 * (1 + np.abs(b)))
-        for cols, a, b in extra_bounds:
-            fin = np.isfinite(a) & np.isfinite(b)
-            cols, a, b = cols[fin], a[fin], b[fin]
-            lp.lb[cols] = np.maximum(lp.lb[cols], a - 1e-9 * (1 + np.abs(a)))
-            lp.ub[cols] = np.minimum(lp.ub[cols], b + 1e-9 * (1 + np.abs(b)))
-        hsep = None
-        if hull:
-            from industriverse.plan.step_hull import hull_separator
-            hsep = hull_separator(problem, pw, lp)
-        sol = solve(lp, cuts=chain_cuts(substep_cuts(problem, lp), envelope_separator(problem, pw, lp.blocks), hsep),
-                    max_rounds=ENVELOPE_ROUNDS + (HULL_ROUNDS if hull else 0))
+        sol = solve(lp, cuts=chain_cuts(substep_cuts(problem, lp), envelope_separator(problem, pw, lp.blocks)),
+                    max_rounds=ENVELOPE_ROUNDS)
         stats["rounds"] += 1
         stats["lp_solves"] += 1
         if sol.status != 0 or sol.lower_bound is None:

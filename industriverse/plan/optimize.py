@@ -122,22 +122,25 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
     tightened = hulled = False
     if lb is not None and nonlinear and lp.milp is None and lp.program is not None and problem.H <= CUTOFF_MAX_STEPS:
+        # planes under each step's power over the polytope of its state and its and the previous
+        # step's set-points: they tie the wall temperature to the set-point that left it
+        from industriverse.plan.cutoff import cutoff_bound
+        from industriverse.plan.step_hull import hull_bound, without_slack_cuts
+
         program, z = lp.program, lp.z
-        if STEP_HULL:
-            # planes under each step's power over the polytope of (state, previous and current set-point)
-            from industriverse.plan.step_hull import hull_bound
-
-            hsol, hst = hull_bound(problem, lp.power, program)
-            if hsol is not None:
-                stats["step_hull"] = hst
-                if hsol.status == 0 and hsol.lower_bound is not None and np.isfinite(hsol.lower_bound):
-                    hulled = hsol.lower_bound > lb
-                    lb, z = max(lb, float(hsol.lower_bound)), hsol.z
-        if CUTOFF:
-            # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there is tighter
-            from industriverse.plan.cutoff import cutoff_bound
-
-            lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE, hull=STEP_HULL)
+        hsol, hst = hull_bound(problem, lp.power, program)
+        if hsol is not None:
+            stats["step_hull"] = hst
+            if hsol.status == 0 and hsol.lower_bound is not None and np.isfinite(hsol.lower_bound):
+                hulled = hsol.lower_bound > lb
+                lb, z = max(lb, float(hsol.lower_bound)), hsol.z
+        if (cost - lb) > CUTOFF_ABOVE_GAP * abs(cost):
+            # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there
+            # is tighter (the LP keeps its step-polytope planes; its range LPs only the binding ones,
+            # which re-solve faster)
+            slim = without_slack_cuts(program, z) if hsol is not None and hsol.status == 0 else None
+            lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE,
+                                    keep_rows=hsol is not None, range_lp=slim)
             stats["cutoff"] = cst
             tightened = lb2 > lb
             lb = max(lb, lb2)
@@ -269,10 +272,8 @@ class PlanningLPResult:
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
 CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
+CUTOFF_ABOVE_GAP = 0.01  # the cutoff runs only while the proven gap is above this (1 %)
 CUTOFF_MAX_STEPS = 192  # its LPs span the horizon (time ~ H²): longer plans keep the relaxation's bound
-import os
-STEP_HULL = os.environ.get("HULL", "1") == "1"  # the step-polytope planes (plan/step_hull.py)
-CUTOFF = os.environ.get("CUTOFF", "0") == "1"
 
 
 def solve_planning_lp(problem, *, relax: bool = False, backoff: bool = True, continuous: bool = True,

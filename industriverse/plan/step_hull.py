@@ -38,10 +38,7 @@ from industriverse.plan.power import inverse_cop_and_slope
 
 MAX_DIM = 5  # y = (x_k, u_k): networks of up to 4 nodes (C(2d+2n, d−1) lines per step)
 HULL_ROUNDS = 30  # re-solves adding step-polytope planes where the relaxed plan sits
-import os
-FUTURE = os.environ.get("FUTURE", "0") == "1"
-PAST = os.environ.get("PAST", "0") == "1"
-LAG = int(os.environ.get("LAG", "1"))  # set-points before the step in y (1: the previous step's, whose choice sets the wall temperature)
+LAG = 1  # set-points before the step in y (1: the previous step's, whose choice sets the wall temperature)
 
 
 def step_polytopes(problem, r, lp, lag: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -79,9 +76,7 @@ def step_polytopes(problem, r, lp, lag: int = 1) -> tuple[np.ndarray, np.ndarray
     # directions that do not see this chiller's set-point: v·x_{j+1} = v·(A x_j + c) whatever u_j
     Bv = problem.Bd[:, a]
     perp = np.linalg.svd(Bv[None, :])[2][1:] if n > 1 else np.zeros((0, n))  # (n−1, n), orthonormal, ⊥ B
-    n_future = (n + len(perp)) if FUTURE else 0
-    n_past = len(perp) if PAST else 0
-    R = n + (lag + 1) + n * (lag + 1) + n_future + n_past
+    R = n + (lag + 1) + n * (lag + 1) + len(perp)
     G = np.zeros((H, R, d))
     lo = np.zeros((H, R))
     hi = np.zeros((H, R))
@@ -122,24 +117,7 @@ def step_polytopes(problem, r, lp, lag: int = 1) -> tuple[np.ndarray, np.ndarray
             hi[k, row:row + n] = xhi[step + 1] - xc_lo
             row += n
             j += 1
-        if n_future and k + 2 <= H:
-            # x_{k+2} must be reachable in its bounds with some u_{k+1} in its box: per node, and
-            # exactly (u eliminated) along the directions ⊥ B
-            pos, neg = np.maximum(Ad, 0.0), np.minimum(Ad, 0.0)
-            f_lo = pos @ xc_lo + neg @ xc_hi + c_lo[k + 1]
-            f_hi = pos @ xc_hi + neg @ xc_lo + c_hi[k + 1]
-            XF = Ad @ X
-            bu = np.stack([Ba * ulo[k + 1, a], Ba * uhi[k + 1, a]])
-            G[k, row:row + n] = XF
-            lo[k, row:row + n] = xlo[k + 2] - f_hi - bu.max(axis=0)
-            hi[k, row:row + n] = xhi[k + 2] - f_lo - bu.min(axis=0)
-            row += n
-            vp, vn = np.maximum(perp, 0.0), np.minimum(perp, 0.0)
-            G[k, row:row + len(perp)] = perp @ XF
-            lo[k, row:row + len(perp)] = vp @ xlo[k + 2] + vn @ xhi[k + 2] - (vp @ f_hi + vn @ f_lo)
-            hi[k, row:row + len(perp)] = vp @ xhi[k + 2] + vn @ xlo[k + 2] - (vp @ f_lo + vn @ f_hi)
-            row += len(perp)
-        if n_past and s >= 1:
+        if s >= 1:
             # x_s must be reachable from some x_{s−1} in its bounds, along the directions ⊥ B
             pos, neg = np.maximum(perp @ Ad, 0.0), np.minimum(perp @ Ad, 0.0)
             vp, vn = np.maximum(perp, 0.0), np.minimum(perp, 0.0)
@@ -468,3 +446,21 @@ def hull_bound(problem, power, lp, max_rounds: int = HULL_ROUNDS, lag: int = LAG
              "edges": int(sum(h.ok.sum() for h in sep.hulls)), "cuts": int(sum(h.cuts_added for h in sep.hulls)),
              "lower_bound": sol.lower_bound}
     return sol, stats
+
+
+def without_slack_cuts(lp, z: np.ndarray, tol: float = 1e-7):
+    """A copy of ``lp`` keeping, of its lazy rows (the cuts added while solving it), only those that
+    hold with equality at ``z`` (to ``tol``, relative): a relaxation of ``lp`` (fewer rows) with the
+    same optimum at ``z``, cheaper to re-solve many times."""
+    import dataclasses
+
+    sl = lp.rows.get("lazy")
+    if sl is None or z is None:
+        return lp
+    A = lp.A_ub[sl]
+    b = lp.b_ub[sl]
+    tight = b - A @ z <= tol * (1.0 + np.abs(b))
+    keep = np.concatenate([np.arange(sl.start), sl.start + np.flatnonzero(tight), np.arange(sl.stop, lp.b_ub.size)])
+    rows = dict(lp.rows)
+    rows["lazy"] = slice(sl.start, sl.start + int(tight.sum()))
+    return dataclasses.replace(lp, A_ub=lp.A_ub[keep], b_ub=lp.b_ub[keep], rows=rows, row_info=dict(lp.row_info))
