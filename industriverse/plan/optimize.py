@@ -120,30 +120,10 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
                           f"the {'relaxation' if nonlinear else 'LP'} is feasible, so this is not proven — "
                           f"try --method {'lp' if used == 'idf' else 'idf'} or more particles"])
     lb = lp.lower_bound if lp.lower_bound is not None and np.isfinite(lp.lower_bound) else None
-    tightened = hulled = False
+    hulled = tightened = False
     if lb is not None and nonlinear and lp.milp is None and lp.program is not None and problem.H <= CUTOFF_MAX_STEPS:
-        # planes under each step's power over the polytope of its state and its and the previous
-        # step's set-points: they tie the wall temperature to the set-point that left it
-        from industriverse.plan.cutoff import cutoff_bound
-        from industriverse.plan.step_hull import hull_bound, without_slack_cuts
-
-        program, z = lp.program, lp.z
-        hsol, hst = hull_bound(problem, lp.power, program)
-        if hsol is not None:
-            stats["step_hull"] = hst
-            if hsol.status == 0 and hsol.lower_bound is not None and np.isfinite(hsol.lower_bound):
-                hulled = hsol.lower_bound > lb
-                lb, z = max(lb, float(hsol.lower_bound)), hsol.z
-        if (cost - lb) > CUTOFF_ABOVE_GAP * abs(cost):
-            # the plan's cost as a cutoff: every optimal plan lies in smaller boxes, the envelope there
-            # is tighter (the LP keeps its step-polytope planes; its range LPs only the binding ones,
-            # which re-solve faster)
-            slim = without_slack_cuts(program, z) if hsol is not None and hsol.status == 0 else None
-            lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE,
-                                    keep_rows=hsol is not None, range_lp=slim)
-            stats["cutoff"] = cst
-            tightened = lb2 > lb
-            lb = max(lb, lb2)
+        lb, bstats, hulled, tightened = tightened_bound(problem, lp, lb, cost)
+        stats.update(bstats)
     gap = None
     if lb is not None:
         gap = max((cost - lb) / max(abs(cost), 1e-9), 0.0)  # a plan within tolerance can cost a hair below
@@ -210,6 +190,37 @@ def _json_safe(v):
     if isinstance(v, (float, np.floating)):
         return float(v) if np.isfinite(v) else None
     return v
+
+
+def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: float) -> tuple[float, dict, bool, bool]:
+    """The relaxation's bound ``lower_bound`` raised by the step-polytope planes
+    (:mod:`industriverse.plan.step_hull`), then — while the gap to ``cost`` (the plan's true cost)
+    is above ``CUTOFF_ABOVE_GAP`` — by bound tightening with ``cost`` as cutoff
+    (:mod:`industriverse.plan.cutoff`) on the LP that keeps those planes.  ``lp``: the solved
+    relaxation (:func:`solve_planning_lp`; its program gains the planes' rows).  Returns
+    ``(bound, stats, planes_raised_it, cutoff_raised_it)``; every step is proven from dual values."""
+    from industriverse.plan.cutoff import cutoff_bound
+    from industriverse.plan.step_hull import hull_bound, without_slack_cuts
+
+    stats: dict = {}
+    lb, hulled, tightened = float(lower_bound), False, False
+    program, z = lp.program, lp.z
+    hsol, hst = hull_bound(problem, lp.power, program)
+    if hsol is not None:
+        stats["step_hull"] = hst
+        if hsol.status == 0 and hsol.lower_bound is not None and np.isfinite(hsol.lower_bound):
+            hulled = hsol.lower_bound > lb
+            lb, z = max(lb, float(hsol.lower_bound)), hsol.z
+    if cost - lb > CUTOFF_ABOVE_GAP * abs(cost):
+        # every optimal plan lies in smaller boxes, where the envelope is tighter; the range LPs keep
+        # only the binding rows (they re-solve faster), the final LP every row
+        slim = without_slack_cuts(program, z) if hsol is not None and hsol.status == 0 else None
+        lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE,
+                                keep_rows=hsol is not None, range_lp=slim)
+        stats["cutoff"] = cst
+        tightened = lb2 > lb
+        lb = max(lb, lb2)
+    return lb, stats, hulled, tightened
 
 
 def load_plan(opt_doc: dict):

@@ -1,29 +1,34 @@
-"""Planes under a chiller's power over the polytope of one step's states and set-point, so the
-relaxation sees how the wall temperature, the set-point and the next state are tied together.
+"""Planes under a chiller's power over the polytope of one step's state and its and the previous
+step's set-points, so the relaxation sees how a set-point sets the next wall temperature.
 
 The envelope cuts of :mod:`industriverse.plan.power` bound the power ``u_k·f(T_k)`` (``f = 1/COP``
-of the node temperature ``T_k`` at the step start) over a *box* of set-point × temperature.
-A box forgets the rest of the state: at the relaxation's plan the other nodes sit on their bands
-at both ends of the step, and the exact dynamics then leave (almost) no room for a different
-``(u_k, T_k)``, yet the box envelope mixes a high set-point at a warm wall with a low one at a
-cold wall.  Here the domain is the polytope ``P_k`` of ``y = (x_k, u_k)`` (every node's state at
-the step start and the chiller's set-point)::
+of the node temperature ``T_k`` at the step start) over a *box* of set-point × temperature.  A
+box forgets how ``T_k`` came about: the wall's temperature at a step start is an affine function
+of the previous state and set-point, and the box envelope mixes a high set-point at a warm wall
+with a low one at a cold wall — pairs each feasible, but not with the same previous step.  Here
+the domain of step ``k`` is the polytope ``P_k`` of ``y = (x_{k−1}, u_{k−1}, u_k)`` (every node's
+state one step earlier and the chiller's last two set-points, :func:`step_polytopes`)::
 
-    x_k in its LP bounds (band, proven intervals),   u_k in its proven interval,
-    A x_k + B u_k + c_k in the bounds of x_{k+1}     (c_k: forecast and the other actuators' range)
+    x_{k−1} in its LP bounds (band, proven intervals),   u_{k−1}, u_k in their proven intervals,
+    x_k = A x_{k−1} + B u_{k−1} + c_{k−1} and x_{k+1} = A x_k + B u_k + c_k in their bounds,
+    v·x_{k−1} in the range A x_{k−2} + c gives it over the bounds of x_{k−2}, for v ⊥ B
 
-which holds every feasible plan.  A plane ``q_k ≥ α·y + γ`` under ``φ(y) = u·f(T)`` on ``P_k``:
+(``c``: forecast, and the other actuators' range), which holds every feasible plan; ``T_k`` is an
+affine function of ``y``.  A plane ``q_k ≥ α·y + γ`` under ``φ(y) = u_k·f(T_k(y))`` on ``P_k``:
 
-* ``φ − α·y`` is linear in ``y`` on each slice ``T = const``, so its minimum over ``P_k`` lies at a
-  vertex of a slice, i.e. on an edge of ``P_k`` (a line where ``d − 1`` constraints hold with
-  equality, clipped by the others; every such line is enumerated, :func:`step_edges`).
-* On an edge ``u`` is affine in ``T``, so ``φ − α·y`` is ``K0 + K1·t + K2/t`` in the evaporator's
-  absolute temperature ``t`` on each side of the lift clamp: its minimum is at an end or at
-  ``sqrt(K2/K1)`` (:func:`edge_minimum`), exact up to rounding, for which ``γ`` keeps a margin.
+* ``φ − α·y`` is linear in ``y`` on each slice ``T_k = const``, so its minimum over ``P_k`` lies
+  at a vertex of a slice, i.e. on an edge of ``P_k`` (a line where ``d − 1`` independent rows hold
+  at a side, clipped by the others; every such line is enumerated, :func:`step_edges`, on the
+  polytope loosened by a rounding margin).
+* On an edge ``u_k`` is affine in ``T_k``, so ``φ − α·y`` is ``K0 + K1·t + K2/t`` in the
+  evaporator's absolute temperature ``t`` on each side of the lift clamp: its minimum is at an
+  end or at ``sqrt(K2/K1)`` (:func:`edge_minimum`), exact up to rounding, for which ``γ`` keeps a
+  margin.
 
-The slopes ``α`` come from a small LP over points sampled on the edges (the plane through the
-envelope at the relaxation's point); whatever they are, ``γ`` is the proven minimum, so the cut
-holds for every feasible plan.
+The slopes ``α`` come from a small LP over the polytope's vertices (:class:`PlaneFitter`: the
+plane of their lower convex hull at the relaxation's point); whatever they are, ``γ`` is the
+proven minimum, so the cut holds for every feasible plan.  :func:`hull_bound` adds the planes as
+lazy cuts where the relaxed plan sits (Kelley), and the LP's dual bound stays the proof.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from scipy import sparse
 from industriverse.model.network import KELVIN
 from industriverse.plan.power import inverse_cop_and_slope
 
-MAX_DIM = 5  # y = (x_k, u_k): networks of up to 4 nodes (C(2d+2n, d−1) lines per step)
+MAX_DIM = 5  # y = (x_{k−1}, u_{k−1}, u_k) up to 3 nodes; 4 nodes drop u_{k−1}; more: no planes
 HULL_ROUNDS = 30  # re-solves adding step-polytope planes where the relaxed plan sits
 LAG = 1  # set-points before the step in y (1: the previous step's, whose choice sets the wall temperature)
 
