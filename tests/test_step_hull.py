@@ -49,7 +49,7 @@ def test_the_lines_hold_every_vertex_of_the_step_polytopes(six_hours):
     problem, lp, _ = six_hours
     G, lo, hi, T, start = step_polytopes(problem, lp.power.relaxed[0], lp.program)
     steps = [0, 1, 5, 12, 23]
-    Y0, Y1, ok = step_edges(G[steps], lo[steps], hi[steps])
+    Y0, Y1, ok = step_edges(G[steps], lo[steps], hi[steps], T=T[steps])  # as StepHull builds them
     for i, k in enumerate(steps):
         verts = _vertices(G[k], lo[k], hi[k])
         # a full-dimensional polytope, except at the start (x_0 given: a segment of set-points)

@@ -137,21 +137,27 @@ def step_polytopes(problem, r, lp, lag: int = 1) -> tuple[np.ndarray, np.ndarray
     return G, lo, hi, T, start
 
 
-def step_edges(G: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-9,
-               chunk: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def step_edges(G: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 1e-9, chunk: int = 8,
+               T: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Segments ``(Y0, Y1, ok)``, (H, L, d), (H, L, d), (H, L): every line where ``d − 1`` of the
     rows ``lo ≤ G[k] y ≤ hi`` hold at one of their sides, clipped to the polytope (loosened by ``tol``
     relative, so rounding never shrinks it).  They contain every edge of every polytope (and so
-    every vertex of every slice of it by a hyperplane).  Computed ``chunk`` steps at a time
-    (small arrays stay in cache)."""
-    parts = [_edges(G[i:i + chunk], lo[i:i + chunk], hi[i:i + chunk], tol) for i in range(0, G.shape[0], chunk)]
+    every vertex of every slice of it by a hyperplane).  With ``T`` (H, ≥ d; the slicing
+    direction in its first ``d`` columns) the lines along which ``T·y`` is constant are left out:
+    they hold no vertex of a slice ``T·y = t`` (their rows are dependent on it), and their ends,
+    the polytope's vertices, are ends of lines that cross the slices.  Computed ``chunk`` steps at
+    a time (small arrays stay in cache)."""
+    d = G.shape[2]
+    Td = None if T is None else T[:, :d]
+    parts = [_edges(G[i:i + chunk], lo[i:i + chunk], hi[i:i + chunk], tol, None if Td is None else Td[i:i + chunk])
+             for i in range(0, G.shape[0], chunk)]
     L = max(p[0].shape[1] for p in parts)
     pad = lambda A, v: np.concatenate([A, np.full((A.shape[0], L - A.shape[1]) + A.shape[2:], v, dtype=A.dtype)], axis=1)
     return (np.concatenate([pad(p[0], 0.0) for p in parts]), np.concatenate([pad(p[1], 0.0) for p in parts]),
             np.concatenate([pad(p[2], False) for p in parts]))
 
 
-def _edges(G: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float):
+def _edges(G: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float, T: np.ndarray | None):
     """:func:`step_edges` on a block of steps."""
     H, R, d = G.shape
     # the lines lie on the constraints loosened by tol; they are clipped by (and checked against)
@@ -172,6 +178,10 @@ def _edges(G: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float):
     GGt = np.einsum("hsid,hsjd->hsij", Gs, Gs)
     # dependent rows (to rounding) define no edge: an edge is where d − 1 independent rows hold
     ok_set &= np.linalg.det(GGt) > 1e-24 * np.prod(np.einsum("hsii->hsi", GGt), axis=2)
+    if T is not None:  # lines inside a slice (to rounding): no slice vertex on them
+        ok_set &= np.abs(np.einsum("hsd,hd->hs", dirs, T)) > 1e-12 * np.linalg.norm(T, axis=1)[:, None]
+    live = ok_set.any(axis=0)  # the row sets that give a line at some step of the block
+    sets, Gs, dirs, GGt, ok_set = sets[live], Gs[:, live], dirs[:, live], GGt[:, live], ok_set[:, live]
     GGt[~ok_set] = np.eye(d - 1)
     pinv = np.einsum("hsid,hsij->hsdj", Gs, np.linalg.inv(GGt))  # (H, S, d, d−1)
     bounds = np.stack([lo, hi], axis=-1)  # (H, R, 2)
@@ -323,7 +333,7 @@ class StepHull:
         self.q_block = q_block
         t0 = time.perf_counter()
         G, lo, hi, self.T, self.start = step_polytopes(problem, r, lp, lag=lag)
-        self.Y0, self.Y1, self.ok = step_edges(G, lo, hi)
+        self.Y0, self.Y1, self.ok = step_edges(G, lo, hi, T=self.T)
         H, n = problem.H, problem.n
         self.d = d = G.shape[2]
         self.lag = d - n - 1
