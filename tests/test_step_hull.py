@@ -137,7 +137,7 @@ def test_the_bound_never_passes_the_brute_force_optimum_in_quarter_hours(case):
                                               "initial_state": {"goods": 4.5, "air": 4.5, "wall": 1.0}, **case})
     lp = solve_planning_lp(problem, relax=True)
     sol, _ = hull_bound(problem, lp.power, lp.program)
-    grid = np.linspace(problem.u_lo[0, 0], problem.u_hi[0, 0], 25)
+    grid = np.linspace(problem.u_lo[0, 0], problem.u_hi[0, 0], 13)  # 13⁵ plans, then polished
     U = np.array(list(itertools.product(grid, repeat=problem.H)))[:, :, None]
     X = problem.predict(U)
     cost = problem.kpis(U, X)["cost"]
@@ -156,3 +156,5 @@ def test_the_bound_never_passes_the_brute_force_optimum_in_quarter_hours(case):
                 best = min(best, float(problem.kpis(out[0], x)["cost"]))
     assert np.isfinite(best)
     assert lp.lower_bound <= sol.lower_bound + 1e-12 <= best + 1e-9 * max(abs(best), 1.0)
+    # and not vacuous: the planes close a good part of the box envelope's gap (77 % and 43 % here)
+    assert sol.lower_bound - lp.lower_bound >= 0.3 * (best - lp.lower_bound)
