@@ -51,8 +51,10 @@ def step_polytopes(problem, r, lp, lag: int = 1) -> tuple[np.ndarray, np.ndarray
     at the horizon's start), ``lo[k] ≤ G[k] y ≤ hi[k]``, for relaxed chiller ``r``
     (:class:`industriverse.plan.power.RelaxedActuator`) and the planning LP ``lp`` (its variable
     bounds: the band and the proven state intervals): the state ``x_{k−L}`` and the set-points in
-    their boxes, and every later state up to ``x_{k+1}`` — affine in ``y`` by the exact dynamics —
-    in its bounds.  Holds every feasible plan.  Returns ``(G, lo, hi, T, start)``: ``G`` (H, R, d),
+    their boxes, every later state up to ``x_{k+1}`` — affine in ``y`` by the exact dynamics — in
+    its bounds, and ``v·x_{k−L}`` in the range ``v·(A x_{k−L−1} + c)`` takes over the bounds of
+    ``x_{k−L−1}`` for the directions ``v ⊥ B`` (the set-point drops out exactly: one more step of
+    history at no extra dimension).  Holds every feasible plan.  Returns ``(G, lo, hi, T, start)``: ``G`` (H, R, d),
     ``T`` (H, d + 1) the node's temperature at the step start ``x_k[node] = T[k, :d]·y + T[k, d]``,
     ``start`` (H,) the step of ``y``'s state (``max(k − L, 0)``; set-points past ``k`` are pinned to 0).
     With other actuators on the network (their set-points are not in ``y``) ``lag`` must be 0."""
@@ -91,10 +93,9 @@ def step_polytopes(problem, r, lp, lag: int = 1) -> tuple[np.ndarray, np.ndarray
     for k in range(H):
         s = max(k - lag, 0)
         start[k] = s
-        # steps before the horizon's start: their set-points are pinned to 0 (x_0 is given)
         G[k, :n, :n] = np.eye(n)
         lo[k, :n], hi[k, :n] = xlo[s], xhi[s]
-        X = np.zeros((n, d))  # x_j = X y + x_c (over/under ranges through c_lo/c_hi)
+        X = np.zeros((n, d))  # x_j = X y + x_c, x_c in [xc_lo, xc_hi] (the other actuators' ranges)
         X[:, :n] = np.eye(n)
         xc_lo, xc_hi = np.zeros(n), np.zeros(n)
         row = n
