@@ -196,11 +196,12 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
     """The relaxation's bound ``lower_bound`` raised by the step-polytope planes
     (:mod:`industriverse.plan.step_hull`), then — while the gap to ``cost`` (the plan's true cost)
     is above ``CUTOFF_ABOVE_GAP`` — by bound tightening with ``cost`` as cutoff
-    (:mod:`industriverse.plan.cutoff`) on the LP that keeps those planes.  ``lp``: the solved
+    (:mod:`industriverse.plan.cutoff`) on the LP that keeps those planes, with new planes over the
+    tightened boxes where the relaxation's cost error is (``REPLANE_SHARE``).  ``lp``: the solved
     relaxation (:func:`solve_planning_lp`; its program gains the planes' rows).  Returns
     ``(bound, stats, planes_raised_it, cutoff_raised_it)``; every step is proven from dual values."""
-    from industriverse.plan.cutoff import cutoff_bound
-    from industriverse.plan.step_hull import hull_bound, without_slack_cuts
+    from industriverse.plan.cutoff import costly_steps, cutoff_bound
+    from industriverse.plan.step_hull import hull_bound, hull_separator, without_slack_cuts
 
     stats: dict = {}
     lb, hulled, tightened = float(lower_bound), False, False
@@ -215,8 +216,15 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
         # every optimal plan lies in smaller boxes, where the envelope is tighter; the range LPs keep
         # only the binding rows (they re-solve faster), the final LP every row
         slim = without_slack_cuts(program, z) if hsol is not None and hsol.status == 0 else None
+        # and step-polytope planes over the smaller boxes, at the steps that make half of the
+        # relaxation's cost error (price × (true power − relaxed power) at the planes' LP plan)
+        more = None
+        if hsol is not None:
+            def more(lp2, pw):
+                return hull_separator(problem, pw, lp2,
+                                      steps=lambda i, r: costly_steps(problem, r, i, program, z, REPLANE_SHARE))
         lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE,
-                                keep_rows=hsol is not None, range_lp=slim)
+                                keep_rows=hsol is not None, range_lp=slim, more_cuts=more)
         stats["cutoff"] = cst
         tightened = lb2 > lb
         lb = max(lb, lb2)
@@ -283,6 +291,7 @@ class PlanningLPResult:
 
 COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at once
 CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
+REPLANE_SHARE = 0.5  # after the cutoff, new step-polytope planes at the steps making this share of the error
 CUTOFF_ABOVE_GAP = 0.01  # the cutoff runs only while the proven gap is above this (1 %)
 CUTOFF_MAX_STEPS = 192  # its LPs span the horizon (time ~ H²): longer plans keep the relaxation's bound
 

@@ -297,8 +297,9 @@ class PlaneFitter:
         vals = np.concatenate([vals, np.ones(ns), -np.ones(ns)])
         A = sparse.csc_matrix((vals, (rows, cols)), shape=(K * (d + 1), nc + 2 * ns))
         c = np.concatenate([values[kk, ii], np.full(2 * ns, slope_max)])
-        # start at each block's first sample (a feasible right-hand side)
-        b = np.concatenate([points[:, 0], np.ones((K, 1))], axis=1).ravel()
+        # start at each block's first sample (a feasible right-hand side); a block without samples
+        # (a step that gets no planes) asks for no weight
+        b = np.concatenate([points[:, 0], mask.any(axis=1)[:, None].astype(float)], axis=1).ravel()
         self.h = h = new_highs({"primal_feasibility_tolerance": 1e-7, "dual_feasibility_tolerance": 1e-7,
                                 "solver": "simplex", "simplex_strategy": 1})
         inf = highspy.kHighsInf
@@ -328,14 +329,21 @@ class StepHull:
     """The polytopes (:func:`step_polytopes`), their edges and the samples on them of one relaxed
     chiller, built once; :meth:`cuts_at` gives proven planes at given points."""
 
-    def __init__(self, problem, r, lp, q_block: str, lag: int = LAG):
+    def __init__(self, problem, r, lp, q_block: str, lag: int = LAG, steps: np.ndarray | None = None):
         self.problem, self.r = problem, r
         self.act = problem.network.actuators[r.actuator]
         self.q_block = q_block
         t0 = time.perf_counter()
         G, lo, hi, self.T, self.start = step_polytopes(problem, r, lp, lag=lag)
-        self.Y0, self.Y1, self.ok = step_edges(G, lo, hi, T=self.T)
         H, n = problem.H, problem.n
+        # ``steps``: only these steps get planes (the others keep no segment)
+        self.active = np.ones(H, dtype=bool) if steps is None else np.isin(np.arange(H), steps)
+        act = np.flatnonzero(self.active)
+        Y0, Y1, ok = step_edges(G[act], lo[act], hi[act], T=self.T[act])
+        self.Y0 = np.zeros((H,) + Y0.shape[1:])
+        self.Y1 = np.zeros_like(self.Y0)
+        self.ok = np.zeros((H, ok.shape[1]), dtype=bool)
+        self.Y0[act], self.Y1[act], self.ok[act] = Y0, Y1, ok
         self.d = d = G.shape[2]
         self.lag = d - n - 1
         self.U = np.zeros((H, d))
@@ -345,7 +353,7 @@ class StepHull:
         ends = np.concatenate([self.Y0, self.Y1], axis=1)
         live = np.concatenate([self.ok, self.ok], axis=1)
         verts = [np.unique(np.round(ends[k][live[k]], 6), axis=0) for k in range(H)]
-        V = max(len(v) for v in verts)
+        V = max(max(len(v) for v in verts), 1)
         self.pts = np.zeros((H, V, d))
         self.smask = np.zeros((H, V), dtype=bool)
         for k, v in enumerate(verts):
@@ -385,16 +393,18 @@ class StepHull:
         return alpha, gamma
 
 
-def hull_separator(problem, power, lp, rel_tol: float = 1e-6, lag: int = LAG):
+def hull_separator(problem, power, lp, rel_tol: float = 1e-6, lag: int = LAG, steps=None):
     """``sep(z) -> (rows, rhs) | None``: the step-polytope planes (:class:`StepHull`) where the
-    relaxed LP's power ``q`` lies below them at its solution ``z`` (Kelley's cutting planes)."""
+    relaxed LP's power ``q`` lies below them at its solution ``z`` (Kelley's cutting planes).
+    ``steps(i, r)``: the steps of relaxed actuator ``i`` that get planes (default all)."""
     acts = problem.network.actuators
     n, m, H = problem.n, problem.m, problem.H
     if n + 1 + lag > MAX_DIM:
         lag = max(MAX_DIM - n - 1, 0)
     if n + 1 > MAX_DIM:
         return None
-    hulls = [StepHull(problem, r, lp, f"q{i}", lag=lag) for i, r in enumerate(power.relaxed)
+    hulls = [StepHull(problem, r, lp, f"q{i}", lag=lag, steps=None if steps is None else steps(i, r))
+             for i, r in enumerate(power.relaxed)
              if acts[r.actuator].kind == "chiller" and acts[r.actuator].cop.model == "carnot_fraction" and r.u_lo is not None]
     if not hulls:
         return None
@@ -411,13 +421,15 @@ def hull_separator(problem, power, lp, rel_tol: float = 1e-6, lag: int = LAG):
             q = z[blocks[hull.q_block]]
             y = hull.points(x, u[:, r.actuator])
             true = u[:, r.actuator] * inverse_cop_and_slope(hull.act, x[:H, r.node], r.other)[0]
-            steps = np.nonzero(true - q > rel_tol * np.maximum(np.abs(true), 1e-3))[0]
-            if steps.size == 0:
+            below = (true - q > rel_tol * np.maximum(np.abs(true), 1e-3)) & hull.active
+            ks = np.flatnonzero(below)
+            if ks.size == 0:
                 continue
-            alpha, gamma = hull.cuts_at(y[steps], steps)
-            viol = np.einsum("kd,kd->k", alpha, y[steps]) + gamma - q[steps] > rel_tol * np.maximum(np.abs(q[steps]), 1e-3)
+            alpha, gamma = hull.cuts_at(y[ks], ks)
+            viol = np.isfinite(gamma) & (np.einsum("kd,kd->k", alpha, y[ks]) + gamma - q[ks]
+                                         > rel_tol * np.maximum(np.abs(q[ks]), 1e-3))
             for j in np.nonzero(viol)[0]:
-                k = steps[j]
+                k = ks[j]
                 s0 = hull.start[k]
                 cols = [blocks["x"].start + s0 * n + i for i in range(n)]
                 coef = list(alpha[j, :n])
