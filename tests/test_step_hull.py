@@ -13,7 +13,7 @@ import pytest
 from industriverse.model.mapping import map_constraint
 from industriverse.plan.idf import IDFSettings, Landscape, polish
 from industriverse.plan.optimize import optimize, plan_violation, solve_planning_lp
-from industriverse.plan.step_hull import StepHull, edge_minimum, hull_bound, step_edges, step_polytopes
+from industriverse.plan.step_hull import StepHull, edge_minimum, hull_bound, hull_separator, step_edges, step_polytopes
 from industriverse.plan.substeps import substep_violation
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,3 +158,20 @@ def test_the_bound_never_passes_the_brute_force_optimum_in_quarter_hours(case):
     assert lp.lower_bound <= sol.lower_bound + 1e-12 <= best + 1e-9 * max(abs(best), 1.0)
     # and not vacuous: the planes close a good part of the box envelope's gap (77 % and 43 % here)
     assert sol.lower_bound - lp.lower_bound >= 0.3 * (best - lp.lower_bound)
+
+
+def test_planes_on_some_steps_only(six_hours):
+    problem, lp, _ = six_hours
+    steps = np.array([3, 4, 10, 17])
+    sep = hull_separator(problem, lp.power, lp.program, steps=lambda i, r: steps)
+    hull = sep.hulls[0]
+    assert np.array_equal(np.flatnonzero(hull.active), steps) and not hull.ok[~hull.active].any()
+    u, x = _feasible_plans(problem, 3, seed=4)[0]
+    y = hull.points(x, u[:, 0])
+    alpha, gamma = hull.cuts_at(y[steps], steps)
+    assert np.all(np.einsum("kd,kd->k", alpha, y[steps]) + gamma <= hull.phi(y)[steps])
+    rows = sep(lp.z)  # the box-envelope LP's plan is cut, on the chosen steps' q only
+    assert rows is not None
+    q = lp.program.blocks["q0"]
+    cols = rows[0].tocoo().col
+    assert set((cols[(cols >= q.start) & (cols < q.stop)] - q.start).tolist()) <= set(steps.tolist())
