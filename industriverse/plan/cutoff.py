@@ -70,7 +70,7 @@ def full_ranges(lp, targets: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.
     return lo, hi
 
 
-def _costly_steps(problem, r, i: int, lp, z: np.ndarray, share: float) -> np.ndarray:
+def costly_steps(problem, r, i: int, lp, z: np.ndarray, share: float) -> np.ndarray:
     """The steps (sorted) whose cost error ``price·(u f(T) − q)`` at the LP solution ``z`` makes up
     ``share`` of the total: where a tighter box can raise the bound."""
     from industriverse.plan.power import inverse_cop_and_slope
@@ -87,13 +87,22 @@ def _costly_steps(problem, r, i: int, lp, z: np.ndarray, share: float) -> np.nda
 
 
 def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float, *, rounds: int = 1,
-                 min_gain: float = 1e-3, z: np.ndarray | None = None, share: float = 1.0) -> tuple[float, dict]:
+                 min_gain: float = 1e-3, z: np.ndarray | None = None, share: float = 1.0,
+                 keep_rows: bool = False, range_lp=None, more_cuts=None) -> tuple[float, dict]:
     """A lower bound on the optimal cost ≥ ``lower_bound`` from bound tightening with the cutoff
     ``cost`` (the incumbent plan's true cost) on the solved relaxed planning LP ``lp`` (with any
     rows added while solving it).  Returns ``(bound, stats)``; the bound is never above ``cost``.
     Rounds stop when the bound rises by less than ``min_gain`` of the remaining gap.
     ``z``: the LP's solution; with ``share < 1`` only the steps that make that share of the
-    relaxation's cost error (price × (true power − relaxed power) at ``z``) are tightened."""
+    relaxation's cost error (price × (true power − relaxed power) at ``z``) are tightened.
+    ``keep_rows``: re-solve ``lp`` itself with the new bounds (every row it has stays, e.g. the
+    step-polytope planes of :mod:`industriverse.plan.step_hull`, valid for every feasible plan)
+    instead of a planning LP rebuilt with the envelope planes of the new boxes; those planes are
+    added where the plan sits either way.  ``range_lp``: a relaxation of ``lp`` (fewer rows, e.g.
+    only its binding cuts) for the range LPs of the first round, faster to re-solve.
+    ``more_cuts(lp, power)``: a separator of further cuts valid for every plan of cost ≤ ``cost``,
+    built on the re-solved LP's new bounds and boxes (e.g.
+    :func:`industriverse.plan.step_hull.hull_separator`); or None."""
     from industriverse.plan.lp import build_planning_lp, chain_cuts, solve, substep_cuts
     from industriverse.plan.power import ENVELOPE_ROUNDS, envelope_separator
 
@@ -113,11 +122,11 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             r = relaxed[i]
             steps = np.arange(H)
             if z is not None and share < 1.0:
-                steps = _costly_steps(problem, r, i, lp, z, share)
+                steps = costly_steps(problem, r, i, lp, z, share)
             tu = us.start + steps * m + r.actuator
             sx = steps[steps >= 1]  # x[0] is the given initial state
             tt = xs.start + sx * n + r.node
-            lo_s, hi_s = full_ranges(lp, np.concatenate([tu, tt]), cost)
+            lo_s, hi_s = full_ranges(lp if range_lp is None else range_lp, np.concatenate([tu, tt]), cost)
             stats["lp_solves"] += 2 * (tu.size + tt.size)
             lo, hi = np.full(2 * H, -np.inf), np.full(2 * H, np.inf)
             lo[steps], hi[steps] = lo_s[:steps.size], hi_s[:steps.size]
@@ -131,8 +140,12 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             fr = np.linspace(0.0, 1.0, 5)[1:-1]
             new[i].cuts = [new[i].cut_at(act, ulo + a * (uhi - ulo), tlo + b * (thi - tlo)) for a in fr for b in fr]
         relaxed = new
+        range_lp = None  # later rounds: the re-solved LP itself
         pw = dataclasses.replace(power, relaxed=relaxed)
-        lp = build_planning_lp(problem, pw)
+        if keep_rows:
+            lp = dataclasses.replace(lp, lb=lp.lb.copy(), ub=lp.ub.copy(), rows=dict(lp.rows), row_info=dict(lp.row_info))
+        else:
+            lp = build_planning_lp(problem, pw)
         # every plan of cost ≤ C has its set-points and temperatures in the new boxes: use them as bounds
         for r in relaxed:
             if r.u_lo is None:
@@ -142,8 +155,9 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             for cols, a, b in ((ucols, r.u_lo, r.u_hi), (tcols[1:], r.t_lo[1:], r.t_hi[1:])):
                 lp.lb[cols] = np.maximum(lp.lb[cols], a - 1e-9 * (1 + np.abs(a)))
                 lp.ub[cols] = np.minimum(lp.ub[cols], b + 1e-9 * (1 + np.abs(b)))
-        sol = solve(lp, cuts=chain_cuts(substep_cuts(problem, lp), envelope_separator(problem, pw, lp.blocks)),
-                    max_rounds=ENVELOPE_ROUNDS)
+        extra = None if more_cuts is None else more_cuts(lp, pw)
+        sol = solve(lp, cuts=chain_cuts(substep_cuts(problem, lp), envelope_separator(problem, pw, lp.blocks), extra),
+                    max_rounds=ENVELOPE_ROUNDS if extra is None else 2 * ENVELOPE_ROUNDS)
         stats["rounds"] += 1
         stats["lp_solves"] += 1
         if sol.status != 0 or sol.lower_bound is None:
