@@ -280,7 +280,7 @@ def _bisect_increasing(fun, a: np.ndarray, b: np.ndarray, iters: int = 60) -> np
 
 
 def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray, t0: np.ndarray,
-              t1: np.ndarray) -> np.ndarray:
+              t1: np.ndarray, iters: int = 60) -> np.ndarray:
     """A proven lower bound on ``min over T in [t0, t1] of ue·f(T) − β·T`` for a Carnot-fraction
     chiller (all (H,) arrays).  ``f`` is the larger of two smooth convex branches (the lift, or its
     clamp at ``min_lift_k``) that meet at the breakpoint; on each side of it the function is
@@ -300,7 +300,7 @@ def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray
     for clamped, a, b in ((False, t0, np.minimum(t1, bp)), (True, np.maximum(t0, bp), t1)):
         live = a <= b
         a, b = np.where(live, a, t0), np.where(live, b, t0)
-        ts = _bisect_increasing(lambda t: ue * branch(t, clamped)[1] - beta, a.astype(float), b.astype(float))
+        ts = _bisect_increasing(lambda t: ue * branch(t, clamped)[1] - beta, a.astype(float), b.astype(float), iters)
         fs, dfs = branch(ts, clamped)
         h = ue * fs - beta * ts
         dh = ue * dfs - beta
@@ -310,7 +310,7 @@ def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray
 
 
 def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarray, t0: np.ndarray, t1: np.ndarray,
-                 u_at: np.ndarray, t_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 u_at: np.ndarray, t_at: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A plane ``q ≥ α·u + β·T + γ`` under the chiller power ``u·f(T)`` (``f = 1/COP``, convex in
     the node temperature ``T``) over the box ``[u0, u1] × [t0, t1]``, touching its convex envelope
     near ``(u_at, t_at)``; all (H,) arrays, u in kW thermal, T in °C.
@@ -321,6 +321,8 @@ def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarra
     stationary point.  ``γ`` takes the smaller edge bound (less a rounding allowance), so the cut
     is proven whatever the slopes; the slopes are those of the envelope's tangent plane at the
     point (its two contact points on the edges share the slope ``β = u0 f'(T0) = u1 f'(T1)``).
+    ``iters``: bisection steps of the contact and stationary points (fewer: a plane a little further
+    from the envelope, still proven).
     """
     def f(t):
         return inverse_cop_and_slope(act, t, other)
@@ -334,22 +336,28 @@ def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarra
     hi1 = np.minimum(t1, (tw - (1 - lam) * t0) / lam)
     hi1 = np.maximum(hi1, lo1)
 
-    def d_env(w1):
-        w0 = (tw - lam * w1) / (1 - lam)
-        return u1 * f(w1)[1] - u0 * f(w0)[1]
+    other2 = np.tile(np.broadcast_to(np.asarray(other, dtype=float), u0.shape), 2)
 
-    w1 = _bisect_increasing(d_env, lo1, hi1)
+    def d_env(w1):  # both contact points' slopes in one call
+        df = inverse_cop_and_slope(act, np.concatenate([w1, (tw - lam * w1) / (1 - lam)]), other2)[1]
+        return u1 * df[:w1.size] - u0 * df[w1.size:]
+
+    w1 = _bisect_increasing(d_env, lo1, hi1, iters)
     w0 = np.clip((tw - lam * w1) / (1 - lam), t0, t1)
     f1, df1 = f(w1)
     f0, df0 = f(w0)
-    best = None
     # at an interior optimum both edges give the same slope; where a contact point sits on the
     # box's side only the other edge's slope is the envelope's: try both, keep the higher plane
-    for beta in (u1 * df1, u0 * df0):
-        alpha = np.where(span > 1e-12, (u1 * f1 - u0 * f0 - beta * (w1 - w0)) / np.where(span > 1e-12, span, 1.0), f1)
-        gamma = np.full(u0.shape, np.inf)
-        for ue in (u0, u1):
-            gamma = np.minimum(gamma, _edge_min(act, other, ue, beta, t0, t1) - alpha * ue)
+    betas = [u1 * df1, u0 * df0]
+    alphas = [np.where(span > 1e-12, (u1 * f1 - u0 * f0 - b * (w1 - w0)) / np.where(span > 1e-12, span, 1.0), f1)
+              for b in betas]
+    # the four (slope, edge) minima in one call: both slopes on both edges u0 and u1
+    rep = lambda a: np.tile(np.broadcast_to(a, u0.shape), 4)  # noqa: E731
+    edge = _edge_min(act, rep(other), np.concatenate([u0, u1, u0, u1]), np.concatenate([betas[0], betas[0], betas[1], betas[1]]),
+                     rep(t0), rep(t1), iters).reshape(4, *u0.shape)
+    best = None
+    for j, (alpha, beta) in enumerate(zip(alphas, betas)):
+        gamma = np.minimum(edge[2 * j] - alpha * u0, edge[2 * j + 1] - alpha * u1)
         scale = 1.0 + np.abs(gamma) + np.abs(alpha) * np.maximum(np.abs(u0), np.abs(u1)) \
             + np.abs(beta) * np.maximum(np.abs(t0), np.abs(t1))
         gamma = gamma - 1e-9 * scale
