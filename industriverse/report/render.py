@@ -631,6 +631,14 @@ def png_passthrough(path: Path):
                            f="FlateDecode", inverted=False, dp=f"/Predictor 15 /Colors {channels} /Columns {width}")
 
 
+# the PDF's headings: bold size (pt), line height (mm), colour (None: black), space before and after (mm),
+# and the room (mm from the page's bottom edge) under which a heading starts a new page (None: never)
+HEADINGS = {
+    "h1": (16, 8, (31, 95, 168), 0, 1, None),
+    "h2": (12.5, 7, (31, 95, 168), 3, 1, 45),
+    "h3": (11, 6, None, 1.5, 0.5, 40),
+    "lead": (12.5, 6.6, (20, 33, 61), 1, 2, None),
+}
 IMAGE_COMPRESSION = 3  # zlib level of the plots inside the PDF
 TABLE_LINE_MM = 4.6  # table text line height
 TABLE_PAD_MM = 1.2  # cell padding, every side
@@ -730,35 +738,19 @@ def render_pdf(blocks: list[Block], path: Path, *, title: str, wait=None) -> Pat
     pdf.add_page()
     width = pdf.epw
     for b in blocks:
-        if b.kind == "h1":
-            pdf.set_font(body, "B", 16)
-            pdf.set_text_color(31, 95, 168)
-            pdf.multi_cell(width, 8, clean(b.text), align="L")
-            pdf.set_text_color(0)
-            pdf.ln(1)
-        elif b.kind == "h2":
-            if pdf.get_y() > pdf.h - 45:
+        if b.kind in HEADINGS:
+            size, line_mm, color, before, after, keep_mm = HEADINGS[b.kind]
+            if keep_mm is not None and pdf.get_y() > pdf.h - keep_mm:  # not the last lines of a page
                 pdf.add_page()
-            pdf.ln(3)
-            pdf.set_font(body, "B", 12.5)
-            pdf.set_text_color(31, 95, 168)
-            pdf.multi_cell(width, 7, clean(b.text), align="L")
-            pdf.set_text_color(0)
-            pdf.ln(1)
-        elif b.kind == "h3":
-            if pdf.get_y() > pdf.h - 40:
-                pdf.add_page()
-            pdf.ln(1.5)
-            pdf.set_font(body, "B", 11)
-            pdf.multi_cell(width, 6, clean(b.text), align="L")
-            pdf.ln(0.5)
-        elif b.kind == "lead":
-            pdf.ln(1)
-            pdf.set_font(body, "B", 12.5)
-            pdf.set_text_color(20, 33, 61)
-            pdf.multi_cell(width, 6.6, clean(b.text), align="L")
-            pdf.set_text_color(0)
-            pdf.ln(2)
+            if before:
+                pdf.ln(before)
+            pdf.set_font(body, "B", size)
+            if color is not None:
+                pdf.set_text_color(*color)
+            pdf.multi_cell(width, line_mm, clean(b.text), align="L")
+            if color is not None:
+                pdf.set_text_color(0)
+            pdf.ln(after)
         elif b.kind in ("p", "note"):
             pdf.set_font(body, "B" if b.text.startswith("Outcome:") else "", 8.5 if b.kind == "note" else 10)
             if b.kind == "note":  # notes in grey (an oblique face would be a third font to embed)
