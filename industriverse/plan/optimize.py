@@ -293,9 +293,9 @@ COMPLEMENTARITY_TOL = 1e-6  # kW: a pair both above this in one step runs at onc
 CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the relaxation's cost error
 # after the cutoff, new step-polytope planes at the steps making this share of the relaxation's cost
 # error (0: none).  0.5 on the cold-storage family (benchmarks/nonlinear_bound.py): gaps 1.52/1.39/1.94 % →
-# 1.21/1.19/1.90 % on instances 1/5/7 and 1.21 → 0.90 % on 3, for ~0.1–0.3 s more CPU (the slowest,
-# instance 1, then at 4.6× e79275d's time, within the 5× allowed)
-REPLANE_SHARE = 0.5
+# 1.21/1.19/1.90 % on instances 1/5/7 and 1.21 → 0.90 % on 3, for ~0.2–0.5 s more CPU, which takes
+# instance 1 to 4.6–5.2× e79275d's time from run to run, past the 5× allowed: off by default
+REPLANE_SHARE = 0.0
 CUTOFF_ABOVE_GAP = 0.01  # the cutoff runs only while the proven gap is above this (1 %)
 CUTOFF_MAX_STEPS = 192  # its LPs span the horizon (time ~ H²): longer plans keep the relaxation's bound
 
