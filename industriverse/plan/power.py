@@ -280,7 +280,7 @@ def _bisect_increasing(fun, a: np.ndarray, b: np.ndarray, iters: int = 60) -> np
 
 
 def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray, t0: np.ndarray,
-              t1: np.ndarray, iters: int = 60) -> np.ndarray:
+              t1: np.ndarray) -> np.ndarray:
     """A proven lower bound on ``min over T in [t0, t1] of ue·f(T) − β·T`` for a Carnot-fraction
     chiller (all (H,) arrays).  ``f`` is the larger of two smooth convex branches (the lift, or its
     clamp at ``min_lift_k``) that meet at the breakpoint; on each side of it the function is
@@ -300,7 +300,7 @@ def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray
     for clamped, a, b in ((False, t0, np.minimum(t1, bp)), (True, np.maximum(t0, bp), t1)):
         live = a <= b
         a, b = np.where(live, a, t0), np.where(live, b, t0)
-        ts = _bisect_increasing(lambda t: ue * branch(t, clamped)[1] - beta, a.astype(float), b.astype(float), iters)
+        ts = _bisect_increasing(lambda t: ue * branch(t, clamped)[1] - beta, a.astype(float), b.astype(float))
         fs, dfs = branch(ts, clamped)
         h = ue * fs - beta * ts
         dh = ue * dfs - beta
@@ -310,7 +310,7 @@ def _edge_min(act: Actuator, other: np.ndarray, ue: np.ndarray, beta: np.ndarray
 
 
 def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarray, t0: np.ndarray, t1: np.ndarray,
-                 u_at: np.ndarray, t_at: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 u_at: np.ndarray, t_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A plane ``q ≥ α·u + β·T + γ`` under the chiller power ``u·f(T)`` (``f = 1/COP``, convex in
     the node temperature ``T``) over the box ``[u0, u1] × [t0, t1]``, touching its convex envelope
     near ``(u_at, t_at)``; all (H,) arrays, u in kW thermal, T in °C.
@@ -321,8 +321,6 @@ def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarra
     stationary point.  ``γ`` takes the smaller edge bound (less a rounding allowance), so the cut
     is proven whatever the slopes; the slopes are those of the envelope's tangent plane at the
     point (its two contact points on the edges share the slope ``β = u0 f'(T0) = u1 f'(T1)``).
-    ``iters``: bisection steps of the contact and stationary points (fewer: a plane a little further
-    from the envelope, still proven).
     """
     def f(t):
         return inverse_cop_and_slope(act, t, other)
@@ -336,13 +334,16 @@ def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarra
     hi1 = np.minimum(t1, (tw - (1 - lam) * t0) / lam)
     hi1 = np.maximum(hi1, lo1)
 
-    other2 = np.tile(np.broadcast_to(np.asarray(other, dtype=float), u0.shape), 2)
+    def rep(a, k: int) -> np.ndarray:  # ``a`` over the boxes, ``k`` times end to end (k boxes' worth in one call)
+        return np.tile(np.broadcast_to(np.asarray(a, dtype=float), u0.shape), k)
+
+    other2 = rep(other, 2)
 
     def d_env(w1):  # both contact points' slopes in one call
         df = inverse_cop_and_slope(act, np.concatenate([w1, (tw - lam * w1) / (1 - lam)]), other2)[1]
         return u1 * df[:w1.size] - u0 * df[w1.size:]
 
-    w1 = _bisect_increasing(d_env, lo1, hi1, iters)
+    w1 = _bisect_increasing(d_env, lo1, hi1)
     w0 = np.clip((tw - lam * w1) / (1 - lam), t0, t1)
     f1, df1 = f(w1)
     f0, df0 = f(w0)
@@ -352,9 +353,8 @@ def envelope_cut(act: Actuator, other: np.ndarray, u0: np.ndarray, u1: np.ndarra
     alphas = [np.where(span > 1e-12, (u1 * f1 - u0 * f0 - b * (w1 - w0)) / np.where(span > 1e-12, span, 1.0), f1)
               for b in betas]
     # the four (slope, edge) minima in one call: both slopes on both edges u0 and u1
-    rep = lambda a: np.tile(np.broadcast_to(a, u0.shape), 4)  # noqa: E731
-    edge = _edge_min(act, rep(other), np.concatenate([u0, u1, u0, u1]), np.concatenate([betas[0], betas[0], betas[1], betas[1]]),
-                     rep(t0), rep(t1), iters).reshape(4, *u0.shape)
+    edge = _edge_min(act, rep(other, 4), np.concatenate([u0, u1, u0, u1]), np.concatenate([betas[0], betas[0], betas[1], betas[1]]),
+                     rep(t0, 4), rep(t1, 4)).reshape(4, *u0.shape)
     best = None
     for j, (alpha, beta) in enumerate(zip(alphas, betas)):
         gamma = np.minimum(edge[2 * j] - alpha * u0, edge[2 * j + 1] - alpha * u1)
