@@ -202,26 +202,25 @@ def main() -> int:
 
     # 2. throughput with 1 and 2 worker processes (every kind in each; one BLAS thread per process)
     os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    def run_strikes(seeds) -> float:
+        """Publish one strike per seed, wait for them all; wall seconds."""
+        msgs = [strike_message(raw, seed=s) for s in seeds]
+        t = time.perf_counter()
+        with RabbitPublisher(args.broker, prefix=prefix) as pub:
+            for m in msgs:
+                store.record_strike(m.strike_id, domain="hvac", status="requested")
+                pub.publish(m)
+        wait_all([m.strike_id for m in msgs])
+        return time.perf_counter() - t
+
     rates = {}
     for n in (1, 2):
         workers = [start_workers(args.broker, prefix, logs / f"n{n}-{i}") for i in range(n)]
         try:
             # warm-up: every process's first strike pays its one-time costs (the renderers' imports, the first
-            # figures, the compiled kernels); a fleet runs day after day, so the rate is timed on warm processes
-            warm = [strike_message(raw, seed=10_000 + 100 * n + i) for i in range(2 * n)]
-            with RabbitPublisher(args.broker, prefix=prefix) as pub:
-                for m in warm:
-                    store.record_strike(m.strike_id, domain="hvac", status="requested")
-                    pub.publish(m)
-            wait_all([m.strike_id for m in warm])
-            msgs = [strike_message(raw, seed=100 * n + i) for i in range(args.strikes)]
-            t = time.perf_counter()
-            with RabbitPublisher(args.broker, prefix=prefix) as pub:
-                for m in msgs:
-                    store.record_strike(m.strike_id, domain="hvac", status="requested")
-                    pub.publish(m)
-            wait_all([m.strike_id for m in msgs])
-            rates[n] = args.strikes / (time.perf_counter() - t)
+            # figures); a fleet runs day after day, so the rate is timed on warm processes
+            run_strikes(range(10_000 + 100 * n, 10_000 + 100 * n + 2 * n))
+            rates[n] = args.strikes / run_strikes(range(100 * n, 100 * n + args.strikes))
         finally:
             stop_workers(*workers)
     ratio = rates[2] / rates[1]
