@@ -108,6 +108,25 @@ def test_a_late_older_version_is_recorded_superseded_not_activated(gateway, tmp_
         gateway.register(tmp_path / "old" / "capsule")
 
 
+def test_strikes_packing_the_same_version_both_deploy(gateway, tmp_path):
+    """Two strikes of one client whose proofs share a millisecond pack the same version number: the
+    deployer re-packs the second with the next free number, and a redelivery finds its registration."""
+    from workers.deployer import pack_and_register
+
+    first_run = make_run(tmp_path / "a", created_at="2024-01-15T05:55:00+00:00", strike_id="s-a")
+    second_run = make_run(tmp_path / "b", created_at="2024-01-15T05:55:00+00:00", strike_id="s-b", heater_scale=1.2)
+    _, first = pack_and_register(gateway, first_run)
+    checks = []
+    manifest, second = pack_and_register(gateway, second_run, before=lambda: checks.append(1))
+    assert second != first and len(checks) == 2  # the expiry check before each registration
+    assert read_manifest_dict(manifest)["version"] == 20240115055500001
+    cid = gateway.get_activity(first)["capsule_id"]
+    assert gateway.active_version(cid) == 20240115055500001
+    assert gateway.get_activity(first)["status"] == "superseded"
+    assert pack_and_register(gateway, second_run)[1] == second  # redelivered: the same deployment
+    assert len(gateway.list_activities(cid, activity_type="deployment")) == 2
+
+
 def test_refusals_name_the_reason_and_record_nothing(gateway, tmp_path):
     bad = _capsule(tmp_path, "rejected", passed=False)
     with pytest.raises(DeploymentRefused) as exc:

@@ -47,6 +47,15 @@ class DeploymentRefused(IndustriverseError):
         super().__init__("deployment refused: " + "; ".join(self.reasons))
 
 
+class VersionTaken(DeploymentRefused):
+    """The capsule's version number is registered with other content: another strike of the same
+    capsule whose proof was made in the same millisecond (versions come from the proof's time)."""
+
+    def __init__(self, capsule_id: str, version: int):
+        self.capsule_id, self.version = capsule_id, version
+        super().__init__([f"capsule {capsule_id} version {version} is already registered with other content"])
+
+
 class GatewayError(IndustriverseError):
     """An operation the gateway's state does not allow (unknown capsule, nothing to roll back)."""
 
@@ -140,7 +149,7 @@ class CapsuleGatewayService:
         if same_number is not None:
             if same_number.content_sha256 == content:
                 return same_number.deployment_activity_id
-            raise DeploymentRefused([f"capsule {cid} version {version} is already registered with other content"])
+            raise VersionTaken(cid, version)
         return None
 
     def _register_verified(self, manifest: CapsuleManifest, raw: dict, content: str, dedup_key: str,
