@@ -111,16 +111,30 @@ class Proportional(_Baseline):
     def __init__(self, problem, model, settings: ProportionalSettings, file=None):
         super().__init__(problem, model, settings, file)
         self.gain, self.offset = settings.gain_kw_per_k, settings.offset_k
+        # per plan step and actuator: u = (x_node − target) · slope where the thermostat acts, u_lo elsewhere
+        # (a heater's gain·(lo + offset − x) is (x − (lo + offset))·(−gain) to the bit: negation is exact)
+        H, m = problem.H, problem.m
+        self.target, self.slope = np.zeros((H, m)), np.zeros((H, m))
+        self.acts = np.zeros((H, m), dtype=bool)
+        for a, (kind, i) in enumerate(zip(self.kinds, self.act_node)):
+            lo, hi = problem.x_lo[:H, i], problem.x_hi[:H, i]
+            if kind in ("heater", "heat_pump"):
+                on = np.isfinite(lo)
+                self.target[on, a], self.slope[on, a] = lo[on] + self.offset, -self.gain
+            elif kind == "chiller":
+                on = np.isfinite(hi)
+                self.target[on, a], self.slope[on, a] = hi[on] - self.offset, self.gain
+            else:
+                on = np.zeros(H, dtype=bool)
+            self.acts[:, a] = on
+        self.all_act = self.acts.all(axis=1)
 
     def __call__(self, j: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         k = self.step_of(j)
-        lo, hi = self.problem.x_lo[k], self.problem.x_hi[k]
-        u = np.broadcast_to(self.problem.u_lo[k], x.shape[:-1] + (self.problem.m,)).copy()
-        for a, (kind, i) in enumerate(zip(self.kinds, self.act_node)):
-            if kind in ("heater", "heat_pump") and np.isfinite(lo[i]):
-                u[..., a] = self.gain * (lo[i] + self.offset - x[..., i])
-            elif kind == "chiller" and np.isfinite(hi[i]):
-                u[..., a] = self.gain * (x[..., i] - (hi[i] - self.offset))
+        u = x[..., self.act_node] - self.target[k]
+        u *= self.slope[k]
+        if not self.all_act[k]:
+            u = np.where(self.acts[k], u, self.problem.u_lo[k])
         return self.clip(u, k)
 
 
