@@ -9,21 +9,36 @@ import shutil
 from pathlib import Path
 
 from industriverse.fleet import store
-from industriverse.model.canonical import read_json
-from industriverse.report.render import write_report
-from industriverse.fleet.rundir import bundle_files, restore_files
+from industriverse.model.canonical import parse_yaml, read_json
+from industriverse.report.render import MANIFEST_FILE, write_report
+from industriverse.fleet.rundir import bundle_files
 from messages import CapsuleDeployed, Message, PlanRejected, StrikeCompleted
 from workers.actor import actor
-from workers.scratch import new_run_dir, write_scratch_run
+from workers.scratch import new_run_dir
+
+
+def run_documents(body, deployment: dict | None) -> dict:
+    """The documents of the strike round ``body`` refers to, as :func:`industriverse.report.render.read_run`
+    reads them from a run directory, straight from the store (no files written and parsed back)."""
+    optimization = store.get_json_artifact(body.optimization_ref)
+    run = {"request": optimization["request"], "optimization": optimization,
+           "simulation": store.get_json_artifact(body.simulation_ref),
+           "verdict": store.get_json_artifact(body.verdict_ref), "proof": store.get_json_artifact(body.proof_ref)}
+    if deployment is not None:
+        run["deployment"] = deployment
+        manifest = store.get_json_artifact(body.capsule_ref).get(MANIFEST_FILE.name) if body.capsule_ref else None
+        if manifest is not None:
+            run["manifest"] = parse_yaml(manifest["data"], MANIFEST_FILE.as_posix()) or {}
+    if isinstance(run["proof"], dict):
+        run["strike_id"] = run["proof"].get("strike_id")
+    return run
 
 
 def _report(message: Message, body, deployment: dict | None) -> StrikeCompleted:
     run_dir = new_run_dir(message, "work")
     try:
-        write_scratch_run(run_dir, body, deployment)
-        if deployment is not None and body.capsule_ref:
-            restore_files(store.get_json_artifact(body.capsule_ref), run_dir / "capsule")
-        paths = write_report(run_dir, plots_key=(body.optimization_ref, body.simulation_ref))
+        run = {"run_dir": str(run_dir), **run_documents(body, deployment)}
+        paths = write_report(run_dir, run=run, plots_key=(body.optimization_ref, body.simulation_ref))
         value_ref = store.put_json_artifact(read_json(paths["value"]))
         report_ref = store.put_json_artifact(bundle_files(run_dir / "report"))
     finally:

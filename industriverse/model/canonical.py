@@ -192,12 +192,27 @@ def parse_json(text: str | bytes, file: str | None) -> Any:
     return check_document(doc, file)
 
 
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` through libyaml's parser when PyYAML has it (the same documents, ~10× faster:
+    a strike reads and writes its signed manifest several times)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def yaml_dump(doc: Any, **options) -> str:
+    """``yaml.safe_dump(doc, **options)`` through libyaml's emitter when PyYAML has it."""
+    import yaml
+
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **options)
+
+
 def parse_yaml(text: str, file: str | None) -> Any:
     """Parse YAML text (safe loader) within the limits of :func:`check_document`."""
     import yaml
 
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

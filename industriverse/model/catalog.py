@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from industriverse.errors import BadInput
+from industriverse.model.canonical import yaml_load
 
 DOMAIN_DIR = Path(__file__).with_name("domains")
 
@@ -34,7 +33,7 @@ def list_domains() -> list[str]:
 
 @lru_cache(maxsize=None)
 def _read(name: str) -> dict:
-    return yaml.safe_load((DOMAIN_DIR / f"{name}.yaml").read_text())
+    return yaml_load((DOMAIN_DIR / f"{name}.yaml").read_text())
 
 
 def load_domain(name: str) -> Domain:

@@ -65,7 +65,9 @@ def read_run(run_dir: str | Path) -> dict:
     manifest = run_dir / MANIFEST_FILE
     if manifest.is_file():
         try:
-            run["manifest"] = yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}
+            from industriverse.model.canonical import yaml_load
+
+            run["manifest"] = yaml_load(manifest.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise BadInput(str(manifest), None, f"is not valid YAML ({exc.__class__.__name__})") from None
     if isinstance(run.get("proof"), dict):

@@ -49,10 +49,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from industriverse.model.canonical import read_json, read_yaml, sha256_bytes, sha256_of
+from industriverse.model.canonical import read_json, read_yaml, sha256_bytes, sha256_of, yaml_dump, yaml_load
 from industriverse.errors import BadInput
 from industriverse.trust.proof import verify_proof
 from industriverse.trust.signing import sign_document, signing_input, verify_document
@@ -521,9 +520,9 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
     except ValidationError as exc:
         raise _field_error(out / MANIFEST_FILE, exc) from None
     signed = sign_document(manifest, keys_dir=keys_dir)
-    text = yaml.safe_dump(signed, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    text = yaml_dump(signed, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
     # What is signed must be what a reader loads back from the YAML, bit for bit.
-    if signing_input(yaml.safe_load(text)) != signing_input(signed):
+    if signing_input(yaml_load(text)) != signing_input(signed):
         raise ValueError("the manifest does not survive a YAML round trip; refusing to write it")
     mpath = out / MANIFEST_FILE
     _write_atomic(mpath, text.encode("utf-8"))
