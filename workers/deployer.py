@@ -15,21 +15,27 @@ from industriverse.fleet import store
 from industriverse.trust.capsule import pack_capsule
 from industriverse.operate.gateway import CapsuleGatewayService, VersionTaken
 from industriverse.operate.monitor import arm_monitor
-from industriverse.fleet.rundir import bundle_files
+from industriverse.fleet.rundir import bundle_files, write_documents
 from messages import CapsuleDeployed, Message, PlanVerified
 from workers.actor import actor
 from workers.middleware import check_expiry
-from workers.scratch import new_run_dir, write_scratch_run
+from workers.scratch import new_run_dir
 
 
 @actor("deployer", consumes="plan.verified")
 def deploy_capsule(message: Message) -> list[Message]:
     body: PlanVerified = message.body
     run_dir = new_run_dir(message, "capsules")
-    write_scratch_run(run_dir, body)
+    optimization = store.get_json_artifact(body.optimization_ref)
+    # the documents the capsule copies; the simulation (only its bands are packed) stays in memory
+    write_documents(run_dir, {"request": optimization["request"], "optimization": optimization,
+                              "verdict": store.get_json_artifact(body.verdict_ref),
+                              "proof": store.get_json_artifact(body.proof_ref)})
+    simulation = store.get_json_artifact(body.simulation_ref)
     gateway = CapsuleGatewayService()
     # the expiry again after the packing: the last moment before anything goes live
-    manifest, activity_id = pack_and_register(gateway, run_dir, before=lambda: check_expiry(message, "deployer"))
+    manifest, activity_id = pack_and_register(gateway, run_dir, before=lambda: check_expiry(message, "deployer"),
+                                              simulation=simulation)
     arm_monitor(gateway, manifest.parent, activity_id)
     capsule_id = gateway.get_activity(activity_id)["capsule_id"]
     capsule_ref = store.put_json_artifact(bundle_files(manifest.parent))
@@ -42,15 +48,15 @@ def deploy_capsule(message: Message) -> list[Message]:
 VERSION_TRIES = 20  # strikes of one capsule whose proofs share a millisecond (a fleet runs a few at once)
 
 
-def pack_and_register(gateway: CapsuleGatewayService, run_dir, before=None):
+def pack_and_register(gateway: CapsuleGatewayService, run_dir, before=None, simulation: dict | None = None):
     """Pack ``run_dir``'s capsule and register it; ``(manifest path, deployment activity ID)``.
 
     Where its version number is registered with other content (:class:`VersionTaken`), the capsule is
     packed again with the next number, up to :data:`VERSION_TRIES` numbers.  ``before()`` runs before
-    each registration (the expiry check)."""
+    each registration (the expiry check); ``simulation``: as :func:`pack_capsule` takes it."""
     version = None
     for attempt in range(VERSION_TRIES):
-        manifest = pack_capsule(run_dir, version=version)
+        manifest = pack_capsule(run_dir, version=version, simulation=simulation)
         if before is not None:
             before()
         try:

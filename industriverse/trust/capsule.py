@@ -446,12 +446,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: str | Path | None = None) -> Path:
+def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: str | Path | None = None,
+                 simulation: dict | None = None) -> Path:
     """Pack ``run_dir`` (with optimization.json and proof.json) into ``run_dir/capsule/``.
 
     Returns the path of the signed ``manifest.yaml``.  ``version`` defaults to
     :func:`version_for` of the proof's ``created_at``.  A proof that did not pass is
-    packed all the same (the gateway refuses it, with the reason).
+    packed all the same (the gateway refuses it, with the reason).  ``simulation``: the
+    simulation document (its predicted bands go into the capsule) when the caller holds it
+    already; else ``run_dir/simulation.json`` is read if there is one.
     """
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION):
         raise BadInput(None, "--version", f"must be an integer from 1 to {MAX_VERSION} (63 bits)")
@@ -466,7 +469,8 @@ def pack_capsule(run_dir: str | Path, *, version: int | None = None, keys_dir: s
     for path, doc in ((opt_path, optimization), (proof_path, proof)):
         if not isinstance(doc, dict):
             raise BadInput(str(path), None, "must be a JSON object")
-    simulation = read_json(sim_path) if sim_path.is_file() else None
+    if simulation is None and sim_path.is_file():
+        simulation = read_json(sim_path)
     request = effective_request(optimization)
     if "created_at" not in proof:
         raise BadInput(str(proof_path), "created_at", "is missing")
