@@ -25,6 +25,7 @@ are re-derived from the optimization's request through :func:`industriverse.mode
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -71,8 +72,6 @@ def style():
 
 def _styled(fn):
     """Run a plot function inside :func:`style` (its figure is drawn and saved inside it too)."""
-    import functools
-
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         with style():
@@ -211,6 +210,7 @@ def clear_cache() -> None:
     from industriverse.report import agg
 
     _KEPT.__dict__.pop("figures", None)
+    _DATE_TICKS.clear()
     agg.clear_cache()
 
 
@@ -233,17 +233,56 @@ def _subplots(fig, *args, **kwargs):
 def _time_axis(ax, times: list[datetime], *, max_ticks: int = 8) -> None:
     """Readable time ticks for any horizon, hours to months: concise labels (the date once where it
     changes, not on every tick); at most :data:`VALUE_BINS` intervals on the value axis."""
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.ticker import MaxNLocator
 
-    locator = AutoDateLocator(minticks=3, maxticks=max_ticks)
-    formatter = ConciseDateFormatter(locator, show_offset=True)
+    Locator, Formatter = _date_ticks()
+    locator = Locator(minticks=3, maxticks=max_ticks)
+    formatter = Formatter(locator, show_offset=True)
     formatter.offset_formats = ["", "%Y", "%b %Y", "%d %b %Y", "%d %b %Y", "%d %b %Y %H:%M"]
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(formatter)
     ax.set_xlim(times[0], times[-1])
     ax.yaxis.set_major_locator(MaxNLocator(nbins=VALUE_BINS, steps=[1, 2, 2.5, 5, 10]))
     ax.grid(True, alpha=0.3)
+
+
+_DATE_TICKS: dict = {}  # (view interval, max ticks) -> tick positions; (positions,) -> (labels, offset text)
+
+
+@functools.lru_cache(maxsize=None)
+def _date_ticks():
+    """matplotlib's AutoDateLocator and ConciseDateFormatter, each remembering what it worked out for a view
+    interval (a worker's reports share their horizon): the same ticks and labels without the date
+    arithmetic (num2date, rrules) at every draw."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    class Locator(AutoDateLocator):
+        def __init__(self, *, minticks: int, maxticks: int):
+            super().__init__(minticks=minticks, maxticks=maxticks)
+            self._settings = (minticks, maxticks)
+
+        def __call__(self):
+            key = (*self.axis.get_view_interval(), *self._settings)
+            locs = _DATE_TICKS.get(key)
+            if locs is None:
+                locs = _DATE_TICKS[key] = super().__call__()
+            return locs
+
+    class Formatter(ConciseDateFormatter):
+        _offset = ""  # the offset text of the last ticks formatted
+
+        def format_ticks(self, values):
+            key = (*values, self._locator.axis is not None and self._locator.axis.get_inverted())
+            done = _DATE_TICKS.get(key)
+            if done is None:
+                done = _DATE_TICKS[key] = (super().format_ticks(values), super().get_offset())
+            self._offset = done[1]
+            return list(done[0])
+
+        def get_offset(self):
+            return self._offset
+
+    return Locator, Formatter
 
 
 def _held(values: np.ndarray) -> np.ndarray:
