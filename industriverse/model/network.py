@@ -324,7 +324,11 @@ def electric_power(net: Network, u: np.ndarray, x: np.ndarray, d: np.ndarray) ->
     ``u``: (..., m) set-points in kW; ``x``: (..., n) states at the step's start; ``d``: (..., n_d).
     """
     dist = net.disturbance_names
-    p = np.zeros(np.broadcast_shapes(u.shape[:-1], x.shape[:-1], d.shape[:-1]))
+    if u.shape[-1] and x.shape[-1] and d.shape[-1]:  # np.broadcast of one column each: a fifth of broadcast_shapes' time
+        shape = np.broadcast(u[..., 0], x[..., 0], d[..., 0]).shape
+    else:
+        shape = np.broadcast_shapes(u.shape[:-1], x.shape[:-1], d.shape[:-1])
+    p = np.zeros(shape)
     if net.site.load is not None:
         p = p + d[..., dist.index(net.site.load)]
     if net.site.pv is not None:

@@ -128,10 +128,12 @@ class Proportional(_Baseline):
                 on = np.zeros(H, dtype=bool)
             self.acts[:, a] = on
         self.all_act = self.acts.all(axis=1)
+        first = int(self.act_node[0]) if m else 0  # the measured nodes as a slice where they are consecutive (a view)
+        self.measured = slice(first, first + m) if np.array_equal(self.act_node, np.arange(first, first + m)) else self.act_node
 
     def __call__(self, j: int, x: np.ndarray, d: np.ndarray) -> np.ndarray:
         k = self.step_of(j)
-        u = x[..., self.act_node] - self.target[k]
+        u = x[..., self.measured] - self.target[k]
         u *= self.slope[k]
         if not self.all_act[k]:
             u = np.where(self.acts[k], u, self.problem.u_lo[k])
