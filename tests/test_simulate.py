@@ -377,3 +377,28 @@ def test_tracking_respects_the_ramp_limit():
         jumps.append(np.abs(np.diff(ens.u_mean[0, :, :, 0], axis=1)).max())
     assert jumps[0] > 0.3  # without the limit the tracking law moves faster
     assert jumps[1] <= 0.3 + 1e-9
+
+
+@pytest.mark.parametrize("example", ["hvac_testcase1.json", "cold_storage_display_case.json"])
+def test_nominal_run_rides_in_the_ensemble_pass(example):
+    # simulate() integrates the nominal run as extra rows of the ensemble's pass: the noisy trajectories must
+    # come out bit for bit as in a pass of their own (common random numbers), the nominal one as alone, to rounding
+    from industriverse.verify.baselines import make_baseline
+
+    raw = json.loads((Path(__file__).resolve().parent.parent / "examples" / example).read_text())
+    p = map_constraint(raw["domain"], raw)
+    model = sim.substep_model(p)
+    u = 0.5 * (np.maximum(p.u_lo, 0.0) + np.minimum(p.u_hi, 0.6 * np.max(p.u_hi)))  # any plan within the limits
+    ctrls = lambda: [PlanTracking(p, u, model), make_baseline(p, model)]  # noqa: E731
+    nom, ens = run_ensemble(p, ctrls(), 37, 5, model=model, fused=False, with_nominal=True)
+    alone_nom = run_ensemble(p, ctrls(), 1, 5, model=model, noise=False, fused=False)
+    alone_ens = run_ensemble(p, ctrls(), 37, 5, model=model, fused=False)
+    for field in ("x", "sub_excess", "discomfort", "power", "travel", "u_mean"):
+        assert np.array_equal(getattr(ens, field), getattr(alone_ens, field)), field
+        np.testing.assert_allclose(getattr(nom, field), getattr(alone_nom, field), rtol=1e-12, atol=1e-12, err_msg=field)
+    assert ens.energy.keys() == alone_ens.energy.keys() == nom.energy.keys()
+    for k in ens.energy:
+        assert np.array_equal(ens.energy[k], alone_ens.energy[k]), k
+        np.testing.assert_allclose(nom.energy[k], alone_nom.energy[k], rtol=1e-12, atol=1e-12, err_msg=k)
+    assert (nom.path_steps, ens.path_steps) == (alone_nom.path_steps, alone_ens.path_steps)
+    assert np.std(ens.x[:, :, -1]) > 0 and nom.x.shape[1] == 1  # the noisy rows are noisy, the nominal one is one

@@ -74,13 +74,18 @@ def energy_kpis(power_kw: np.ndarray, dt_h: float, price: np.ndarray, export_pri
     exp = imp - P  # = max(−P, 0)
     means = fifteen_minute_means(P, dt_h, axis=0)
     peak = np.maximum(means.max(axis=0), 0.0)
-    # the price-weighted sums over time as products (one pass each, BLAS)
-    cost = (np.asarray(price, dtype=float) @ imp - np.asarray(export_price, dtype=float) @ exp) * dt_h + demand_charge_per_kw * peak
+    # the weighted sums over time summed step by step for each trajectory, as the energy is: a trajectory's
+    # figures do not depend on how many others are summed beside it (a BLAS product rounds a column by
+    # where it falls in the kernel's blocks, so a baseline alone and next to a plan would differ in the last bit)
+    def weighted(weights, values):
+        return np.multiply(values, np.asarray(weights, dtype=float)[:, None]).sum(axis=0)
+
+    cost = (weighted(price, imp) - weighted(export_price, exp)) * dt_h + demand_charge_per_kw * peak
     out = {
         "energy_kwh": imp.sum(axis=0) * dt_h,
         "export_kwh": exp.sum(axis=0) * dt_h,
         "cost": cost,
-        "emissions_kg": (np.asarray(emission_factor, dtype=float) @ imp) * dt_h,
+        "emissions_kg": weighted(emission_factor, imp) * dt_h,
         "peak_kw": peak,
     }
     if len(demand_groups):

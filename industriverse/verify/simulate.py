@@ -393,8 +393,8 @@ def run_ensemble(problem, controllers: Sequence, N: int, seed: int | None, *, mo
     group_masks = [np.repeat(mask, S) for _, _, mask in problem.demand_groups]  # demand periods, per sub-step
 
     # the nominal trajectory after the N noisy ones, on NOMINAL_ROWS identical rows: each controller's block of
-    # rows then keeps its offset mod 8 in memory, so the BLAS products over the paths (energy_kpis) round every
-    # noisy path exactly as without the nominal (common random numbers hold to the bit across controller sets)
+    # rows keeps its offset mod 8 in memory, so a BLAS kernel that treats rows by their place in its blocks (the
+    # state products) rounds every noisy path as without the nominal; the KPIs' sums are per path anyway
     extra = NOMINAL_ROWS if with_nominal else 0
     Nt = N + extra
     x_out = np.empty((C, Nt, H + 1, n))
