@@ -204,3 +204,30 @@ def test_planes_on_some_steps_only(six_hours):
     q = lp.program.blocks["q0"]
     cols = rows[0].tocoo().col
     assert set((cols[(cols >= q.start) & (cols < q.stop)] - q.start).tolist()) <= set(steps.tolist())
+
+
+def test_the_sub_step_rows_hold_every_feasible_plan_and_cut_the_polytopes(six_hours):
+    """The band at a control sub-step of the goods (the banded node farthest from the compressor's
+    wall) joins each step polytope: every feasible plan (feasible between the samples too) lies in
+    the polytopes with those rows, and they cut off vertices of the polytopes without them."""
+    from industriverse.plan.step_hull import HULL_SUBSTEPS, lagging_nodes
+
+    problem, lp, hull = six_hours
+    r = lp.power.relaxed[0]
+    assert list(lagging_nodes(problem, r.node, np.arange(problem.n))) == [problem.nodes.index("goods")]
+    assert HULL_SUBSTEPS
+    G, lo, hi, T, start = step_polytopes(problem, r, lp.program, substeps=HULL_SUBSTEPS)
+    G0, lo0, hi0, _, _ = step_polytopes(problem, r, lp.program, substeps=())
+    assert G.shape[1] == G0.shape[1] + 2  # one goods row for each of the polytope's two steps
+    plans = _feasible_plans(problem, 8, seed=3)
+    for u, x in plans:
+        assert substep_violation(problem, u) <= 1e-9
+        y = hull.points(x, u[:, 0])
+        g = np.einsum("hrd,hd->hr", G, y)
+        assert np.all(g >= lo - 1e-9 * (1 + np.abs(lo))) and np.all(g <= hi + 1e-9 * (1 + np.abs(hi)))
+    cut = 0
+    for k in (5, 12, 23):
+        for v in _vertices(G0[k], lo0[k], hi0[k]):
+            g = G[k] @ v
+            cut += bool(np.any(g < lo[k] - 1e-6) or np.any(g > hi[k] + 1e-6))
+    assert cut > 0
