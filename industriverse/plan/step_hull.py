@@ -16,10 +16,13 @@ state one step earlier and the chiller's last two set-points, :func:`step_polyto
 
 (``c``: forecast, and the other actuators' range), which holds every feasible plan; ``T_k`` is an
 affine function of ``y``.  The last rows are the continuous-time band of :mod:`industriverse.plan.substeps`
-(exact zero-order-hold response, so they hold every feasible plan) for the banded nodes farthest from the
-chiller (:func:`lagging_nodes`): without them the planes mix points such as "goods at their lower limit,
-air and wall cold, compressor off then on hard" that meet the band at the samples while the goods leave
-it within the step (cold-storage family, 96 steps: the planes' gap 2.79 → 2.18 % on instance 1).  A plane ``q_k ≥ α·y + γ`` under ``φ(y) = u_k·f(T_k(y))`` on ``P_k``:
+(exact zero-order-hold response, so they hold every feasible plan) at one control sub-step of each of the
+polytope's steps, the (sub-step, node) that the plain polytope's vertices leave most
+(:func:`chosen_substeps`; with several actuators: fixed fractions of the step for the banded nodes farthest
+from the chiller, :func:`lagging_nodes`): without them the planes mix points such as "goods at their lower
+limit, air and wall cold, compressor off then on hard" that meet the band at the samples while the goods
+leave it within the step (cold-storage family, 96 steps, instance 1: the planes' gap 2.79 → 2.18 % with
+the goods' band 3 minutes into each step).  A plane ``q_k ≥ α·y + γ`` under ``φ(y) = u_k·f(T_k(y))`` on ``P_k``:
 
 * ``φ − α·y`` is linear in ``y`` on each slice ``T_k = const``, so its minimum over ``P_k`` lies
   at a vertex of a slice, i.e. on an edge of ``P_k`` (a line where ``d − 1`` independent rows hold
