@@ -275,3 +275,40 @@ def test_the_refined_planes_never_pass_the_brute_force_optimum(case, monkeypatch
     assert "cutoff" not in doc["stats"] and doc["stats"]["refined_planes"]["steps"] >= 4
     best = _brute_force_optimum(problem)
     assert doc["lower_bound"] <= best + 1e-9 * max(abs(best), 1.0)
+
+
+
+@pytest.mark.parametrize("case", QUARTER_HOUR_CASES)
+def test_the_disjunctive_bound_never_passes_the_brute_force_optimum(case, monkeypatch):
+    """optimize()'s bound with the goods-temperature splits (optimize.disjunctive_bound) instead of the
+    refined planes, forced (these instances are under 1 % without them): above the planes' bound
+    and never above the brute-force optimum."""
+    import industriverse.plan.optimize as optimize_module
+
+    monkeypatch.setattr(optimize_module, "CUTOFF_ABOVE_GAP", 0.0)
+    monkeypatch.setattr(optimize_module, "REFINE_BELOW_GAP", 1.0)
+    monkeypatch.setattr(optimize_module, "DISJ_PER_POINT", 1000)
+    problem = _quarter_hours(case)
+    doc = optimize(problem, "auto", seed=0)
+    d = doc["stats"]["disjunctions"]
+    assert d["splits"] >= 1 and "refined_planes" not in doc["stats"]
+    lp = solve_planning_lp(problem, relax=True)
+    sol, _ = hull_bound(problem, lp.power, lp.program)
+    best = _brute_force_optimum(problem)
+    assert sol.lower_bound - 1e-9 <= doc["lower_bound"] <= best + 1e-9 * max(abs(best), 1.0)
+
+
+def test_the_disjunctive_bound_with_many_splits_stays_under_the_plans(six_hours):
+    """Several splits (_disj_spacing() apart) in one LP: the bound rises above the planes' and stays under
+    the cost of every plan the optimizer finds (its own plan here, and the planes' bound is raised)."""
+    import industriverse.plan.optimize as optimize_module
+
+    problem, lp, _ = six_hours
+    sol, _ = hull_bound(problem, lp.power, lp.program)
+    node = optimize_module._slow_node(problem, lp.power)
+    assert node == problem.nodes.index("goods")
+    lb, st = optimize_module.disjunctive_bound(problem, lp.power, lp.program, sol.z, sol.lower_bound, node, max_splits=6, warm=sol)
+    assert st["splits"] >= 3
+    assert all(b - a >= optimize_module._disj_spacing() for a, b in zip(st["steps"], st["steps"][1:]))
+    doc = optimize(problem, "auto", seed=0)
+    assert sol.lower_bound - 1e-9 <= lb <= doc["objective"]["cost"] + 1e-9
