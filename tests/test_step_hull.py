@@ -270,6 +270,7 @@ def test_the_refined_planes_never_pass_the_brute_force_optimum(case, monkeypatch
     monkeypatch.setattr(optimize_module, "CUTOFF_ABOVE_GAP", 0.0)
     monkeypatch.setattr(optimize_module, "REFINE_BELOW_GAP", 1.0)
     monkeypatch.setattr(optimize_module, "REFINE_SHARE", 1.0)
+    monkeypatch.setattr(optimize_module, "DISJUNCTIVE", False)  # the refined planes, not the splits
     problem = _quarter_hours(case)
     doc = optimize(problem, "auto", seed=0)
     assert "cutoff" not in doc["stats"] and doc["stats"]["refined_planes"]["steps"] >= 4
