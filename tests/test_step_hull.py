@@ -293,6 +293,8 @@ def test_the_disjunctive_bound_never_passes_the_brute_force_optimum(case, monkey
     doc = optimize(problem, "auto", seed=0)
     d = doc["stats"]["disjunctions"]
     assert d["splits"] >= 1 and "refined_planes" not in doc["stats"]
+    if d["raised"]:
+        assert "splits of the slowest node's temperature" in doc["lower_bound_method"]
     lp = solve_planning_lp(problem, relax=True)
     sol, _ = hull_bound(problem, lp.power, lp.program)
     best = _brute_force_optimum(problem)

@@ -133,6 +133,8 @@ def optimize(problem, method: str = "auto", seed: int = 0, *, request_dir: str |
     elif lb is not None:
         bound_method = ("relaxation-lp-dual (convex envelope of the COP power over proven set-point and temperature "
                         "intervals" + (", planes over each step's polytope of states and set-points" if hulled else "")
+                        + (", splits of the slowest node's temperature taken together in one LP"
+                           if stats.get("disjunctions", {}).get("raised") else "")
                         + (", tightened with the plan's cost as cutoff)" if tightened else ")"))
     if lb is not None and lp.milp is not None:
         bound_method = "milp-dual (complementarity: " + bound_method + " with a binary per step)"
@@ -221,7 +223,7 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
         t0 = time.perf_counter()
         splits = int(np.clip(np.ceil(DISJ_PER_POINT * (100 * (cost - lb) / abs(cost) - 0.92)), 4, DISJ_MAX))
         lb2, dst = disjunctive_bound(problem, lp.power, program, z, lb, node, max_splits=splits, warm=hsol)
-        stats["disjunctions"] = {**dst, "wall_seconds": time.perf_counter() - t0}
+        stats["disjunctions"] = {**dst, "wall_seconds": time.perf_counter() - t0, "raised": bool(lb2 > lb)}
         lb = max(lb, lb2)
     elif hsol is not None and hsol.status == 0 and CUTOFF_ABOVE_GAP * abs(cost) < cost - lb <= REFINE_BELOW_GAP * abs(cost):
         # close to the target: the cost row hardly shrinks the boxes at such a gap (the cutoff gained
