@@ -315,3 +315,47 @@ def test_the_disjunctive_bound_with_many_splits_stays_under_the_plans(six_hours)
     assert all(b - a >= optimize_module._disj_spacing() for a, b in zip(st["steps"], st["steps"][1:]))
     doc = optimize(problem, "auto", seed=0)
     assert sol.lower_bound - 1e-9 <= lb <= doc["objective"]["cost"] + 1e-9
+
+
+def test_coarse_to_fine_ranges_are_the_full_ranges_where_solved(six_hours):
+    """full_ranges with stride > 1 solves a subset of the range LPs: those it solves give the same
+    proven ends as the full sweep, the others stay infinite (the box is kept), and the coarse ones are
+    always solved."""
+    from industriverse.plan.cutoff import full_ranges
+
+    problem = six_hours[0]
+    lp = solve_planning_lp(problem, relax=True)  # its own: other tests add rows to the fixture's program
+    prog, r = lp.program, lp.power.relaxed[0]
+    H, m, n = problem.H, problem.m, problem.n
+    steps = np.arange(1, H)
+    targets = np.concatenate([prog.blocks["u"].start + steps * m + r.actuator, prog.blocks["x"].start + steps * n + r.node])
+    ref = (np.concatenate([r.u_lo[steps], r.t_lo[steps]]), np.concatenate([r.u_hi[steps], r.t_hi[steps]]))
+    cost = lp.lower_bound + 0.02 * abs(lp.lower_bound)  # a cutoff that shrinks some ranges and not others
+    lo1, hi1, n1 = full_ranges(prog, targets, cost)
+    lo4, hi4, n4 = full_ranges(prog, targets, cost, lines=[steps.size, steps.size], stride=4, ref=ref)
+    assert n1 == 2 * targets.size and n4 < n1
+    for a, b in ((lo4, lo1), (hi4, hi1)):
+        solved = np.isfinite(a)
+        assert np.allclose(a[solved], b[solved], rtol=1e-6, atol=1e-6)
+    coarse = np.zeros(targets.size, dtype=bool)
+    coarse[0:steps.size:4] = coarse[steps.size - 1] = coarse[steps.size::4] = coarse[-1] = True
+    assert np.all(np.isfinite(lo4[coarse])) and np.all(np.isfinite(hi4[coarse]))
+
+
+def test_shrunk_steps_are_the_neighbours_of_a_shrunk_box():
+    import dataclasses
+
+    from industriverse.plan.cutoff import shrunk_steps
+    from industriverse.plan.power import RelaxedActuator
+
+    H = 10
+    one = np.ones(H)
+    old = RelaxedActuator(0, 0, one, one, [], -one, one, 0 * one, 4 * one, one)
+    t_hi = one.copy()
+    t_hi[4] = 0.5  # 25 % of the temperature box's width gone at step 4
+    u_lo = 0 * one
+    u_lo[8] = 0.2  # 5 % of the set-point box's at step 8
+    new = dataclasses.replace(old, t_hi=t_hi, u_lo=u_lo)
+    assert list(shrunk_steps(old, new, 0.1)) == [3, 4, 5]
+    assert list(shrunk_steps(old, new, 0.04)) == [3, 4, 5, 7, 8, 9]
+    assert shrunk_steps(old, old, 0.01).size == 0

@@ -256,7 +256,7 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
                 return hull_separator(problem, pw, lp2,
                                       steps=lambda i, r: costly_steps(problem, r, i, program, z, REPLANE_SHARE))
         lb2, cst = cutoff_bound(problem, lp.power, program, lb, cost, z=z, share=CUTOFF_SHARE,
-                                keep_rows=hsol is not None, range_lp=slim, more_cuts=more)
+                                keep_rows=hsol is not None, range_lp=slim, more_cuts=more, stride=CUTOFF_STRIDE)
         stats["cutoff"] = cst
         tightened = lb2 > lb
         lb = max(lb, lb2)
@@ -329,6 +329,7 @@ CUTOFF_SHARE = 0.8  # the cutoff tightens the steps that make this share of the 
 # instance 1 to 4.6–5.2× e79275d's time from run to run, past the 5× allowed: off by default
 REPLANE_SHARE = 0.0
 CUTOFF_ABOVE_GAP = 0.01  # the cutoff runs only while the proven gap is above this (1 %)
+CUTOFF_STRIDE = 4  # its range LPs coarse to fine: every 4th step first, those between only where a neighbour's box moved
 # with the step-polytope planes' gap in (CUTOFF_ABOVE_GAP, REFINE_BELOW_GAP], instead of the cutoff: planes over
 # polytopes with REFINE_ROWS chosen sub-step band rows per polytope step (step_hull.chosen_substeps) at the
 # steps making REFINE_SHARE of the relaxation's cost error.  Cold-storage family, 96 steps: instance 7
