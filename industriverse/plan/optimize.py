@@ -485,9 +485,6 @@ def disjunctive_program(program, disjunctions):
         base = col0
         tot = 2 * nJ + 2
         ncols_before = col0
-        def wide(M, shift):
-            M = sparse.csr_matrix(M)
-            return sparse.csr_matrix((M.data, M.indices + shift, M.indptr), shape=(M.shape[0], ncols_before + tot))
         rows_ub, rhs_ub, rows_eq, rhs_eq = [], [], [], []
         # z_J − z_1 − z_2 = 0
         E = sparse.lil_matrix((nJ, ncols_before + tot))
@@ -526,6 +523,7 @@ def disjunctive_program(program, disjunctions):
                     Msc = Ms.tocoo()
                     ok[Msc.row[~inJ[Msc.col]]] = False
                 keep = cand[ok]
+                keep = keep[np.isfinite(b[keep])]  # a row without a finite right-hand side binds nothing
                 if keep.size == 0:
                     continue
                 S = M[keep].tocoo()
