@@ -281,7 +281,7 @@ def test_the_refined_planes_never_pass_the_brute_force_optimum(case, monkeypatch
 
 @pytest.mark.parametrize("case", QUARTER_HOUR_CASES)
 def test_the_disjunctive_bound_never_passes_the_brute_force_optimum(case, monkeypatch):
-    """optimize()'s bound with the goods-temperature splits (optimize.disjunctive_bound) instead of the
+    """optimize()'s bound with the goods-temperature splits (splits.disjunctive_bound) instead of the
     refined planes, forced (these instances are under 1 % without them): above the planes' bound
     and never above the brute-force optimum."""
     import industriverse.plan.optimize as optimize_module
@@ -302,17 +302,17 @@ def test_the_disjunctive_bound_never_passes_the_brute_force_optimum(case, monkey
 
 
 def test_the_disjunctive_bound_with_many_splits_stays_under_the_plans(six_hours):
-    """Several splits (_disj_spacing() apart) in one LP: the bound rises above the planes' and stays under
+    """Several splits (splits.spacing() apart) in one LP: the bound rises above the planes' and stays under
     the cost of every plan the optimizer finds (its own plan here, and the planes' bound is raised)."""
-    import industriverse.plan.optimize as optimize_module
+    import industriverse.plan.splits as splits_module
 
     problem, lp, _ = six_hours
     sol, _ = hull_bound(problem, lp.power, lp.program)
-    node = optimize_module._slow_node(problem, lp.power)
+    node = splits_module.slow_node(problem, lp.power)
     assert node == problem.nodes.index("goods")
-    lb, st = optimize_module.disjunctive_bound(problem, lp.power, lp.program, sol.z, sol.lower_bound, node, max_splits=6, warm=sol)
+    lb, st = splits_module.disjunctive_bound(problem, lp.power, lp.program, sol.z, sol.lower_bound, node, max_splits=6, warm=sol)
     assert st["splits"] >= 3
-    assert all(b - a >= optimize_module._disj_spacing() for a, b in zip(st["steps"], st["steps"][1:]))
+    assert all(b - a >= splits_module.spacing() for a, b in zip(st["steps"], st["steps"][1:]))
     doc = optimize(problem, "auto", seed=0)
     assert sol.lower_bound - 1e-9 <= lb <= doc["objective"]["cost"] + 1e-9
 
