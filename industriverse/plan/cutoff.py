@@ -148,14 +148,11 @@ def shrunk_steps(old, new, frac: float) -> np.ndarray:
 
 def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float, *, rounds: int = 1,
                  min_gain: float = 1e-3, z: np.ndarray | None = None, share: float = 1.0,
-                 keep_rows: bool = False, range_lp=None, more_cuts=None, stride: int = 1,
-                 slim_later: bool = False, target: float = 0.0,
-                 share_step: float = 0.0) -> tuple[float, dict]:
+                 keep_rows: bool = False, range_lp=None, more_cuts=None, stride: int = 1) -> tuple[float, dict]:
     """A lower bound on the optimal cost ≥ ``lower_bound`` from bound tightening with the cutoff
     ``cost`` (the incumbent plan's true cost) on the solved relaxed planning LP ``lp`` (with any
     rows added while solving it).  Returns ``(bound, stats)``; the bound is never above ``cost``.
-    Rounds stop when the bound rises by less than ``min_gain`` of the remaining gap, or the gap to
-    ``cost`` is at most ``target`` (relative).
+    Rounds stop when the bound rises by less than ``min_gain`` of the remaining gap.
     ``z``: the LP's solution; with ``share < 1`` only the steps that make that share of the
     relaxation's cost error (price × (true power − relaxed power) at ``z``) are tightened.
     ``keep_rows``: re-solve ``lp`` itself with the new bounds (every row it has stays, e.g. the
@@ -166,9 +163,7 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
     ``more_cuts(lp, power)``: a separator of further cuts valid for every plan of cost ≤ ``cost``,
     built on the re-solved LP's new bounds and boxes (e.g.
     :func:`industriverse.plan.step_hull.hull_separator`); or None.  ``stride``: the range LPs go
-    coarse to fine (:func:`full_ranges`; 1: every range).  ``slim_later``: later rounds' range LPs
-    keep only the rows binding at the last solution (a relaxation: the ranges stay proven).
-    ``share_step``: each later round tightens ``share_step`` more of the cost error's share."""
+    coarse to fine (:func:`full_ranges`; 1: every range)."""
     from industriverse.plan.lp import build_planning_lp, chain_cuts, solve, substep_cuts
     from industriverse.plan.power import ENVELOPE_ROUNDS, envelope_separator
 
@@ -188,7 +183,7 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
             r = relaxed[i]
             steps = np.arange(H)
             if z is not None and share < 1.0:
-                steps = costly_steps(problem, r, i, lp, z, min(share + share_step * stats['rounds'], 1.0))
+                steps = costly_steps(problem, r, i, lp, z, share)
             tu = us.start + steps * m + r.actuator
             sx = steps[steps >= 1]  # x[0] is the given initial state
             tt = xs.start + sx * n + r.node
@@ -237,14 +232,10 @@ def cutoff_bound(problem, power: PowerModel, lp, lower_bound: float, cost: float
         if sol.status != 0 or sol.lower_bound is None:
             break
         z = sol.z
-        if slim_later:  # the next round's range LPs: the re-solved LP's binding rows only
-            from industriverse.plan.step_hull import without_slack_cuts
-
-            range_lp = without_slack_cuts(lp, z)
         gain = sol.lower_bound - best
         stats["bounds"].append(float(sol.lower_bound))
         best = max(best, float(sol.lower_bound))
-        if best >= cost or gain < min_gain * (cost - best + gain) or cost - best <= target * abs(cost):
+        if best >= cost or gain < min_gain * (cost - best + gain):
             break
     stats["seconds"] = time.perf_counter() - t0
     return min(best, cost), stats

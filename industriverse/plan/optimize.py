@@ -217,8 +217,10 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
         if hsol.status == 0 and hsol.lower_bound is not None and np.isfinite(hsol.lower_bound):
             hulled = hsol.lower_bound > lb
             lb, z = max(lb, float(hsol.lower_bound)), hsol.z
-    node = slow_node(problem, lp.power) if DISJUNCTIVE and hsol is not None and hsol.status == 0 else None
-    if node is not None and CUTOFF_ABOVE_GAP * abs(cost) < cost - lb <= REFINE_BELOW_GAP * abs(cost):
+    planes = hsol is not None and hsol.status == 0  # the LP with the planes solved
+    near = CUTOFF_ABOVE_GAP * abs(cost) < cost - lb <= REFINE_BELOW_GAP * abs(cost)
+    node = slow_node(problem, lp.power) if near and planes and DISJUNCTIVE else None
+    if node is not None:
         # close to the target: splits of the slow node's temperature at the costliest steps, all in
         # one LP (their extended formulations), instead of the refined planes
         t0 = time.perf_counter()
@@ -226,11 +228,10 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
         lb2, dst = disjunctive_bound(problem, lp.power, program, z, lb, node, max_splits=splits, warm=hsol)
         stats["disjunctions"] = {**dst, "wall_seconds": time.perf_counter() - t0, "raised": bool(lb2 > lb)}
         lb = max(lb, lb2)
-    elif hsol is not None and hsol.status == 0 and CUTOFF_ABOVE_GAP * abs(cost) < cost - lb <= REFINE_BELOW_GAP * abs(cost):
+    elif near and planes:
         # close to the target: the cost row hardly shrinks the boxes at such a gap (the cutoff gained
         # ≤ 0.015 points on the cold-storage instances 4 and 7 there); planes over polytopes with more
         # sub-step band rows at the costliest steps gain more, for less
-        from industriverse.plan.cutoff import costly_steps
         from industriverse.plan.lp import chain_cuts, solve, substep_cuts
         from industriverse.plan.power import envelope_separator
         from industriverse.plan.step_hull import HULL_ROUNDS
@@ -248,7 +249,7 @@ def tightened_bound(problem, lp: "PlanningLPResult", lower_bound: float, cost: f
     elif cost - lb > CUTOFF_ABOVE_GAP * abs(cost):
         # every optimal plan lies in smaller boxes, where the envelope is tighter; the range LPs keep
         # only the binding rows (they re-solve faster), the final LP every row
-        slim = without_slack_cuts(program, z) if hsol is not None and hsol.status == 0 else None
+        slim = without_slack_cuts(program, z) if planes else None
         # (optionally) step-polytope planes over the smaller boxes, at the steps that make a share of the
         # relaxation's cost error (price × (true power − relaxed power) at the planes' LP plan)
         more = None
