@@ -27,7 +27,7 @@ def deploy_capsule(message: Message) -> list[Message]:
     body: PlanVerified = message.body
     run_dir = new_run_dir(message, "capsules")
     optimization = store.get_json_artifact(body.optimization_ref)
-    # the documents the capsule copies; the simulation (only its bands are packed) stays in memory
+    # the run's documents beside the capsule, all but the simulation: only its bands are packed, from memory
     write_documents(run_dir, {"request": optimization["request"], "optimization": optimization,
                               "verdict": store.get_json_artifact(body.verdict_ref),
                               "proof": store.get_json_artifact(body.proof_ref)})

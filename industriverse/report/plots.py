@@ -246,7 +246,8 @@ def _time_axis(ax, times: list[datetime], *, max_ticks: int = 8) -> None:
     ax.grid(True, alpha=0.3)
 
 
-_DATE_TICKS: dict = {}  # (view interval, max ticks) -> tick positions; (positions,) -> (labels, offset text)
+_DATE_TICKS: dict = {}  # ("ticks", view interval, settings) -> positions; ("labels", positions, inverted) -> (labels, offset)
+DATE_TICKS_KEPT = 256  # entries at most (a worker meets a new horizon every day): then it starts afresh
 
 
 @functools.lru_cache(maxsize=None)
@@ -262,20 +263,20 @@ def _date_ticks():
             self._settings = (minticks, maxticks)
 
         def __call__(self):
-            key = (*self.axis.get_view_interval(), *self._settings)
+            key = ("ticks", *self.axis.get_view_interval(), *self._settings)
             locs = _DATE_TICKS.get(key)
             if locs is None:
-                locs = _DATE_TICKS[key] = super().__call__()
+                locs = _remember(key, super().__call__())
             return locs
 
     class Formatter(ConciseDateFormatter):
         _offset = ""  # the offset text of the last ticks formatted
 
         def format_ticks(self, values):
-            key = (*values, self._locator.axis is not None and self._locator.axis.get_inverted())
+            key = ("labels", *values, self._locator.axis is not None and self._locator.axis.get_inverted())
             done = _DATE_TICKS.get(key)
             if done is None:
-                done = _DATE_TICKS[key] = (super().format_ticks(values), super().get_offset())
+                done = _remember(key, (super().format_ticks(values), super().get_offset()))
             self._offset = done[1]
             return list(done[0])
 
@@ -283,6 +284,13 @@ def _date_ticks():
             return self._offset
 
     return Locator, Formatter
+
+
+def _remember(key, value):
+    if len(_DATE_TICKS) >= DATE_TICKS_KEPT:
+        _DATE_TICKS.clear()
+    _DATE_TICKS[key] = value
+    return value
 
 
 def _held(values: np.ndarray) -> np.ndarray:
